@@ -1,0 +1,41 @@
+// Entry point: parse the command line, run the chosen subcommand, map errors to exit codes.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "app/commands.h"
+#include "comm/mpi_communicator.h"
+#include "core/error.h"
+#include "core/version.h"
+
+int main(int argc, char** argv) {
+  CLI::App root{"resp: self-reflective structured pruning (RESP) of reasoning language models"};
+  root.set_version_flag("--version", std::string("resp ") + RESP_VERSION);
+  root.require_subcommand(1);
+  root.fallthrough(false);
+  resp::app::Action selected;
+  resp::app::register_logprobs(root, &selected);
+  resp::app::register_bench(root, &selected);
+  resp::app::register_tokenize(root, &selected);
+
+  try {
+    root.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return root.exit(e);
+  }
+  int code = 0;
+  try {
+    return selected ? selected() : 2;
+  } catch (const resp::UsageError& e) {
+    std::fprintf(stderr, "resp: error: %s\n", e.what());
+    code = 2;
+  } catch (const resp::ConfigError& e) {
+    std::fprintf(stderr, "resp: error: %s\n", e.what());
+    code = 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "resp: error: %s\n", e.what());
+    code = 1;
+  }
+  resp::MpiRuntime::shutdown_after_error(code);
+  return code;
+}

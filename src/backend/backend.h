@@ -1,0 +1,82 @@
+// The device abstraction. The model code calls only these methods and never learns whether it
+// runs on the CPU or a GPU. All float ops compute in f32 on f32 tensors unless stated.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace resp {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual std::string name() const = 0;
+
+  // ---- memory -------------------------------------------------------------------------------
+  virtual Buffer allocate(size_t bytes) = 0;
+  // Copies numel elements between tensors of the same dtype and element count; either side may
+  // be host or device memory. Both must be contiguous.
+  virtual void copy(const Tensor& dst, const Tensor& src) = 0;
+  virtual void fill(const Tensor& dst, float value) = 0;  // F32 tensors
+  virtual void synchronize() = 0;
+
+  // Allocates a tensor-sized buffer on this backend (convenience over allocate()).
+  Buffer allocate_tensor(DType dtype, Shape shape) {
+    return allocate(static_cast<size_t>(shape.numel()) * dtype_size(dtype));
+  }
+
+  // ---- math ---------------------------------------------------------------------------------
+  // C = alpha * op(A) @ op(B) + beta * C for 2-D f32 views; op(X) = X^T when trans_x.
+  // Row strides (stride(0)) may exceed the row length; the last dimension must be contiguous.
+  virtual void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c,
+                    float alpha = 1.0f, float beta = 0.0f) = 0;
+
+  // y[T, out] = x[T, in] @ w[out, in]^T (+ bias[out] when bias is non-empty). beta = 1 adds into y.
+  void linear(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias = {},
+              float beta = 0.0f);
+
+  // y[r, :] += bias[:] for every row r of y[R, N].
+  virtual void add_bias(const Tensor& y, const Tensor& bias) = 0;
+
+  // out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w[:], x/out [R, D], w [D]. out may alias x.
+  virtual void rmsnorm(const Tensor& out, const Tensor& x, const Tensor& w, float eps) = 0;
+
+  // In-place rotary embedding, Hugging Face "rotate_half" convention on x [T, H, D] (D even):
+  // for i < D/2, angle = positions[t] * inv_freq[i],
+  //   x'[i]       = x[i] * cos - x[i + D/2] * sin
+  //   x'[i + D/2] = x[i + D/2] * cos + x[i] * sin
+  // positions: I32 [T]; inv_freq: F32 [D/2] (already scaled, e.g. llama3 rope scaling).
+  virtual void rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq) = 0;
+
+  // Causal grouped-query attention.
+  // q [T, Hq, D]; k, v [S, Hkv, D] hold keys/values for positions 0..S-1 of this sequence;
+  // query row t sits at position q_offset + t and attends keys 0..q_offset + t (S >= q_offset + T).
+  // kv_of_head: I32 [Hq], the KV head each query head reads (explicit, because pruning leaves
+  // groups of unequal size). out [T, Hq, D] = softmax(scale * q k^T) v.
+  virtual void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
+                         const Tensor& kv_of_head, int64_t q_offset, float scale) = 0;
+
+  // out = silu(gate) * up, all [T, F]. out may alias gate or up.
+  virtual void swiglu(const Tensor& out, const Tensor& gate, const Tensor& up) = 0;
+
+  // out[t, :] = table[ids[t], :]; table [V, H] F32, ids I32 [T] (each in [0, V)), out [T, H].
+  virtual void embedding(const Tensor& out, const Tensor& table, const Tensor& ids) = 0;
+
+  // out = a + b elementwise (same shapes; out may alias a or b).
+  virtual void add(const Tensor& out, const Tensor& a, const Tensor& b) = 0;
+  // x *= alpha.
+  virtual void scale(const Tensor& x, float alpha) = 0;
+
+  // Row-wise softmax / log-softmax over the last dim of x [R, N] (numerically stable).
+  // out may alias x.
+  virtual void softmax(const Tensor& out, const Tensor& x) = 0;
+  virtual void log_softmax(const Tensor& out, const Tensor& x) = 0;
+};
+
+// The CPU backend (OpenBLAS + OpenMP). `threads` <= 0 means "all available cores".
+std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
+
+}  // namespace resp

@@ -1,0 +1,741 @@
+#include "backend/cpu/cpu_backend.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <bit>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "core/error.h"
+
+namespace resp {
+
+namespace {
+
+// Below these amounts of work an op runs on the calling thread: starting an OpenMP region costs
+// microseconds, which matters for single-token decoding.
+constexpr int64_t kParallelElems = 1 << 15;  // cheap elementwise ops
+constexpr int64_t kChunkElems = 1 << 14;     // chunk size of flat elementwise loops
+
+// ---- validation -------------------------------------------------------------------------------
+
+void check_cpu(const char* op, const char* what, const Tensor& t) {
+  if (t.device() != Device::CPU)
+    throw ShapeError(cat(op, ": ", what, " ", t.str(), " is not host memory (cpu backend)"));
+  if (t.data() == nullptr && t.numel() != 0)
+    throw ShapeError(cat(op, ": ", what, " ", t.str(), " has no data"));
+}
+
+void check_dtype(const char* op, const char* what, const Tensor& t, DType want) {
+  check_cpu(op, what, t);
+  if (t.dtype() != want)
+    throw ShapeError(cat(op, ": ", what, " ", t.str(), " must be ", dtype_name(want)));
+}
+
+void check_rank(const char* op, const char* what, const Tensor& t, int rank) {
+  if (t.rank() != rank)
+    throw ShapeError(cat(op, ": ", what, " ", t.str(), " must have rank ", rank));
+}
+
+// A tensor seen as `rows` rows (dimension 0) of `cols` contiguous elements, `stride` elements
+// apart (stride >= cols; padded leading dimension allowed).
+struct Rows {
+  float* data;
+  int64_t rows;
+  int64_t cols;
+  int64_t stride;
+  bool contiguous() const { return rows <= 1 || stride == cols; }
+  float* row(int64_t r) const { return data + r * stride; }
+};
+
+Rows rows_of(const char* op, const char* what, const Tensor& t) {
+  if (t.rank() == 0) return {static_cast<float*>(t.data()), 1, 1, 1};
+  int64_t expect = 1;
+  for (int i = t.rank() - 1; i >= 1; --i) {
+    if (t.dim(i) != 1 && t.stride(i) != expect)
+      throw ShapeError(cat(op, ": ", what, " ", t.str(), " has non-contiguous inner dimensions"));
+    expect *= t.dim(i);
+  }
+  const int64_t rows = t.dim(0);
+  const int64_t stride = rows <= 1 ? expect : t.stride(0);
+  if (stride < expect)
+    throw ShapeError(cat(op, ": ", what, " ", t.str(), " has row stride ", stride, " < row size ",
+                         expect));
+  return {static_cast<float*>(t.data()), rows, expect, stride};
+}
+
+// F32 on the host, viewed as rows.
+Rows f32_rows(const char* op, const char* what, const Tensor& t) {
+  check_dtype(op, what, t, DType::F32);
+  return rows_of(op, what, t);
+}
+
+// Byte range [begin, end) a row view touches.
+struct Span {
+  const char* begin;
+  const char* end;
+};
+Span span_of(const Rows& r) {
+  const char* b = reinterpret_cast<const char*>(r.data);
+  if (r.rows == 0 || r.cols == 0) return {b, b};
+  return {b, b + ((r.rows - 1) * r.stride + r.cols) * static_cast<int64_t>(sizeof(float))};
+}
+bool overlaps(const Rows& x, const Rows& y) {
+  const Span a = span_of(x), b = span_of(y);
+  return a.begin < b.end && b.begin < a.end;
+}
+bool same_view(const Rows& x, const Rows& y) {
+  return x.data == y.data && x.rows == y.rows && x.cols == y.cols && x.stride == y.stride;
+}
+// `out` may be exactly `in` (in-place) but must not partly overlap it.
+void check_alias(const char* op, const char* out_name, const Rows& out, const char* in_name,
+                 const Rows& in, const Tensor& out_t, const Tensor& in_t) {
+  if (overlaps(out, in) && !same_view(out, in))
+    throw ShapeError(cat(op, ": ", out_name, " ", out_t.str(), " partially overlaps ", in_name,
+                         " ", in_t.str()));
+}
+
+// ---- math helpers -----------------------------------------------------------------------------
+
+// c ? a : b without a branch. GCC (with the default -ftrapping-math) turns a float `?:` that
+// feeds further arithmetic into control flow and then refuses to vectorise the loop.
+inline float select(bool c, float a, float b) {
+  const uint32_t m = 0u - static_cast<uint32_t>(c);
+  return std::bit_cast<float>((std::bit_cast<uint32_t>(a) & m) |
+                              (std::bit_cast<uint32_t>(b) & ~m));
+}
+
+// exp(x) in f32 within 1.5 ulp (Cephes expf polynomial), branch-free so that loops calling it
+// vectorise (glibc's expf does not). Returns 0 below -87.3 (where the result would be
+// subnormal), +inf above 88.3, NaN for NaN.
+inline float exp_f32(float x) {
+  constexpr float kLo = -87.3f, kHi = 88.3f;
+  float xc = select(x < kLo, kLo, x);
+  xc = select(xc > kHi, kHi, xc);
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding and subtracting rounds to integer
+  const float kf = (xc * 1.44269504088896341f + kRound) - kRound;  // round(x / ln 2)
+  const float r = (xc - kf * 0.693359375f) - kf * -2.12194440e-4f;  // x - k ln 2 (two parts)
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = (p * (r * r) + r) + 1.0f;
+  const float pow2 = std::bit_cast<float>((static_cast<int32_t>(kf) + 127) << 23);  // 2^k
+  const float res = select(x < kLo, 0.0f, y * pow2);
+  return select(x > kHi, std::numeric_limits<float>::infinity(), res);
+}
+
+// Runs body(begin, end) over [0, n) in chunks, in parallel when the work is large enough.
+template <typename Body>
+void parallel_chunks(int threads, int64_t n, int64_t work, Body&& body) {
+  const int64_t chunks = (n + kChunkElems - 1) / kChunkElems;
+#pragma omp parallel for num_threads(threads) if (work >= kParallelElems && chunks > 1) \
+    schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) body(c * kChunkElems, std::min(n, (c + 1) * kChunkElems));
+}
+
+// Row-wise max of n floats.
+inline float row_max(const float* x, int64_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : m)
+  for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+}  // namespace
+
+// ---- construction and memory --------------------------------------------------------------------
+
+CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_max_threads()) {
+  if (threads_ < 1) threads_ = 1;
+  openblas_set_num_threads(threads_);
+}
+
+std::unique_ptr<Backend> make_cpu_backend(int threads) {
+  return std::make_unique<CpuBackend>(threads);
+}
+
+Buffer CpuBackend::allocate(size_t bytes) { return allocate_host(bytes); }
+
+void CpuBackend::copy(const Tensor& dst, const Tensor& src) {
+  check_cpu("copy", "dst", dst);
+  check_cpu("copy", "src", src);
+  RESP_CHECK_SHAPE(dst.dtype() == src.dtype() && dst.numel() == src.numel(), "dst ", dst.str(),
+                   " and src ", src.str(), " differ in dtype or element count");
+  RESP_CHECK_SHAPE(dst.is_contiguous() && src.is_contiguous(), "dst ", dst.str(), " and src ",
+                   src.str(), " must be contiguous");
+  if (dst.nbytes() == 0 || dst.data() == src.data()) return;
+  std::memmove(dst.data(), src.data(), dst.nbytes());
+}
+
+void CpuBackend::fill(const Tensor& dst, float value) {
+  const Rows d = f32_rows("fill", "dst", dst);
+  if (d.contiguous()) {
+    float* p = d.data;
+    parallel_chunks(threads_, d.rows * d.cols, d.rows * d.cols, [&](int64_t b, int64_t e) {
+      std::fill(p + b, p + e, value);
+    });
+    return;
+  }
+#pragma omp parallel for num_threads(threads_) if (d.rows * d.cols >= kParallelElems)
+  for (int64_t r = 0; r < d.rows; ++r) std::fill(d.row(r), d.row(r) + d.cols, value);
+}
+
+// ---- gemm ---------------------------------------------------------------------------------------
+
+void CpuBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                      const Tensor& c, float alpha, float beta) {
+  check_dtype("gemm", "A", a, DType::F32);
+  check_dtype("gemm", "B", b, DType::F32);
+  check_dtype("gemm", "C", c, DType::F32);
+  RESP_CHECK_SHAPE(a.rank() == 2 && b.rank() == 2 && c.rank() == 2, "A ", a.str(), ", B ",
+                   b.str(), ", C ", c.str(), " must all be 2-D");
+  const int64_t m = trans_a ? a.dim(1) : a.dim(0);
+  const int64_t k = trans_a ? a.dim(0) : a.dim(1);
+  const int64_t kb = trans_b ? b.dim(1) : b.dim(0);
+  const int64_t n = trans_b ? b.dim(0) : b.dim(1);
+  RESP_CHECK_SHAPE(k == kb && c.dim(0) == m && c.dim(1) == n, "op(A) [", m, ", ", k,
+                   "] @ op(B) [", kb, ", ", n, "] -> C [", m, ", ", n, "] does not fit: A ",
+                   a.str(), (trans_a ? "^T" : ""), ", B ", b.str(), (trans_b ? "^T" : ""), ", C ",
+                   c.str());
+  const Rows ra = rows_of("gemm", "A", a);
+  const Rows rb = rows_of("gemm", "B", b);
+  const Rows rc = rows_of("gemm", "C", c);
+  RESP_CHECK_SHAPE(!overlaps(rc, ra) && !overlaps(rc, rb), "C ", c.str(),
+                   " overlaps an input (A ", a.str(), ", B ", b.str(), ")");
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // C = beta * C (and exactly 0 when beta == 0, whatever C held)
+    for (int64_t r = 0; r < rc.rows; ++r) {
+      float* p = rc.row(r);
+      for (int64_t j = 0; j < rc.cols; ++j) p[j] = beta == 0.0f ? 0.0f : beta * p[j];
+    }
+    return;
+  }
+  // Leading dimensions: at least the row length (BLAS requires ld >= max(1, cols)).
+  const int64_t lda = std::max<int64_t>({ra.stride, ra.cols, 1});
+  const int64_t ldb = std::max<int64_t>({rb.stride, rb.cols, 1});
+  const int64_t ldc = std::max<int64_t>({rc.stride, rc.cols, 1});
+  constexpr int64_t kMax = INT_MAX;
+  RESP_CHECK_SHAPE(m <= kMax && n <= kMax && k <= kMax && lda <= kMax && ldb <= kMax &&
+                       ldc <= kMax,
+                   "dimensions exceed the BLAS integer range: A ", a.str(), ", B ", b.str(),
+                   ", C ", c.str());
+  // The OpenBLAS thread count is process-wide; re-assert ours in case another backend changed it.
+  if (openblas_get_num_threads() != threads_) openblas_set_num_threads(threads_);
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
+              static_cast<blasint>(n), static_cast<blasint>(k), alpha, ra.data,
+              static_cast<blasint>(lda), rb.data, static_cast<blasint>(ldb), beta, rc.data,
+              static_cast<blasint>(ldc));
+}
+
+// ---- row-wise ops -------------------------------------------------------------------------------
+
+void CpuBackend::add_bias(const Tensor& y, const Tensor& bias) {
+  const Rows ry = f32_rows("add_bias", "y", y);
+  const Rows rbias = f32_rows("add_bias", "bias", bias);
+  RESP_CHECK_SHAPE(y.rank() == 2 && bias.rank() == 1 && bias.dim(0) == y.dim(1), "y ", y.str(),
+                   " must be [R, N] and bias ", bias.str(), " [N]");
+  RESP_CHECK_SHAPE(!overlaps(ry, rbias), "y ", y.str(), " overlaps bias ", bias.str());
+  const float* bp = rbias.data;
+#pragma omp parallel for num_threads(threads_) if (ry.rows * ry.cols >= kParallelElems)
+  for (int64_t r = 0; r < ry.rows; ++r) {
+    float* p = ry.row(r);
+#pragma omp simd
+    for (int64_t j = 0; j < ry.cols; ++j) p[j] += bp[j];
+  }
+}
+
+void CpuBackend::rmsnorm(const Tensor& out, const Tensor& x, const Tensor& w, float eps) {
+  const Rows ro = f32_rows("rmsnorm", "out", out);
+  const Rows rx = f32_rows("rmsnorm", "x", x);
+  const Rows rw = f32_rows("rmsnorm", "w", w);
+  RESP_CHECK_SHAPE(x.rank() == 2 && out.shape() == x.shape() && w.rank() == 1 &&
+                       w.dim(0) == x.dim(1),
+                   "x ", x.str(), " and out ", out.str(), " must be [R, D] and w ", w.str(),
+                   " [D]");
+  check_alias("rmsnorm", "out", ro, "x", rx, out, x);
+  RESP_CHECK_SHAPE(!overlaps(ro, rw), "out ", out.str(), " overlaps w ", w.str());
+  const int64_t d = rx.cols;
+  if (d == 0) return;
+  const float* wp = rw.data;
+#pragma omp parallel for num_threads(threads_) if (rx.rows * d >= kParallelElems)
+  for (int64_t r = 0; r < rx.rows; ++r) {
+    const float* xp = rx.row(r);
+    float* op = ro.row(r);
+    double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
+    for (int64_t i = 0; i < d; ++i) ss += static_cast<double>(xp[i]) * static_cast<double>(xp[i]);
+    const float inv =
+        static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(d) + static_cast<double>(eps)));
+#pragma omp simd
+    for (int64_t i = 0; i < d; ++i) op[i] = (xp[i] * inv) * wp[i];
+  }
+}
+
+void CpuBackend::rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq) {
+  const Rows rx = f32_rows("rope", "x", x);
+  check_dtype("rope", "positions", positions, DType::I32);
+  const Rows rf = f32_rows("rope", "inv_freq", inv_freq);
+  check_rank("rope", "x [T, H, D]", x, 3);
+  const int64_t t_len = x.dim(0), heads = x.dim(1), d = x.dim(2);
+  RESP_CHECK_SHAPE(d % 2 == 0, "x ", x.str(), ": head dim must be even");
+  RESP_CHECK_SHAPE(positions.rank() == 1 && positions.dim(0) == t_len, "positions ",
+                   positions.str(), " must be [T] for x ", x.str());
+  RESP_CHECK_SHAPE(positions.is_contiguous(), "positions ", positions.str(),
+                   " must be contiguous");
+  RESP_CHECK_SHAPE(inv_freq.rank() == 1 && inv_freq.dim(0) == d / 2, "inv_freq ",
+                   inv_freq.str(), " must be [D/2] for x ", x.str());
+  const int64_t half = d / 2;
+  if (t_len == 0 || heads == 0 || half == 0) return;
+  const int32_t* pos = positions.i32();
+  const float* freq = rf.data;
+#pragma omp parallel num_threads(threads_) if (t_len * heads * d >= kParallelElems)
+  {
+    std::vector<float> cs(static_cast<size_t>(2 * half));
+    float* cosv = cs.data();
+    float* sinv = cs.data() + half;
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < t_len; ++t) {
+      const double p = static_cast<double>(pos[t]);
+      for (int64_t i = 0; i < half; ++i) {
+        const double angle = p * static_cast<double>(freq[i]);
+        cosv[i] = static_cast<float>(std::cos(angle));
+        sinv[i] = static_cast<float>(std::sin(angle));
+      }
+      float* row = rx.row(t);
+      for (int64_t h = 0; h < heads; ++h) {
+        float* lo = row + h * d;
+        float* hi = lo + half;
+#pragma omp simd
+        for (int64_t i = 0; i < half; ++i) {
+          const float a = lo[i], b = hi[i];
+          lo[i] = a * cosv[i] - b * sinv[i];
+          hi[i] = b * cosv[i] + a * sinv[i];
+        }
+      }
+    }
+  }
+}
+
+// ---- attention ----------------------------------------------------------------------------------
+//
+// Work item: (query head h, block of up to kBlock consecutive query rows). Row r of a block sits
+// at position q_offset + t0 + r and attends keys [0, lim[r]), lim[r] = q_offset + t0 + r + 1, so
+// the first row's keys [0, lim[0]) are common to the whole block and later rows add at most
+// kBlock - 1 keys each. Per block:
+//   1. scores = q . k: register tiles of (rows x 16 keys) over the common keys, reading a
+//      transposed copy of K ([D][keys], made once per call for the keys [0, q_offset + T) only),
+//      then plain dot products for the few extra keys of the later rows;
+//   2. stable softmax numerators in place (max-subtract, vectorised exp), sums in double;
+//   3. out = (p v) / sum: register tiles of (rows x 16 dims) over the common keys, then the
+//      later rows' extra keys.
+// No row ever reads a key or value past its own causal limit.
+
+namespace {
+
+constexpr int kBlock = 4;   // query rows per work item (they share every K/V load)
+constexpr int kTile = 16;   // keys per score tile / head dims per output tile (2 AVX vectors)
+
+struct AttnArgs {
+  const Rows* q;
+  const Rows* k;
+  const Rows* v;
+  const Rows* out;
+  const int32_t* kv_of_head;
+  const float* kt;  // [Hkv][D][kt_ld]: keys [0, q_offset + T) transposed, or null
+  int64_t kt_ld;
+  int64_t t_len, d, q_offset;
+  float scale;
+};
+
+inline float dot(const float* a, const float* b, int64_t d) {
+  float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < d; ++i) acc += a[i] * b[i];
+  return acc;
+}
+
+// The two register-tiled kernels below keep their 8 accumulators in named 8-float vectors (GNU
+// vector extension, GCC and Clang; lowered to AVX, SSE or NEON as available): with plain arrays
+// GCC keeps the accumulators in memory and the loops run at a fraction of FMA throughput.
+typedef float F8 __attribute__((vector_size(32)));
+inline F8 load8(const float* p) {
+  F8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store8(float* p, F8 v) { std::memcpy(p, &v, sizeof v); }
+
+// sc[r][s0 + j] = q[r] . key(s0 + j) for 4 rows and j < 16; kt points at key s0 of dim 0.
+inline void score_tile4(const float* const* q, const float* kt, int64_t kt_ld, int64_t d,
+                        float* const* sc, int64_t s0) {
+  F8 a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {};
+  const float *q0 = q[0], *q1 = q[1], *q2 = q[2], *q3 = q[3];
+  for (int64_t i = 0; i < d; ++i) {
+    const float* kr = kt + i * kt_ld;
+    const F8 k0 = load8(kr), k1 = load8(kr + 8);
+    a00 += q0[i] * k0;
+    a01 += q0[i] * k1;
+    a10 += q1[i] * k0;
+    a11 += q1[i] * k1;
+    a20 += q2[i] * k0;
+    a21 += q2[i] * k1;
+    a30 += q3[i] * k0;
+    a31 += q3[i] * k1;
+  }
+  store8(sc[0] + s0, a00);
+  store8(sc[0] + s0 + 8, a01);
+  store8(sc[1] + s0, a10);
+  store8(sc[1] + s0 + 8, a11);
+  store8(sc[2] + s0, a20);
+  store8(sc[2] + s0 + 8, a21);
+  store8(sc[3] + s0, a30);
+  store8(sc[3] + s0 + 8, a31);
+}
+
+// ac[r][i0 + j] = sum_{s < n} p[r][s] * value(s)[i0 + j] for 4 rows and j < 16; v points at
+// dimension i0 of value 0.
+inline void value_tile4(const float* const* p, const float* v, int64_t vs, int64_t n,
+                        float* const* ac, int64_t i0) {
+  F8 a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {};
+  const float *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
+  for (int64_t s = 0; s < n; ++s) {
+    const float* vr = v + s * vs;
+    const F8 v0 = load8(vr), v1 = load8(vr + 8);
+    a00 += p0[s] * v0;
+    a01 += p0[s] * v1;
+    a10 += p1[s] * v0;
+    a11 += p1[s] * v1;
+    a20 += p2[s] * v0;
+    a21 += p2[s] * v1;
+    a30 += p3[s] * v0;
+    a31 += p3[s] * v1;
+  }
+  store8(ac[0] + i0, a00);
+  store8(ac[0] + i0 + 8, a01);
+  store8(ac[1] + i0, a10);
+  store8(ac[1] + i0 + 8, a11);
+  store8(ac[2] + i0, a20);
+  store8(ac[2] + i0 + 8, a21);
+  store8(ac[3] + i0, a30);
+  store8(ac[3] + i0 + 8, a31);
+}
+
+template <int R>
+void attend_rows(const AttnArgs& A, int64_t h, int64_t t0, float* scores, int64_t s_cap,
+                 float* acc) {
+  const int64_t d = A.d;
+  const int64_t g = A.kv_of_head[h];
+  const float* kbase = A.k->data + g * d;
+  const float* vbase = A.v->data + g * d;
+  const float* ktg = A.kt != nullptr ? A.kt + g * d * A.kt_ld : nullptr;
+  const int64_t ks = A.k->stride, vs = A.v->stride;
+  const float* qr[R];
+  float* sc[R];
+  float* ac[R];
+  int64_t lim[R];
+  for (int r = 0; r < R; ++r) {
+    qr[r] = A.q->row(t0 + r) + h * d;
+    sc[r] = scores + r * s_cap;
+    ac[r] = acc + r * d;
+    lim[r] = A.q_offset + t0 + r + 1;
+  }
+  const int64_t common = lim[0];
+
+  // 1. Scores.
+  int64_t s = 0;
+  if constexpr (R == kBlock) {
+    if (ktg != nullptr)
+      for (; s + kTile <= common; s += kTile) score_tile4(qr, ktg + s, A.kt_ld, d, sc, s);
+  }
+  for (int r = 0; r < R; ++r)
+    for (int64_t j = s; j < lim[r]; ++j) sc[r][j] = dot(qr[r], kbase + j * ks, d);
+
+  // 2. Softmax numerators; 1 / denominators.
+  float inv[R];
+  for (int r = 0; r < R; ++r) {
+    float* p = sc[r];
+    const int64_t n = lim[r];
+    const float scl = A.scale;
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) p[j] *= scl;
+    const float m = row_max(p, n);
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < n; ++j) {
+      const float e = exp_f32(p[j] - m);
+      p[j] = e;
+      sum += static_cast<double>(e);
+    }
+    inv[r] = static_cast<float>(1.0 / sum);
+  }
+
+  // 3. Weighted sum of values: tiles over the common keys, then the rest of D, then the extra
+  // keys of rows 1..R-1.
+  int64_t i0 = 0;
+  if constexpr (R == kBlock) {
+    for (; i0 + kTile <= d; i0 += kTile) value_tile4(sc, vbase + i0, vs, common, ac, i0);
+  }
+  if (i0 < d) {
+    for (int r = 0; r < R; ++r) std::fill(ac[r] + i0, ac[r] + d, 0.0f);
+    for (int64_t j = 0; j < common; ++j) {
+      const float* vr = vbase + j * vs;
+      for (int r = 0; r < R; ++r) {
+        float* c = ac[r];
+        const float w = sc[r][j];
+#pragma omp simd
+        for (int64_t i = i0; i < d; ++i) c[i] += w * vr[i];
+      }
+    }
+  }
+  for (int r = 1; r < R; ++r) {
+    float* c = ac[r];
+    for (int64_t j = common; j < lim[r]; ++j) {
+      const float* vr = vbase + j * vs;
+      const float w = sc[r][j];
+#pragma omp simd
+      for (int64_t i = 0; i < d; ++i) c[i] += w * vr[i];
+    }
+  }
+
+  // 4. Normalise into out (every q row of this block has been read, so out may alias q).
+  for (int r = 0; r < R; ++r) {
+    float* o = A.out->row(t0 + r) + h * d;
+    const float* c = ac[r];
+    const float f = inv[r];
+#pragma omp simd
+    for (int64_t i = 0; i < d; ++i) o[i] = c[i] * f;
+  }
+}
+
+}  // namespace
+
+void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
+                           const Tensor& kv_of_head, int64_t q_offset, float scale) {
+  const Rows ro = f32_rows("attention", "out", out);
+  const Rows rq = f32_rows("attention", "q", q);
+  const Rows rk = f32_rows("attention", "k", k);
+  const Rows rv = f32_rows("attention", "v", v);
+  check_dtype("attention", "kv_of_head", kv_of_head, DType::I32);
+  RESP_CHECK_SHAPE(q.rank() == 3 && k.rank() == 3 && v.rank() == 3, "q ", q.str(), ", k ",
+                   k.str(), ", v ", v.str(), " must be [T, Hq, D], [S, Hkv, D], [S, Hkv, D]");
+  const int64_t t_len = q.dim(0), hq = q.dim(1), d = q.dim(2);
+  const int64_t s_len = k.dim(0), hkv = k.dim(1);
+  RESP_CHECK_SHAPE(k.shape() == v.shape() && k.dim(2) == d, "k ", k.str(), " and v ", v.str(),
+                   " must both be [S, Hkv, D] with D of q ", q.str());
+  RESP_CHECK_SHAPE(out.shape() == q.shape(), "out ", out.str(), " must match q ", q.str());
+  RESP_CHECK_SHAPE(kv_of_head.rank() == 1 && kv_of_head.dim(0) == hq &&
+                       kv_of_head.is_contiguous(),
+                   "kv_of_head ", kv_of_head.str(), " must be [Hq] for q ", q.str());
+  RESP_CHECK_SHAPE(q_offset >= 0 && s_len >= q_offset + t_len, "S = ", s_len, " of k ", k.str(),
+                   " must be >= q_offset ", q_offset, " + T ", t_len, " (q ", q.str(), ")");
+  check_alias("attention", "out", ro, "q", rq, out, q);
+  RESP_CHECK_SHAPE(!overlaps(ro, rk) && !overlaps(ro, rv), "out ", out.str(), " overlaps k ",
+                   k.str(), " or v ", v.str());
+  const int32_t* kvh = kv_of_head.i32();
+  for (int64_t h = 0; h < hq; ++h)
+    RESP_CHECK_SHAPE(kvh[h] >= 0 && kvh[h] < hkv, "kv_of_head[", h, "] = ", kvh[h],
+                     " is not a KV head of k ", k.str());
+  if (t_len == 0 || hq == 0 || d == 0) return;
+
+  const int64_t n_keys = q_offset + t_len;  // keys any query row may see
+  const int64_t blocks = (t_len + kBlock - 1) / kBlock;
+  const int64_t items = blocks * hq;
+  // Work ~ (keys attended) * D per query row; start threads only when it pays.
+  const int64_t work = hq * t_len * (q_offset + (t_len + 1) / 2) * d;
+  const bool parallel = work >= kParallelElems;
+  // Transposed keys pay off once enough query rows share them; a few rows (decoding) use plain
+  // dot products against the key rows instead.
+  const bool use_kt = n_keys >= kTile && t_len >= 2 * kBlock;
+  // Row length of the transposed keys: padded off multiples of 128 floats, whose rows would all
+  // land in the same few L1 cache sets.
+  int64_t kt_ld = (n_keys + kTile - 1) / kTile * kTile;
+  if (kt_ld % 128 == 0) kt_ld += kTile;
+  std::vector<float> kt(use_kt ? static_cast<size_t>(hkv * d * kt_ld) : 0);
+  const AttnArgs args{&rq,   &rk,   &rv, &ro,      kvh,  use_kt ? kt.data() : nullptr,
+                      kt_ld, t_len, d,   q_offset, scale};
+
+#pragma omp parallel num_threads(threads_) if (parallel)
+  {
+    if (use_kt) {
+      // kt[g][i][s] = k[s][g][i], in blocks of 64 keys (per thread) to keep both sides cached.
+      constexpr int64_t kKeys = 64;
+      const int64_t kblocks = (n_keys + kKeys - 1) / kKeys;
+#pragma omp for schedule(static) collapse(2)
+      for (int64_t g = 0; g < hkv; ++g)
+        for (int64_t kb = 0; kb < kblocks; ++kb) {
+          const int64_t s_end = std::min(n_keys, (kb + 1) * kKeys);
+          float* dst = kt.data() + g * d * kt_ld;
+          for (int64_t s = kb * kKeys; s < s_end; ++s) {
+            const float* src = rk.row(s) + g * d;
+            for (int64_t i = 0; i < d; ++i) dst[i * kt_ld + s] = src[i];
+          }
+        }
+    }
+    std::vector<float> scratch(static_cast<size_t>(kBlock * (n_keys + d)));
+    float* scores = scratch.data();
+    float* acc = scores + kBlock * n_keys;
+    // Largest (latest) blocks first so dynamic scheduling balances the causal triangle.
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t blk = blocks - 1 - it / hq;
+      const int64_t h = it % hq;
+      const int64_t t0 = blk * kBlock;
+      switch (std::min<int64_t>(kBlock, t_len - t0)) {
+        case 4: attend_rows<4>(args, h, t0, scores, n_keys, acc); break;
+        case 3: attend_rows<3>(args, h, t0, scores, n_keys, acc); break;
+        case 2: attend_rows<2>(args, h, t0, scores, n_keys, acc); break;
+        default: attend_rows<1>(args, h, t0, scores, n_keys, acc); break;
+      }
+    }
+  }
+}
+
+// ---- elementwise ops ----------------------------------------------------------------------------
+
+void CpuBackend::swiglu(const Tensor& out, const Tensor& gate, const Tensor& up) {
+  const Rows ro = f32_rows("swiglu", "out", out);
+  const Rows rg = f32_rows("swiglu", "gate", gate);
+  const Rows ru = f32_rows("swiglu", "up", up);
+  RESP_CHECK_SHAPE(out.shape() == gate.shape() && up.shape() == gate.shape(), "out ", out.str(),
+                   ", gate ", gate.str(), ", up ", up.str(), " must have the same shape");
+  check_alias("swiglu", "out", ro, "gate", rg, out, gate);
+  check_alias("swiglu", "out", ro, "up", ru, out, up);
+  auto kernel = [](float* o, const float* g, const float* u, int64_t n) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const float gv = g[i];
+      o[i] = gv / (1.0f + exp_f32(-gv)) * u[i];
+    }
+  };
+  const int64_t total = ro.rows * ro.cols;
+  if (ro.contiguous() && rg.contiguous() && ru.contiguous()) {
+    parallel_chunks(threads_, total, total * 4, [&](int64_t b, int64_t e) {
+      kernel(ro.data + b, rg.data + b, ru.data + b, e - b);
+    });
+    return;
+  }
+#pragma omp parallel for num_threads(threads_) if (total * 4 >= kParallelElems)
+  for (int64_t r = 0; r < ro.rows; ++r) kernel(ro.row(r), rg.row(r), ru.row(r), ro.cols);
+}
+
+void CpuBackend::embedding(const Tensor& out, const Tensor& table, const Tensor& ids) {
+  const Rows ro = f32_rows("embedding", "out", out);
+  const Rows rt = f32_rows("embedding", "table", table);
+  check_dtype("embedding", "ids", ids, DType::I32);
+  RESP_CHECK_SHAPE(table.rank() == 2 && ids.rank() == 1 && ids.is_contiguous() &&
+                       out.rank() == 2 && out.dim(0) == ids.dim(0) && out.dim(1) == table.dim(1),
+                   "table ", table.str(), " must be [V, H], ids ", ids.str(), " [T], out ",
+                   out.str(), " [T, H]");
+  RESP_CHECK_SHAPE(!overlaps(ro, rt), "out ", out.str(), " overlaps table ", table.str());
+  const int64_t t_len = ids.dim(0), vocab = table.dim(0), h = table.dim(1);
+  const int32_t* id = ids.i32();
+  for (int64_t t = 0; t < t_len; ++t)
+    RESP_CHECK_SHAPE(id[t] >= 0 && id[t] < vocab, "token id ", id[t], " at position ", t,
+                     " is out of range for vocab size ", vocab, " (table ", table.str(), ")");
+  if (h == 0) return;
+#pragma omp parallel for num_threads(threads_) if (t_len * h >= kParallelElems)
+  for (int64_t t = 0; t < t_len; ++t)
+    std::memcpy(ro.row(t), rt.row(id[t]), static_cast<size_t>(h) * sizeof(float));
+}
+
+void CpuBackend::add(const Tensor& out, const Tensor& a, const Tensor& b) {
+  const Rows ro = f32_rows("add", "out", out);
+  const Rows ra = f32_rows("add", "a", a);
+  const Rows rb = f32_rows("add", "b", b);
+  RESP_CHECK_SHAPE(out.shape() == a.shape() && b.shape() == a.shape(), "out ", out.str(), ", a ",
+                   a.str(), ", b ", b.str(), " must have the same shape");
+  check_alias("add", "out", ro, "a", ra, out, a);
+  check_alias("add", "out", ro, "b", rb, out, b);
+  auto kernel = [](float* o, const float* x, const float* y, int64_t n) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) o[i] = x[i] + y[i];
+  };
+  const int64_t total = ro.rows * ro.cols;
+  if (ro.contiguous() && ra.contiguous() && rb.contiguous()) {
+    parallel_chunks(threads_, total, total, [&](int64_t s, int64_t e) {
+      kernel(ro.data + s, ra.data + s, rb.data + s, e - s);
+    });
+    return;
+  }
+#pragma omp parallel for num_threads(threads_) if (total >= kParallelElems)
+  for (int64_t r = 0; r < ro.rows; ++r) kernel(ro.row(r), ra.row(r), rb.row(r), ro.cols);
+}
+
+void CpuBackend::scale(const Tensor& x, float alpha) {
+  const Rows rx = f32_rows("scale", "x", x);
+  auto kernel = [alpha](float* p, int64_t n) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) p[i] *= alpha;
+  };
+  const int64_t total = rx.rows * rx.cols;
+  if (rx.contiguous()) {
+    parallel_chunks(threads_, total, total,
+                    [&](int64_t s, int64_t e) { kernel(rx.data + s, e - s); });
+    return;
+  }
+#pragma omp parallel for num_threads(threads_) if (total >= kParallelElems)
+  for (int64_t r = 0; r < rx.rows; ++r) kernel(rx.row(r), rx.cols);
+}
+
+// ---- softmax ------------------------------------------------------------------------------------
+
+void CpuBackend::softmax(const Tensor& out, const Tensor& x) {
+  const Rows ro = f32_rows("softmax", "out", out);
+  const Rows rx = f32_rows("softmax", "x", x);
+  RESP_CHECK_SHAPE(x.rank() == 2 && out.shape() == x.shape(), "x ", x.str(), " and out ",
+                   out.str(), " must be the same [R, N]");
+  check_alias("softmax", "out", ro, "x", rx, out, x);
+  const int64_t n = rx.cols;
+  if (n == 0) return;
+#pragma omp parallel for num_threads(threads_) if (rx.rows * n * 4 >= kParallelElems)
+  for (int64_t r = 0; r < rx.rows; ++r) {
+    const float* xp = rx.row(r);
+    float* op = ro.row(r);
+    const float m = row_max(xp, n);
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < n; ++i) {
+      const float e = exp_f32(xp[i] - m);
+      op[i] = e;
+      sum += static_cast<double>(e);
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) op[i] *= inv;
+  }
+}
+
+void CpuBackend::log_softmax(const Tensor& out, const Tensor& x) {
+  const Rows ro = f32_rows("log_softmax", "out", out);
+  const Rows rx = f32_rows("log_softmax", "x", x);
+  RESP_CHECK_SHAPE(x.rank() == 2 && out.shape() == x.shape(), "x ", x.str(), " and out ",
+                   out.str(), " must be the same [R, N]");
+  check_alias("log_softmax", "out", ro, "x", rx, out, x);
+  const int64_t n = rx.cols;
+  if (n == 0) return;
+#pragma omp parallel for num_threads(threads_) if (rx.rows * n * 4 >= kParallelElems)
+  for (int64_t r = 0; r < rx.rows; ++r) {
+    const float* xp = rx.row(r);
+    float* op = ro.row(r);
+    const float m = row_max(xp, n);
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(exp_f32(xp[i] - m));
+    // log-sum-exp in double; each output is rounded to f32 once.
+    const double shift = static_cast<double>(m) + std::log(sum);
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) op[i] = static_cast<float>(static_cast<double>(xp[i]) - shift);
+  }
+}
+
+}  // namespace resp

@@ -1,0 +1,54 @@
+// The CPU backend: OpenBLAS sgemm for matrix products, OpenMP loops for everything else.
+// All math is f32 on f32 tensors; reductions that decide accuracy (rmsnorm's mean of squares,
+// softmax denominators) accumulate in double, and rope angles are computed in double, so the
+// engine tracks a float64 reference model closely.
+//
+// Threading: one thread count `threads()` is used both for OpenBLAS (openblas_set_num_threads,
+// a process-wide setting) and for every OpenMP region here (num_threads clause), so BLAS and
+// our own loops never oversubscribe the cores. Small ops run serially (no region start-up cost).
+//
+// Tensors: every op accepts row-major views whose leading dimension may be padded (stride(0) >
+// the size of one row, as produced by slicing); all inner dimensions must be contiguous.
+#pragma once
+
+#include <string>
+
+#include "backend/backend.h"
+
+namespace resp {
+
+class CpuBackend final : public Backend {
+ public:
+  // threads <= 0: omp_get_max_threads().
+  explicit CpuBackend(int threads = 0);
+
+  Device device() const override { return Device::CPU; }
+  std::string name() const override { return "cpu"; }
+  int threads() const { return threads_; }
+
+  Buffer allocate(size_t bytes) override;
+  void copy(const Tensor& dst, const Tensor& src) override;
+  void fill(const Tensor& dst, float value) override;
+  void synchronize() override {}
+
+  void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c,
+            float alpha = 1.0f, float beta = 0.0f) override;
+  void add_bias(const Tensor& y, const Tensor& bias) override;
+  void rmsnorm(const Tensor& out, const Tensor& x, const Tensor& w, float eps) override;
+  void rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq) override;
+  // out may alias q exactly (each (t, head) row of q is read completely before it is written);
+  // it must not overlap k or v.
+  void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
+                 const Tensor& kv_of_head, int64_t q_offset, float scale) override;
+  void swiglu(const Tensor& out, const Tensor& gate, const Tensor& up) override;
+  void embedding(const Tensor& out, const Tensor& table, const Tensor& ids) override;
+  void add(const Tensor& out, const Tensor& a, const Tensor& b) override;
+  void scale(const Tensor& x, float alpha) override;
+  void softmax(const Tensor& out, const Tensor& x) override;
+  void log_softmax(const Tensor& out, const Tensor& x) override;
+
+ private:
+  int threads_;
+};
+
+}  // namespace resp

@@ -1,0 +1,167 @@
+#include "model/decoder.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace resp {
+
+namespace {
+constexpr int64_t kLogitBlock = 128;  // rows of the vocabulary projection computed at once
+}
+
+Decoder::Decoder(const ModelWeights& weights, Backend& backend, Communicator& tp)
+    : w_(weights), backend_(backend), tp_(tp) {
+  for (const auto& lw : w_.layers) {
+    max_q_ = std::max<int64_t>(max_q_, lw.n_heads);
+    max_kv_ = std::max<int64_t>(max_kv_, lw.n_kv);
+    max_ff_ = std::max<int64_t>(max_ff_, lw.d_ff);
+  }
+}
+
+void Decoder::ensure_workspace(int64_t T) {
+  if (T <= capacity_) return;
+  const int64_t cap = std::max<int64_t>(T, 2 * capacity_);
+  const auto& c = w_.config;
+  const int64_t H = c.hidden_size, D = c.head_dim;
+  ArenaPlan p;
+  p.add("x", DType::F32, {cap, H});
+  p.add("h", DType::F32, {cap, H});
+  p.add("o", DType::F32, {cap, H});
+  p.add("q", DType::F32, {cap * std::max<int64_t>(max_q_, 1) * D});
+  p.add("k", DType::F32, {cap * std::max<int64_t>(max_kv_, 1) * D});
+  p.add("v", DType::F32, {cap * std::max<int64_t>(max_kv_, 1) * D});
+  p.add("att", DType::F32, {cap * std::max<int64_t>(max_q_, 1) * D});
+  p.add("g", DType::F32, {cap * std::max<int64_t>(max_ff_, 1)});
+  p.add("u", DType::F32, {cap * std::max<int64_t>(max_ff_, 1)});
+  p.add("ids", DType::I32, {cap});
+  p.add("pos", DType::I32, {cap});
+  p.add("logits", DType::F32, {kLogitBlock, c.vocab_size});
+  ws_ = Arena(p, backend_.allocate(p.total_bytes()));
+  capacity_ = cap;
+}
+
+Tensor Decoder::ws(const char* name, Shape s) const {
+  const Tensor t = ws_.get(name);
+  if (s.numel() > t.numel())
+    throw ShapeError(cat("decoder workspace ", name, " too small for ", s.str()));
+  return Tensor(t.data(), t.dtype(), s, t.device());
+}
+
+void Decoder::attention_block(const LayerWeights& lw, int64_t T) {
+  const auto& c = w_.config;
+  const int64_t H = c.hidden_size, D = c.head_dim, hq = lw.n_heads, hkv = lw.n_kv;
+  const Tensor h = ws("h", {T, H});
+  const Tensor o = ws("o", {T, H});
+  if (hq == 0) {
+    backend_.fill(o, 0.0f);  // no local heads after pruning: contribute a zero partial sum
+  } else {
+    const Tensor q = ws("q", {T, hq * D});
+    const Tensor k = ws("k", {T, hkv * D});
+    const Tensor v = ws("v", {T, hkv * D});
+    const Tensor att = ws("att", {T, hq * D});
+    backend_.linear(q, h, lw.wq, lw.bq);
+    backend_.linear(k, h, lw.wk, lw.bk);
+    backend_.linear(v, h, lw.wv, lw.bv);
+    if (c.qk_norm) {  // Qwen3: RMSNorm over each head's vector, before RoPE
+      const Tensor qh = q.view({T * hq, D});
+      const Tensor kh = k.view({T * hkv, D});
+      backend_.rmsnorm(qh, qh, lw.q_norm, static_cast<float>(c.rms_norm_eps));
+      backend_.rmsnorm(kh, kh, lw.k_norm, static_cast<float>(c.rms_norm_eps));
+    }
+    const Tensor pos = ws("pos", {T});
+    backend_.rope(q.view({T, hq, D}), pos, w_.inv_freq);
+    backend_.rope(k.view({T, hkv, D}), pos, w_.inv_freq);
+    backend_.attention(att.view({T, hq, D}), q.view({T, hq, D}), k.view({T, hkv, D}),
+                       v.view({T, hkv, D}), lw.kv_of_head, 0,
+                       1.0f / std::sqrt(static_cast<float>(D)));
+    backend_.linear(o, att, lw.wo);
+  }
+  // The o_proj bias belongs to the full sum: only the rank holding it adds it.
+  if (!lw.bo.empty()) backend_.add_bias(o, lw.bo);
+  tp_.all_reduce(o);
+  const Tensor x = ws("x", {T, H});
+  backend_.add(x, x, o);
+}
+
+void Decoder::mlp_block(const LayerWeights& lw, int64_t T) {
+  const auto& c = w_.config;
+  const int64_t H = c.hidden_size, F = lw.d_ff;
+  const Tensor h = ws("h", {T, H});
+  const Tensor o = ws("o", {T, H});
+  if (F == 0) {
+    backend_.fill(o, 0.0f);
+  } else {
+    const Tensor g = ws("g", {T, F});
+    const Tensor u = ws("u", {T, F});
+    backend_.linear(g, h, lw.wg);
+    backend_.linear(u, h, lw.wu);
+    backend_.swiglu(g, g, u);
+    backend_.linear(o, g, lw.wd);
+  }
+  tp_.all_reduce(o);
+  const Tensor x = ws("x", {T, H});
+  backend_.add(x, x, o);
+}
+
+Tensor Decoder::forward_hidden(std::span<const int32_t> tokens) {
+  const auto& c = w_.config;
+  const int64_t T = static_cast<int64_t>(tokens.size());
+  if (T == 0) throw UsageError("forward: empty token sequence");
+  if (T > c.max_position_embeddings)
+    throw UsageError(cat("sequence of ", T, " tokens exceeds max_position_embeddings ",
+                         c.max_position_embeddings));
+  for (int32_t id : tokens)
+    if (id < 0 || id >= c.vocab_size)
+      throw UsageError(cat("token id ", id, " outside the vocabulary [0, ", c.vocab_size, ")"));
+  ensure_workspace(T);
+  const int64_t H = c.hidden_size;
+  std::vector<int32_t> pos(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(t);
+  const Tensor ids = ws("ids", {T});
+  backend_.copy(ids, Tensor(const_cast<int32_t*>(tokens.data()), DType::I32, Shape{T}));
+  backend_.copy(ws("pos", {T}), Tensor(pos.data(), DType::I32, Shape{T}));
+
+  const Tensor x = ws("x", {T, H});
+  const Tensor h = ws("h", {T, H});
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  backend_.embedding(x, w_.embed, ids);
+  for (const auto& lw : w_.layers) {
+    backend_.rmsnorm(h, x, lw.attn_norm, eps);
+    attention_block(lw, T);
+    backend_.rmsnorm(h, x, lw.mlp_norm, eps);
+    mlp_block(lw, T);
+  }
+  backend_.rmsnorm(h, x, w_.final_norm, eps);
+  return h;
+}
+
+void Decoder::logits(const Tensor& out, const Tensor& hidden_rows) {
+  backend_.linear(out, hidden_rows, w_.lm_head);
+}
+
+std::vector<double> Decoder::sequence_logprobs(std::span<const int32_t> tokens) {
+  const int64_t T = static_cast<int64_t>(tokens.size());
+  std::vector<double> lp;
+  if (T < 2) {
+    if (T == 1) forward_hidden(tokens);  // still validates the token
+    return lp;
+  }
+  const int64_t V = w_.config.vocab_size;
+  const Tensor hidden = forward_hidden(tokens);
+  std::vector<float> row_block;
+  for (int64_t t0 = 0; t0 < T - 1; t0 += kLogitBlock) {
+    const int64_t n = std::min(kLogitBlock, T - 1 - t0);
+    const Tensor lg = ws("logits", {n, V});
+    logits(lg, hidden.slice_rows(t0, n));
+    backend_.log_softmax(lg, lg);
+    row_block.resize(static_cast<size_t>(n * V));
+    backend_.copy(Tensor(row_block.data(), DType::F32, Shape{n, V}), lg);
+    for (int64_t i = 0; i < n; ++i)
+      lp.push_back(row_block[static_cast<size_t>(i * V + tokens[static_cast<size_t>(t0 + i + 1)])]);
+  }
+  return lp;
+}
+
+}  // namespace resp

@@ -1,0 +1,51 @@
+// Decoder: the forward pass of Qwen3 / Qwen2 / Llama on one rank's weight shard.
+// Tensor parallelism shows up only as the two all-reduces per layer (after o_proj and after
+// down_proj, the row-parallel matrices); everything else is rank-local.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "backend/backend.h"
+#include "comm/communicator.h"
+#include "core/arena.h"
+#include "model/model_weights.h"
+
+namespace resp {
+
+class Decoder {
+ public:
+  // `weights`, `backend` and `tp` must outlive the decoder.
+  Decoder(const ModelWeights& weights, Backend& backend, Communicator& tp);
+
+  const ModelConfig& config() const { return w_.config; }
+  Backend& backend() { return backend_; }
+
+  // Runs the decoder stack on tokens at positions 0..T-1 and returns the final-normed hidden
+  // states [T, H] (a view into the decoder's workspace, valid until the next call).
+  Tensor forward_hidden(std::span<const int32_t> tokens);
+
+  // logits[T', V] = hidden[T', H] @ lm_head^T for a block of rows of forward_hidden's result.
+  void logits(const Tensor& out, const Tensor& hidden_rows);
+
+  // log p(tokens[t+1] | tokens[0..t]) for t = 0..T-2 (double for accumulation by callers).
+  // The vocabulary projection runs in blocks of rows to bound memory for long sequences.
+  std::vector<double> sequence_logprobs(std::span<const int32_t> tokens);
+
+ private:
+  void ensure_workspace(int64_t T);
+  // A view of workspace buffer `name` with shape `s` (contiguous, from its start).
+  Tensor ws(const char* name, Shape s) const;
+  void attention_block(const LayerWeights& lw, int64_t T);
+  void mlp_block(const LayerWeights& lw, int64_t T);
+
+  const ModelWeights& w_;
+  Backend& backend_;
+  Communicator& tp_;
+  int64_t capacity_ = 0;
+  Arena ws_;
+  int64_t max_q_ = 0, max_kv_ = 0, max_ff_ = 0;
+};
+
+}  // namespace resp

@@ -1,0 +1,53 @@
+// ModelWeights: the rank-local weights of a decoder in one backend arena. Empty tensors stand
+// for absent parts (no bias, no q/k norm, tied lm_head).
+#pragma once
+
+#include <filesystem>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/arena.h"
+#include "model/model_config.h"
+#include "model/shard_plan.h"
+
+namespace resp {
+
+class CheckpointReader;
+
+struct LayerWeights {
+  Tensor attn_norm;                // [H]
+  Tensor wq, bq, wk, bk, wv, bv;   // [hq*D, H], [hq*D], [hkv*D, H], ...
+  Tensor q_norm, k_norm;           // [D] (Qwen3)
+  Tensor wo, bo;                   // [H, hq*D], [H] (bias only on tp_rank 0)
+  Tensor mlp_norm;                 // [H]
+  Tensor wg, wu, wd;               // [f, H], [f, H], [H, f]
+  Tensor kv_of_head;               // I32 [hq]: local KV index read by each local query head
+  int n_heads = 0, n_kv = 0, d_ff = 0;
+};
+
+struct ModelWeights {
+  ModelConfig config;
+  ShardPlan plan;
+  Arena arena;
+  Tensor embed;       // [V, H]
+  Tensor final_norm;  // [H]
+  Tensor lm_head;     // [V, H]; aliases embed when tied
+  Tensor inv_freq;    // [D/2] RoPE inverse frequencies (scaled)
+  std::vector<LayerWeights> layers;
+
+  size_t bytes() const { return arena.bytes(); }
+};
+
+// Loads this rank's shard from a Hugging Face checkpoint directory. Names and shapes are
+// checked against the config (errors name file, tensor, expected and got).
+ModelWeights load_weights(const std::filesystem::path& model_dir, const ModelConfig& config,
+                          const ShardPlan& plan, Backend& backend);
+ModelWeights load_weights(const CheckpointReader& reader, const ModelConfig& config,
+                          const ShardPlan& plan, Backend& backend);
+
+// Random weights (benchmarks, tests): N(0, std) for matrices, 1 for norms, keyed by seed so
+// every TP layout sees the same global model.
+ModelWeights random_weights(const ModelConfig& config, const ShardPlan& plan, Backend& backend,
+                            uint64_t seed, float std = 0.02f);
+
+}  // namespace resp

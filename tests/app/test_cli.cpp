@@ -1,0 +1,202 @@
+// End-to-end tests of the resp binary: contracts of the CLI (formats, exit codes, one-line
+// errors, no partial outputs) on the committed fixture models.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "test_util.h"
+
+using namespace resp::test;
+
+namespace {
+
+fs::path fixture(const std::string& name) { return fixture_models() / name; }
+
+void expect_matches_reference(const std::string& output, const fs::path& model, double tol) {
+  const auto got = parse_jsonl(output);
+  const auto ref = parse_jsonl(read_text(model / "reference.jsonl"));
+  ASSERT_EQ(got.size(), ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    EXPECT_EQ(got[i]["id"], ref[i]["id"]);
+    const auto a = got[i]["logprobs"].get<std::vector<double>>();
+    const auto b = ref[i]["logprobs"].get<std::vector<double>>();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t t = 0; t < a.size(); ++t) EXPECT_NEAR(a[t], b[t], tol) << i << ":" << t;
+  }
+}
+
+// A failing command must print exactly one line, starting "resp: error:", and exit non-zero.
+void expect_one_line_error(const RunResult& r, const std::string& needle) {
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_LT(r.exit_code, 128) << "crashed: " << r.err;
+  EXPECT_EQ(r.err.rfind("resp: error:", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.err;
+}
+
+// A copy of a fixture model we can damage.
+fs::path copy_model(const TempDir& d, const std::string& name) {
+  const fs::path dst = d / name;
+  fs::copy(fixture(name), dst, fs::copy_options::recursive);
+  return dst;
+}
+
+}  // namespace
+
+TEST(Cli, VersionAndHelp) {
+  auto r = run_resp("--version");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out.rfind("resp ", 0), 0u);
+  r = run_resp("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("logprobs"), std::string::npos);
+  r = run_resp("no-such-command");
+  EXPECT_NE(r.exit_code, 0);
+  r = run_resp("logprobs --input x.jsonl");  // --model missing
+  EXPECT_NE(r.exit_code, 0);
+}
+
+TEST(Cli, LogprobsMatchesReferenceOnStdout) {
+  const fs::path m = fixture("qwen3-f32");
+  const auto r = run_resp("logprobs --model " + m.string() + " --input " + (m / "input.jsonl").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_matches_reference(r.out, m, 1e-4);
+}
+
+TEST(Cli, LogprobsWritesOutFileAtomically) {
+  TempDir d;
+  const fs::path m = fixture("llama31-bf16");
+  const fs::path out = d / "lp.jsonl";
+  const auto r = run_resp("logprobs --model " + m.string() + " --input " +
+                          (m / "input.jsonl").string() + " --out " + out.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(r.out.empty());
+  EXPECT_FALSE(fs::exists(d / "lp.jsonl.tmp"));
+  expect_matches_reference(read_text(out), m, 1e-4);
+}
+
+TEST(Cli, IdsDefaultToLineIndex) {
+  TempDir d;
+  write_text(d / "in.jsonl", "{\"tokens\": [1, 2, 3]}\n\n{\"tokens\": [4, 5]}\n");
+  const auto r = run_resp("logprobs --model " + fixture("qwen3-tiny-demo").string() + " --input " +
+                          (d / "in.jsonl").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto lines = parse_jsonl(r.out);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0]["id"], 0);
+  EXPECT_EQ(lines[1]["id"], 1);
+  EXPECT_EQ(lines[0]["logprobs"].size(), 2u);
+  for (double v : lines[0]["logprobs"].get<std::vector<double>>()) EXPECT_LT(v, 0.0);
+}
+
+TEST(Cli, BadInputsGiveOneLineErrors) {
+  TempDir d;
+  const fs::path good = fixture("qwen3-f32");
+  const std::string input = " --input " + (good / "input.jsonl").string();
+  const fs::path out = d / "never.jsonl";
+  const std::string out_flag = " --out " + out.string();
+
+  // Missing model directory.
+  expect_one_line_error(run_resp("logprobs --model " + (d / "nope").string() + input + out_flag),
+                        "does not exist");
+  // Malformed JSONL, reported with its line number.
+  write_text(d / "bad.jsonl", "{\"tokens\": [1, 2]}\n{\"tokens\": [1,\n");
+  expect_one_line_error(run_resp("logprobs --model " + good.string() + " --input " +
+                                 (d / "bad.jsonl").string() + out_flag),
+                        "bad.jsonl:2");
+  // Token outside the vocabulary.
+  write_text(d / "oov.jsonl", "{\"tokens\": [1, 999999]}\n");
+  expect_one_line_error(run_resp("logprobs --model " + good.string() + " --input " +
+                                 (d / "oov.jsonl").string() + out_flag),
+                        "vocabulary");
+  // Missing input file.
+  expect_one_line_error(run_resp("logprobs --model " + good.string() + " --input " +
+                                 (d / "missing.jsonl").string() + out_flag),
+                        "missing.jsonl");
+
+  // Truncated weights file.
+  {
+    const fs::path m = copy_model(d, "qwen3-f32");
+    const std::string s = read_text(m / "model.safetensors");
+    write_text(m / "model.safetensors", s.substr(0, s.size() / 2));
+    expect_one_line_error(run_resp("logprobs --model " + m.string() + input + out_flag), "truncated");
+    fs::remove_all(m);
+  }
+  // Shape mismatch between config.json and the tensors.
+  {
+    const fs::path m = copy_model(d, "qwen3-f32");
+    auto cfg = nlohmann::json::parse(read_text(m / "config.json"));
+    cfg["intermediate_size"] = 96;
+    write_text(m / "config.json", cfg.dump());
+    expect_one_line_error(run_resp("logprobs --model " + m.string() + input + out_flag),
+                          "expected [96, 72]");
+    fs::remove_all(m);
+  }
+  // A missing tensor (config claims one more layer than the file has).
+  {
+    const fs::path m = copy_model(d, "qwen3-f32");
+    auto cfg = nlohmann::json::parse(read_text(m / "config.json"));
+    cfg["num_hidden_layers"] = 4;
+    write_text(m / "config.json", cfg.dump());
+    expect_one_line_error(run_resp("logprobs --model " + m.string() + input + out_flag),
+                          "model.layers.3.");
+    fs::remove_all(m);
+  }
+  // Unknown architecture and malformed config.json.
+  {
+    const fs::path m = copy_model(d, "qwen3-f32");
+    auto cfg = nlohmann::json::parse(read_text(m / "config.json"));
+    cfg["architectures"] = {"GPT2LMHeadModel"};
+    write_text(m / "config.json", cfg.dump());
+    expect_one_line_error(run_resp("logprobs --model " + m.string() + input + out_flag),
+                          "GPT2LMHeadModel");
+    write_text(m / "config.json", "{\"architectures\": [\"Qwen3ForCausalLM\"], ");
+    expect_one_line_error(run_resp("logprobs --model " + m.string() + input + out_flag),
+                          "malformed JSON");
+    fs::remove_all(m);
+  }
+  // Offsets past the end of the data section.
+  {
+    const fs::path m = copy_model(d, "llama-mqa-f32");
+    std::string s = read_text(m / "model.safetensors");
+    const size_t pos = s.find("\"data_offsets\":[0,");
+    ASSERT_NE(pos, std::string::npos);
+    s.replace(pos, 18, "\"data_offsets\":[9,");  // same length, now inconsistent
+    write_text(m / "model.safetensors", s);
+    expect_one_line_error(run_resp("logprobs --model " + m.string() + input + out_flag), "data_offsets");
+  }
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(d / "never.jsonl.tmp"));
+}
+
+namespace {
+bool have_mpiexec() { return std::system("command -v mpiexec >/dev/null 2>&1") == 0; }
+}  // namespace
+
+TEST(CliParallel, TensorAndDataParallelMatchSingleRank) {
+  if (!have_mpiexec()) GTEST_SKIP() << "mpiexec not installed";
+  const fs::path m = fixture("llama-mqa-f32");  // 1 KV head: replicated on tp=2
+  const std::string base = "logprobs --model " + m.string() + " --input " + (m / "input.jsonl").string();
+  for (const char* layout : {"-n 2 {} --tp 2", "-n 2 {} --tp 1", "-n 4 {} --tp 2"}) {
+    std::string args = layout;
+    args.replace(args.find("{}"), 2, std::string(RESP_BINARY) + " " + base);
+    TempDir d;
+    const std::string cmd = "mpiexec " + args + " --threads 1 >" + (d / "out").string() + " 2>" +
+                            (d / "err").string();
+    const int status = std::system(cmd.c_str());
+    ASSERT_EQ(WEXITSTATUS(status), 0) << layout << ": " << read_text(d / "err");
+    expect_matches_reference(read_text(d / "out"), m, 1e-4);
+  }
+}
+
+TEST(CliParallel, TpNotDividingWorldIsAClearError) {
+  if (!have_mpiexec()) GTEST_SKIP() << "mpiexec not installed";
+  const fs::path m = fixture("qwen3-f32");
+  TempDir d;
+  const std::string cmd = "mpiexec -n 2 " + std::string(RESP_BINARY) + " logprobs --model " +
+                          m.string() + " --input " + (m / "input.jsonl").string() + " --tp 3 >" +
+                          (d / "out").string() + " 2>" + (d / "err").string();
+  const int status = std::system(cmd.c_str());
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  EXPECT_NE(read_text(d / "err").find("does not divide"), std::string::npos) << read_text(d / "err");
+}
