@@ -16,5 +16,7 @@ using Action = std::function<int()>;
 void register_logprobs(CLI::App& root, Action* selected);
 void register_bench(CLI::App& root, Action* selected);
 void register_tokenize(CLI::App& root, Action* selected);  // tokenize + detokenize
+void register_generate(CLI::App& root, Action* selected);
+void register_eval(CLI::App& root, Action* selected);
 
 }  // namespace resp::app

@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   resp::app::register_logprobs(root, &selected);
   resp::app::register_bench(root, &selected);
   resp::app::register_tokenize(root, &selected);
+  resp::app::register_generate(root, &selected);
+  resp::app::register_eval(root, &selected);
 
   try {
     root.parse(argc, argv);

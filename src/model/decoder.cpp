@@ -49,7 +49,8 @@ Tensor Decoder::ws(const char* name, Shape s) const {
   return Tensor(t.data(), t.dtype(), s, t.device());
 }
 
-void Decoder::attention_block(const LayerWeights& lw, int64_t T) {
+void Decoder::attention_block(const LayerWeights& lw, int layer, int64_t T,
+                              std::span<const Chunk> chunks, KvCache* cache) {
   const auto& c = w_.config;
   const int64_t H = c.hidden_size, D = c.head_dim, hq = lw.n_heads, hkv = lw.n_kv;
   const Tensor h = ws("h", {T, H});
@@ -73,9 +74,26 @@ void Decoder::attention_block(const LayerWeights& lw, int64_t T) {
     const Tensor pos = ws("pos", {T});
     backend_.rope(q.view({T, hq, D}), pos, w_.inv_freq);
     backend_.rope(k.view({T, hkv, D}), pos, w_.inv_freq);
-    backend_.attention(att.view({T, hq, D}), q.view({T, hq, D}), k.view({T, hkv, D}),
-                       v.view({T, hkv, D}), lw.kv_of_head, 0,
-                       1.0f / std::sqrt(static_cast<float>(D)));
+    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    if (!cache) {
+      backend_.attention(att.view({T, hq, D}), q.view({T, hq, D}), k.view({T, hkv, D}),
+                         v.view({T, hkv, D}), lw.kv_of_head, 0, scale);
+    } else {
+      int64_t row = 0;
+      for (const Chunk& ch : chunks) {
+        const int64_t n = static_cast<int64_t>(ch.tokens.size());
+        const int len = cache->length(ch.slot);
+        const int total = len + static_cast<int>(n);
+        // Append this chunk's keys/values to its slot, then attend over the whole slot.
+        const Tensor kc = cache->keys(layer, ch.slot, total);
+        const Tensor vc = cache->values(layer, ch.slot, total);
+        backend_.copy(kc.slice_rows(len, n), k.slice_rows(row, n).view({n, hkv, D}));
+        backend_.copy(vc.slice_rows(len, n), v.slice_rows(row, n).view({n, hkv, D}));
+        backend_.attention(att.slice_rows(row, n).view({n, hq, D}),
+                           q.slice_rows(row, n).view({n, hq, D}), kc, vc, lw.kv_of_head, len, scale);
+        row += n;
+      }
+    }
     backend_.linear(o, att, lw.wo);
   }
   // The o_proj bias belongs to the full sum: only the rank holding it adds it.
@@ -127,14 +145,68 @@ Tensor Decoder::forward_hidden(std::span<const int32_t> tokens) {
   const Tensor h = ws("h", {T, H});
   const float eps = static_cast<float>(c.rms_norm_eps);
   backend_.embedding(x, w_.embed, ids);
-  for (const auto& lw : w_.layers) {
+  for (size_t l = 0; l < w_.layers.size(); ++l) {
+    const LayerWeights& lw = w_.layers[l];
     backend_.rmsnorm(h, x, lw.attn_norm, eps);
-    attention_block(lw, T);
+    attention_block(lw, static_cast<int>(l), T);
     backend_.rmsnorm(h, x, lw.mlp_norm, eps);
     mlp_block(lw, T);
   }
   backend_.rmsnorm(h, x, w_.final_norm, eps);
   return h;
+}
+
+Tensor Decoder::forward_cached(std::span<const Chunk> chunks, KvCache& cache) {
+  const auto& c = w_.config;
+  if (chunks.empty()) throw UsageError("forward_cached: no sequences");
+  std::vector<int32_t> ids, pos;
+  std::vector<int64_t> last_row;
+  for (const Chunk& ch : chunks) {
+    if (ch.tokens.empty()) throw UsageError(cat("forward_cached: empty chunk for slot ", ch.slot));
+    const int len = cache.length(ch.slot);
+    const int64_t end = len + static_cast<int64_t>(ch.tokens.size());
+    if (end > cache.max_len() || end > c.max_position_embeddings)
+      throw UsageError(cat("sequence in slot ", ch.slot, " would reach ", end,
+                           " tokens, beyond the context (", std::min<int64_t>(cache.max_len(), c.max_position_embeddings), ")"));
+    for (size_t i = 0; i < ch.tokens.size(); ++i) {
+      const int32_t id = ch.tokens[i];
+      if (id < 0 || id >= c.vocab_size)
+        throw UsageError(cat("token id ", id, " outside the vocabulary [0, ", c.vocab_size, ")"));
+      ids.push_back(id);
+      pos.push_back(static_cast<int32_t>(len + static_cast<int64_t>(i)));
+    }
+    last_row.push_back(static_cast<int64_t>(ids.size()) - 1);
+  }
+  for (size_t i = 0; i < chunks.size(); ++i)
+    for (size_t j = i + 1; j < chunks.size(); ++j)
+      if (chunks[i].slot == chunks[j].slot)
+        throw UsageError(cat("forward_cached: slot ", chunks[i].slot, " appears twice"));
+
+  const int64_t T = static_cast<int64_t>(ids.size());
+  const int64_t H = c.hidden_size;
+  ensure_workspace(T);
+  backend_.copy(ws("ids", {T}), Tensor(ids.data(), DType::I32, Shape{T}));
+  backend_.copy(ws("pos", {T}), Tensor(pos.data(), DType::I32, Shape{T}));
+  const Tensor x = ws("x", {T, H});
+  const Tensor h = ws("h", {T, H});
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  backend_.embedding(x, w_.embed, ws("ids", {T}));
+  for (size_t l = 0; l < w_.layers.size(); ++l) {
+    const LayerWeights& lw = w_.layers[l];
+    backend_.rmsnorm(h, x, lw.attn_norm, eps);
+    attention_block(lw, static_cast<int>(l), T, chunks, &cache);
+    backend_.rmsnorm(h, x, lw.mlp_norm, eps);
+    mlp_block(lw, T);
+  }
+  for (const Chunk& ch : chunks)
+    cache.set_length(ch.slot, cache.length(ch.slot) + static_cast<int>(ch.tokens.size()));
+  // Final norm only for the rows whose logits are wanted: gather them to the front of "o".
+  const int64_t n = static_cast<int64_t>(chunks.size());
+  const Tensor last = ws("o", {n, H});
+  for (int64_t i = 0; i < n; ++i)
+    backend_.copy(last.slice_rows(i, 1), x.slice_rows(last_row[static_cast<size_t>(i)], 1));
+  backend_.rmsnorm(last, last, w_.final_norm, eps);
+  return last;
 }
 
 void Decoder::logits(const Tensor& out, const Tensor& hidden_rows) {

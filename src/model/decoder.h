@@ -10,6 +10,7 @@
 #include "backend/backend.h"
 #include "comm/communicator.h"
 #include "core/arena.h"
+#include "model/kv_cache.h"
 #include "model/model_weights.h"
 
 namespace resp {
@@ -29,6 +30,18 @@ class Decoder {
   // logits[T', V] = hidden[T', H] @ lm_head^T for a block of rows of forward_hidden's result.
   void logits(const Tensor& out, const Tensor& hidden_rows);
 
+  // One sequence's new tokens in a cached (incremental) forward pass: they sit at positions
+  // cache.length(slot) .. + tokens.size()-1 and are appended to that slot's cache.
+  struct Chunk {
+    int slot;
+    std::span<const int32_t> tokens;
+  };
+  // Runs prefill and/or decode for several sequences at once: all chunks' tokens share the
+  // GEMMs; attention reads each slot's cache. Returns the final-normed hidden state of the last
+  // token of every chunk, [chunks, H] (workspace view, valid until the next call). Advances the
+  // cache lengths.
+  Tensor forward_cached(std::span<const Chunk> chunks, KvCache& cache);
+
   // log p(tokens[t+1] | tokens[0..t]) for t = 0..T-2 (double for accumulation by callers).
   // The vocabulary projection runs in blocks of rows to bound memory for long sequences.
   std::vector<double> sequence_logprobs(std::span<const int32_t> tokens);
@@ -37,7 +50,10 @@ class Decoder {
   void ensure_workspace(int64_t T);
   // A view of workspace buffer `name` with shape `s` (contiguous, from its start).
   Tensor ws(const char* name, Shape s) const;
-  void attention_block(const LayerWeights& lw, int64_t T);
+  // Self-attention sub-block on the T rows in the workspace. Without `cache`, the rows are one
+  // sequence at positions 0..T-1; with it, rows are the chunks' tokens in order.
+  void attention_block(const LayerWeights& lw, int layer, int64_t T,
+                       std::span<const Chunk> chunks = {}, KvCache* cache = nullptr);
   void mlp_block(const LayerWeights& lw, int64_t T);
 
   const ModelWeights& w_;

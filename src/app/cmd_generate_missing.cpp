@@ -1,0 +1,9 @@
+// Placeholder used only while the generate layer is absent from the build.
+#include <CLI/CLI.hpp>
+
+#include "app/commands.h"
+
+namespace resp::app {
+void register_generate(CLI::App&, Action*) {}
+void register_eval(CLI::App&, Action*) {}
+}  // namespace resp::app
