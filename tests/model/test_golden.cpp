@@ -14,6 +14,7 @@
 #include "model/model_weights.h"
 #include "model/shard_plan.h"
 #include "test_util.h"
+#include "thread_comm.h"
 
 using namespace resp;
 using namespace resp::test;
@@ -84,42 +85,6 @@ TEST(Golden, ReferenceIsNotTrivial) {
 }
 
 namespace {
-// Tensor parallelism inside one process: each "rank" is a thread; all_reduce sums through
-// shared memory. Exercises sharded loading and the row-parallel reductions without MPI.
-class ThreadGroup {
- public:
-  explicit ThreadGroup(int n) : n_(n), slots_(static_cast<size_t>(n)), sync_(n) {}
-  class Comm final : public Communicator {
-   public:
-    Comm(ThreadGroup& g, int r) : g_(g), r_(r) {}
-    int rank() const override { return r_; }
-    int size() const override { return g_.n_; }
-    std::string name() const override { return "threads"; }
-    void all_reduce(const Tensor& x, ReduceOp) override {
-      g_.slots_[static_cast<size_t>(r_)] = x.f32();
-      g_.sync_.arrive_and_wait();
-      std::vector<float> sum(static_cast<size_t>(x.numel()), 0.0f);
-      for (int q = 0; q < g_.n_; ++q)  // same order on every rank: identical results
-        for (size_t i = 0; i < sum.size(); ++i) sum[i] += g_.slots_[static_cast<size_t>(q)][i];
-      g_.sync_.arrive_and_wait();
-      std::copy(sum.begin(), sum.end(), x.f32());
-      g_.sync_.arrive_and_wait();
-    }
-    void all_gather(const Tensor&, const Tensor&) override { throw CommError("unused"); }
-    void broadcast(const Tensor&, int) override { throw CommError("unused"); }
-    void barrier() override { g_.sync_.arrive_and_wait(); }
-
-   private:
-    ThreadGroup& g_;
-    int r_;
-  };
-
- private:
-  int n_;
-  std::vector<float*> slots_;
-  std::barrier<> sync_;
-};
-
 void check_tp(const std::string& name, int tp) {
   const fs::path dir = fixture_models() / name;
   const ModelConfig c = load_model_config(dir);
@@ -131,7 +96,7 @@ void check_tp(const std::string& name, int tp) {
     threads.emplace_back([&, r] {
       auto backend = make_cpu_backend(1);
       const ModelWeights w = load_weights(dir, c, make_shard_plan(c, tp, r), *backend);
-      ThreadGroup::Comm comm(group, r);
+      ThreadComm comm(group, r);
       Decoder dec(w, *backend, comm);
       for (const auto& s : ref) results[static_cast<size_t>(r)].push_back(dec.sequence_logprobs(s.tokens));
     });
