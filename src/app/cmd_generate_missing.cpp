@@ -6,4 +6,5 @@
 namespace resp::app {
 void register_generate(CLI::App&, Action*) {}
 void register_eval(CLI::App&, Action*) {}
+void register_importance(CLI::App&, Action*) {}
 }  // namespace resp::app

@@ -18,5 +18,6 @@ void register_bench(CLI::App& root, Action* selected);
 void register_tokenize(CLI::App& root, Action* selected);  // tokenize + detokenize
 void register_generate(CLI::App& root, Action* selected);
 void register_eval(CLI::App& root, Action* selected);
+void register_importance(CLI::App& root, Action* selected);
 
 }  // namespace resp::app

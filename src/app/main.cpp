@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   resp::app::register_tokenize(root, &selected);
   resp::app::register_generate(root, &selected);
   resp::app::register_eval(root, &selected);
+  resp::app::register_importance(root, &selected);
 
   try {
     root.parse(argc, argv);

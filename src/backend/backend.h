@@ -74,6 +74,50 @@ class Backend {
   // out may alias x.
   virtual void softmax(const Tensor& out, const Tensor& x) = 0;
   virtual void log_softmax(const Tensor& out, const Tensor& x) = 0;
+
+  // ---- backward ops -------------------------------------------------------------------------
+  // Conventions: activation gradients (dx, dq, ...) are OVERWRITTEN; weight gradients (dw, db)
+  // are ACCUMULATED (+=), so gradients sum over samples without extra buffers. Linear layers
+  // need no op of their own: dX = dY W and dW += dY^T X are gemm calls (see linear_backward).
+
+  // dW += dY^T X (when dw non-empty), dX = dY W (when dx non-empty), db += column sums of dY.
+  void linear_backward(const Tensor& dx, const Tensor& dw, const Tensor& db, const Tensor& dy,
+                       const Tensor& x, const Tensor& w, float dx_beta = 0.0f);
+
+  // out[n] += sum_r x[r, n] for x [R, N] (bias gradients).
+  virtual void sum_rows(const Tensor& out, const Tensor& x) = 0;
+
+  // Backward of rmsnorm: x [R, D], w [D], dy [R, D] -> dx [R, D] (overwritten; may alias dy),
+  // dw [D] += sum_r dy * x / rms (skipped when dw is empty).
+  virtual void rmsnorm_backward(const Tensor& dx, const Tensor& dw, const Tensor& dy,
+                                const Tensor& x, const Tensor& w, float eps) = 0;
+
+  // Backward of rope (in place on dx [T, H, D]): the transpose of the rotation, i.e. rotation
+  // by the negative angle.
+  virtual void rope_backward(const Tensor& dx, const Tensor& positions, const Tensor& inv_freq) = 0;
+
+  // Backward of attention() with the same arguments plus dout [T, Hq, D]. Overwrites
+  // dq [T, Hq, D], dk and dv [S, Hkv, D] (rows of keys no query saw are zeroed). Recomputes the
+  // probabilities from q and k.
+  virtual void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                                  const Tensor& dout, const Tensor& q, const Tensor& k,
+                                  const Tensor& v, const Tensor& kv_of_head, int64_t q_offset,
+                                  float scale) = 0;
+
+  // Backward of out = silu(gate) * up: dgate, dup [T, F] overwritten; they must not alias gate
+  // or up (both are read), but dgate may alias dout.
+  virtual void swiglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
+                               const Tensor& gate, const Tensor& up) = 0;
+
+  // dtable[ids[t], :] += dout[t, :] (duplicate ids accumulate).
+  virtual void embedding_backward(const Tensor& dtable, const Tensor& dout, const Tensor& ids) = 0;
+
+  // Fused weighted cross-entropy on a block of rows. logits [R, V] is read and OVERWRITTEN with
+  // d(loss)/d(logits) = weights[r] * (softmax(logits[r]) - onehot(targets[r])); losses[r] =
+  // -log softmax(logits[r])[targets[r]] (unweighted). targets I32 [R], weights F32 [R]
+  // (weight 0 = masked position, e.g. a prompt token under the decode-only loss).
+  virtual void cross_entropy(const Tensor& losses, const Tensor& logits, const Tensor& targets,
+                             const Tensor& weights) = 0;
 };
 
 // The CPU backend (OpenBLAS + OpenMP). `threads` <= 0 means "all available cores".

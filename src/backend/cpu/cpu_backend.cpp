@@ -65,8 +65,8 @@ Rows rows_of(const char* op, const char* what, const Tensor& t) {
   const int64_t rows = t.dim(0);
   const int64_t stride = rows <= 1 ? expect : t.stride(0);
   if (stride < expect)
-    throw ShapeError(cat(op, ": ", what, " ", t.str(), " has row stride ", stride, " < row size ",
-                         expect));
+    throw ShapeError(
+        cat(op, ": ", what, " ", t.str(), " has row stride ", stride, " < row size ", expect));
   return {static_cast<float*>(t.data()), rows, expect, stride};
 }
 
@@ -97,8 +97,8 @@ bool same_view(const Rows& x, const Rows& y) {
 void check_alias(const char* op, const char* out_name, const Rows& out, const char* in_name,
                  const Rows& in, const Tensor& out_t, const Tensor& in_t) {
   if (overlaps(out, in) && !same_view(out, in))
-    throw ShapeError(cat(op, ": ", out_name, " ", out_t.str(), " partially overlaps ", in_name,
-                         " ", in_t.str()));
+    throw ShapeError(cat(op, ": ", out_name, " ", out_t.str(), " partially overlaps ", in_name, " ",
+                         in_t.str()));
 }
 
 // ---- math helpers -----------------------------------------------------------------------------
@@ -107,8 +107,7 @@ void check_alias(const char* op, const char* out_name, const Rows& out, const ch
 // feeds further arithmetic into control flow and then refuses to vectorise the loop.
 inline float select(bool c, float a, float b) {
   const uint32_t m = 0u - static_cast<uint32_t>(c);
-  return std::bit_cast<float>((std::bit_cast<uint32_t>(a) & m) |
-                              (std::bit_cast<uint32_t>(b) & ~m));
+  return std::bit_cast<float>((std::bit_cast<uint32_t>(a) & m) | (std::bit_cast<uint32_t>(b) & ~m));
 }
 
 // exp(x) in f32 within 1.5 ulp (Cephes expf polynomial), branch-free so that loops calling it
@@ -119,7 +118,7 @@ inline float exp_f32(float x) {
   float xc = select(x < kLo, kLo, x);
   xc = select(xc > kHi, kHi, xc);
   constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding and subtracting rounds to integer
-  const float kf = (xc * 1.44269504088896341f + kRound) - kRound;  // round(x / ln 2)
+  const float kf = (xc * 1.44269504088896341f + kRound) - kRound;   // round(x / ln 2)
   const float r = (xc - kf * 0.693359375f) - kf * -2.12194440e-4f;  // x - k ln 2 (two parts)
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -128,7 +127,9 @@ inline float exp_f32(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   const float y = (p * (r * r) + r) + 1.0f;
-  const float pow2 = std::bit_cast<float>((static_cast<int32_t>(kf) + 127) << 23);  // 2^k
+  const int32_t k =
+      static_cast<int32_t>(select(kf == kf, kf, 0.0f));      // NaN must not reach the cast
+  const float pow2 = std::bit_cast<float>((k + 127) << 23);  // 2^k
   const float res = select(x < kLo, 0.0f, y * pow2);
   return select(x > kHi, std::numeric_limits<float>::infinity(), res);
 }
@@ -163,7 +164,9 @@ std::unique_ptr<Backend> make_cpu_backend(int threads) {
   return std::make_unique<CpuBackend>(threads);
 }
 
-Buffer CpuBackend::allocate(size_t bytes) { return allocate_host(bytes); }
+Buffer CpuBackend::allocate(size_t bytes) {
+  return allocate_host(bytes);
+}
 
 void CpuBackend::copy(const Tensor& dst, const Tensor& src) {
   check_cpu("copy", "dst", dst);
@@ -180,9 +183,8 @@ void CpuBackend::fill(const Tensor& dst, float value) {
   const Rows d = f32_rows("fill", "dst", dst);
   if (d.contiguous()) {
     float* p = d.data;
-    parallel_chunks(threads_, d.rows * d.cols, d.rows * d.cols, [&](int64_t b, int64_t e) {
-      std::fill(p + b, p + e, value);
-    });
+    parallel_chunks(threads_, d.rows * d.cols, d.rows * d.cols,
+                    [&](int64_t b, int64_t e) { std::fill(p + b, p + e, value); });
     return;
   }
 #pragma omp parallel for num_threads(threads_) if (d.rows * d.cols >= kParallelElems)
@@ -191,26 +193,25 @@ void CpuBackend::fill(const Tensor& dst, float value) {
 
 // ---- gemm ---------------------------------------------------------------------------------------
 
-void CpuBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
-                      const Tensor& c, float alpha, float beta) {
+void CpuBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c,
+                      float alpha, float beta) {
   check_dtype("gemm", "A", a, DType::F32);
   check_dtype("gemm", "B", b, DType::F32);
   check_dtype("gemm", "C", c, DType::F32);
-  RESP_CHECK_SHAPE(a.rank() == 2 && b.rank() == 2 && c.rank() == 2, "A ", a.str(), ", B ",
-                   b.str(), ", C ", c.str(), " must all be 2-D");
+  RESP_CHECK_SHAPE(a.rank() == 2 && b.rank() == 2 && c.rank() == 2, "A ", a.str(), ", B ", b.str(),
+                   ", C ", c.str(), " must all be 2-D");
   const int64_t m = trans_a ? a.dim(1) : a.dim(0);
   const int64_t k = trans_a ? a.dim(0) : a.dim(1);
   const int64_t kb = trans_b ? b.dim(1) : b.dim(0);
   const int64_t n = trans_b ? b.dim(0) : b.dim(1);
-  RESP_CHECK_SHAPE(k == kb && c.dim(0) == m && c.dim(1) == n, "op(A) [", m, ", ", k,
-                   "] @ op(B) [", kb, ", ", n, "] -> C [", m, ", ", n, "] does not fit: A ",
-                   a.str(), (trans_a ? "^T" : ""), ", B ", b.str(), (trans_b ? "^T" : ""), ", C ",
-                   c.str());
+  RESP_CHECK_SHAPE(k == kb && c.dim(0) == m && c.dim(1) == n, "op(A) [", m, ", ", k, "] @ op(B) [",
+                   kb, ", ", n, "] -> C [", m, ", ", n, "] does not fit: A ", a.str(),
+                   (trans_a ? "^T" : ""), ", B ", b.str(), (trans_b ? "^T" : ""), ", C ", c.str());
   const Rows ra = rows_of("gemm", "A", a);
   const Rows rb = rows_of("gemm", "B", b);
   const Rows rc = rows_of("gemm", "C", c);
-  RESP_CHECK_SHAPE(!overlaps(rc, ra) && !overlaps(rc, rb), "C ", c.str(),
-                   " overlaps an input (A ", a.str(), ", B ", b.str(), ")");
+  RESP_CHECK_SHAPE(!overlaps(rc, ra) && !overlaps(rc, rb), "C ", c.str(), " overlaps an input (A ",
+                   a.str(), ", B ", b.str(), ")");
   if (m == 0 || n == 0) return;
   if (k == 0) {  // C = beta * C (and exactly 0 when beta == 0, whatever C held)
     for (int64_t r = 0; r < rc.rows; ++r) {
@@ -224,17 +225,15 @@ void CpuBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans
   const int64_t ldb = std::max<int64_t>({rb.stride, rb.cols, 1});
   const int64_t ldc = std::max<int64_t>({rc.stride, rc.cols, 1});
   constexpr int64_t kMax = INT_MAX;
-  RESP_CHECK_SHAPE(m <= kMax && n <= kMax && k <= kMax && lda <= kMax && ldb <= kMax &&
-                       ldc <= kMax,
-                   "dimensions exceed the BLAS integer range: A ", a.str(), ", B ", b.str(),
-                   ", C ", c.str());
+  RESP_CHECK_SHAPE(m <= kMax && n <= kMax && k <= kMax && lda <= kMax && ldb <= kMax && ldc <= kMax,
+                   "dimensions exceed the BLAS integer range: A ", a.str(), ", B ", b.str(), ", C ",
+                   c.str());
   // The OpenBLAS thread count is process-wide; re-assert ours in case another backend changed it.
   if (openblas_get_num_threads() != threads_) openblas_set_num_threads(threads_);
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
-              static_cast<blasint>(n), static_cast<blasint>(k), alpha, ra.data,
-              static_cast<blasint>(lda), rb.data, static_cast<blasint>(ldb), beta, rc.data,
-              static_cast<blasint>(ldc));
+              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m), static_cast<blasint>(n),
+              static_cast<blasint>(k), alpha, ra.data, static_cast<blasint>(lda), rb.data,
+              static_cast<blasint>(ldb), beta, rc.data, static_cast<blasint>(ldc));
 }
 
 // ---- row-wise ops -------------------------------------------------------------------------------
@@ -258,10 +257,9 @@ void CpuBackend::rmsnorm(const Tensor& out, const Tensor& x, const Tensor& w, fl
   const Rows ro = f32_rows("rmsnorm", "out", out);
   const Rows rx = f32_rows("rmsnorm", "x", x);
   const Rows rw = f32_rows("rmsnorm", "w", w);
-  RESP_CHECK_SHAPE(x.rank() == 2 && out.shape() == x.shape() && w.rank() == 1 &&
-                       w.dim(0) == x.dim(1),
-                   "x ", x.str(), " and out ", out.str(), " must be [R, D] and w ", w.str(),
-                   " [D]");
+  RESP_CHECK_SHAPE(
+      x.rank() == 2 && out.shape() == x.shape() && w.rank() == 1 && w.dim(0) == x.dim(1), "x ",
+      x.str(), " and out ", out.str(), " must be [R, D] and w ", w.str(), " [D]");
   check_alias("rmsnorm", "out", ro, "x", rx, out, x);
   RESP_CHECK_SHAPE(!overlaps(ro, rw), "out ", out.str(), " overlaps w ", w.str());
   const int64_t d = rx.cols;
@@ -290,10 +288,9 @@ void CpuBackend::rope(const Tensor& x, const Tensor& positions, const Tensor& in
   RESP_CHECK_SHAPE(d % 2 == 0, "x ", x.str(), ": head dim must be even");
   RESP_CHECK_SHAPE(positions.rank() == 1 && positions.dim(0) == t_len, "positions ",
                    positions.str(), " must be [T] for x ", x.str());
-  RESP_CHECK_SHAPE(positions.is_contiguous(), "positions ", positions.str(),
-                   " must be contiguous");
-  RESP_CHECK_SHAPE(inv_freq.rank() == 1 && inv_freq.dim(0) == d / 2, "inv_freq ",
-                   inv_freq.str(), " must be [D/2] for x ", x.str());
+  RESP_CHECK_SHAPE(positions.is_contiguous(), "positions ", positions.str(), " must be contiguous");
+  RESP_CHECK_SHAPE(inv_freq.rank() == 1 && inv_freq.dim(0) == d / 2, "inv_freq ", inv_freq.str(),
+                   " must be [D/2] for x ", x.str());
   const int64_t half = d / 2;
   if (t_len == 0 || heads == 0 || half == 0) return;
   const int32_t* pos = positions.i32();
@@ -328,22 +325,25 @@ void CpuBackend::rope(const Tensor& x, const Tensor& positions, const Tensor& in
 
 // ---- attention ----------------------------------------------------------------------------------
 //
-// Work item: (query head h, block of up to kBlock consecutive query rows). Row r of a block sits
-// at position q_offset + t0 + r and attends keys [0, lim[r]), lim[r] = q_offset + t0 + r + 1, so
-// the first row's keys [0, lim[0]) are common to the whole block and later rows add at most
-// kBlock - 1 keys each. Per block:
-//   1. scores = q . k: register tiles of (rows x 16 keys) over the common keys, reading a
-//      transposed copy of K ([D][keys], made once per call for the keys [0, q_offset + T) only),
-//      then plain dot products for the few extra keys of the later rows;
+// Work item: a set of up to kBlock (query row t, query head h) pairs that read the same KV head,
+// so they share every key and value load. With T >= kBlock a set is kBlock consecutive rows of
+// one head (prefill); with fewer rows it is one row of up to kBlock heads of a GQA group
+// (decoding). Query row t attends keys [0, lim), lim = q_offset + t + 1; the smallest lim of a
+// set is common to all its rows, and the rest are per-row extra keys (at most kBlock - 1). Per
+// set:
+//   1. scores = q . k: register tiles of (rows x 16 keys) over the common keys, reading K packed
+//      per tile of 16 keys as [D][16] (made once per call, from keys [0, q_offset + T) only),
+//      then plain dot products for the remaining keys;
 //   2. stable softmax numerators in place (max-subtract, vectorised exp), sums in double;
-//   3. out = (p v) / sum: register tiles of (rows x 16 dims) over the common keys, then the
-//      later rows' extra keys.
-// No row ever reads a key or value past its own causal limit.
+//   3. out = (p v) / sum: register tiles of (rows x 16 dims) over the common keys, reading V
+//      packed per tile of 16 dims as [keys][16], then the later rows' extra keys.
+// No score or weighted sum of a row involves a key or value past that row's causal limit, and
+// nothing at position q_offset + T or later is read at all (those cache rows may be garbage).
 
 namespace {
 
-constexpr int kBlock = 4;   // query rows per work item (they share every K/V load)
-constexpr int kTile = 16;   // keys per score tile / head dims per output tile (2 AVX vectors)
+constexpr int kBlock = 4;  // query rows per work item (they share every K/V load)
+constexpr int kTile = 16;  // keys per score tile / head dims per output tile (2 AVX vectors)
 
 struct AttnArgs {
   const Rows* q;
@@ -351,8 +351,10 @@ struct AttnArgs {
   const Rows* v;
   const Rows* out;
   const int32_t* kv_of_head;
-  const float* kt;  // [Hkv][D][kt_ld]: keys [0, q_offset + T) transposed, or null
-  int64_t kt_ld;
+  const float* kp;   // packed keys [Hkv][tiles][D][kTile] (key tile * kTile + j), or null
+  int64_t kp_tiles;  // full key tiles packed per KV head
+  const float* vp;   // packed values [Hkv][D / kTile][n_keys][kTile], or null
+  int64_t n_keys;
   int64_t t_len, d, q_offset;
   float scale;
 };
@@ -364,6 +366,31 @@ inline float dot(const float* a, const float* b, int64_t d) {
   return acc;
 }
 
+// Four dot products against one key row (one load of the key for four queries).
+inline void dot4(const float* const* q, const float* k, int64_t d, float* const* sc, int64_t s) {
+  const float *q0 = q[0], *q1 = q[1], *q2 = q[2], *q3 = q[3];
+  float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+  for (int64_t i = 0; i < d; ++i) {
+    const float kv = k[i];
+    a0 += q0[i] * kv;
+    a1 += q1[i] * kv;
+    a2 += q2[i] * kv;
+    a3 += q3[i] * kv;
+  }
+  sc[0][s] = a0;
+  sc[1][s] = a1;
+  sc[2][s] = a2;
+  sc[3][s] = a3;
+}
+
+// Query (row, head) pairs that share one KV head; rows in ascending order.
+struct RowSet {
+  int64_t t[kBlock];
+  int64_t h[kBlock];
+  int n;
+};
+
 // The two register-tiled kernels below keep their 8 accumulators in named 8-float vectors (GNU
 // vector extension, GCC and Clang; lowered to AVX, SSE or NEON as available): with plain arrays
 // GCC keeps the accumulators in memory and the loops run at a fraction of FMA throughput.
@@ -373,15 +400,18 @@ inline F8 load8(const float* p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline void store8(float* p, F8 v) { std::memcpy(p, &v, sizeof v); }
+inline void store8(float* p, F8 v) {
+  std::memcpy(p, &v, sizeof v);
+}
 
-// sc[r][s0 + j] = q[r] . key(s0 + j) for 4 rows and j < 16; kt points at key s0 of dim 0.
-inline void score_tile4(const float* const* q, const float* kt, int64_t kt_ld, int64_t d,
-                        float* const* sc, int64_t s0) {
+// sc[r][s0 + j] = q[r] . key(s0 + j) for 4 rows and j < 16; kp is the packed tile of keys
+// s0 .. s0 + 15 ([D][16]).
+inline void score_tile4(const float* const* q, const float* kp, int64_t d, float* const* sc,
+                        int64_t s0) {
   F8 a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {};
   const float *q0 = q[0], *q1 = q[1], *q2 = q[2], *q3 = q[3];
   for (int64_t i = 0; i < d; ++i) {
-    const float* kr = kt + i * kt_ld;
+    const float* kr = kp + i * kTile;
     const F8 k0 = load8(kr), k1 = load8(kr + 8);
     a00 += q0[i] * k0;
     a01 += q0[i] * k1;
@@ -431,31 +461,31 @@ inline void value_tile4(const float* const* p, const float* v, int64_t vs, int64
 }
 
 template <int R>
-void attend_rows(const AttnArgs& A, int64_t h, int64_t t0, float* scores, int64_t s_cap,
-                 float* acc) {
+void attend_rows(const AttnArgs& A, const RowSet& set, float* scores, int64_t s_cap, float* acc) {
   const int64_t d = A.d;
-  const int64_t g = A.kv_of_head[h];
+  const int64_t g = A.kv_of_head[set.h[0]];
   const float* kbase = A.k->data + g * d;
   const float* vbase = A.v->data + g * d;
-  const float* ktg = A.kt != nullptr ? A.kt + g * d * A.kt_ld : nullptr;
+  const float* kpg = A.kp != nullptr ? A.kp + g * A.kp_tiles * d * kTile : nullptr;
   const int64_t ks = A.k->stride, vs = A.v->stride;
   const float* qr[R];
   float* sc[R];
   float* ac[R];
   int64_t lim[R];
   for (int r = 0; r < R; ++r) {
-    qr[r] = A.q->row(t0 + r) + h * d;
+    qr[r] = A.q->row(set.t[r]) + set.h[r] * d;
     sc[r] = scores + r * s_cap;
     ac[r] = acc + r * d;
-    lim[r] = A.q_offset + t0 + r + 1;
+    lim[r] = A.q_offset + set.t[r] + 1;
   }
-  const int64_t common = lim[0];
+  const int64_t common = lim[0];  // rows ascend, so the first row's keys are everyone's
 
   // 1. Scores.
   int64_t s = 0;
   if constexpr (R == kBlock) {
-    if (ktg != nullptr)
-      for (; s + kTile <= common; s += kTile) score_tile4(qr, ktg + s, A.kt_ld, d, sc, s);
+    if (kpg != nullptr)
+      for (; s + kTile <= common; s += kTile) score_tile4(qr, kpg + s * d, d, sc, s);
+    for (; s < common; ++s) dot4(qr, kbase + s * ks, d, sc, s);
   }
   for (int r = 0; r < R; ++r)
     for (int64_t j = s; j < lim[r]; ++j) sc[r][j] = dot(qr[r], kbase + j * ks, d);
@@ -479,11 +509,17 @@ void attend_rows(const AttnArgs& A, int64_t h, int64_t t0, float* scores, int64_
     inv[r] = static_cast<float>(1.0 / sum);
   }
 
-  // 3. Weighted sum of values: tiles over the common keys, then the rest of D, then the extra
-  // keys of rows 1..R-1.
+  // 3. Weighted sum of values: tiles over the common keys (packed values), then the rest of D,
+  // then the extra keys of the later rows.
   int64_t i0 = 0;
   if constexpr (R == kBlock) {
-    for (; i0 + kTile <= d; i0 += kTile) value_tile4(sc, vbase + i0, vs, common, ac, i0);
+    if (A.vp != nullptr) {
+      const float* vpg = A.vp + g * (d / kTile) * A.n_keys * kTile;
+      for (; i0 + kTile <= d; i0 += kTile)
+        value_tile4(sc, vpg + (i0 / kTile) * A.n_keys * kTile, kTile, common, ac, i0);
+    } else {
+      for (; i0 + kTile <= d; i0 += kTile) value_tile4(sc, vbase + i0, vs, common, ac, i0);
+    }
   }
   if (i0 < d) {
     for (int r = 0; r < R; ++r) std::fill(ac[r] + i0, ac[r] + d, 0.0f);
@@ -497,7 +533,7 @@ void attend_rows(const AttnArgs& A, int64_t h, int64_t t0, float* scores, int64_
       }
     }
   }
-  for (int r = 1; r < R; ++r) {
+  for (int r = 0; r < R; ++r) {
     float* c = ac[r];
     for (int64_t j = common; j < lim[r]; ++j) {
       const float* vr = vbase + j * vs;
@@ -509,7 +545,7 @@ void attend_rows(const AttnArgs& A, int64_t h, int64_t t0, float* scores, int64_
 
   // 4. Normalise into out (every q row of this block has been read, so out may alias q).
   for (int r = 0; r < R; ++r) {
-    float* o = A.out->row(t0 + r) + h * d;
+    float* o = A.out->row(set.t[r]) + set.h[r] * d;
     const float* c = ac[r];
     const float f = inv[r];
 #pragma omp simd
@@ -526,15 +562,14 @@ void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, 
   const Rows rk = f32_rows("attention", "k", k);
   const Rows rv = f32_rows("attention", "v", v);
   check_dtype("attention", "kv_of_head", kv_of_head, DType::I32);
-  RESP_CHECK_SHAPE(q.rank() == 3 && k.rank() == 3 && v.rank() == 3, "q ", q.str(), ", k ",
-                   k.str(), ", v ", v.str(), " must be [T, Hq, D], [S, Hkv, D], [S, Hkv, D]");
+  RESP_CHECK_SHAPE(q.rank() == 3 && k.rank() == 3 && v.rank() == 3, "q ", q.str(), ", k ", k.str(),
+                   ", v ", v.str(), " must be [T, Hq, D], [S, Hkv, D], [S, Hkv, D]");
   const int64_t t_len = q.dim(0), hq = q.dim(1), d = q.dim(2);
   const int64_t s_len = k.dim(0), hkv = k.dim(1);
   RESP_CHECK_SHAPE(k.shape() == v.shape() && k.dim(2) == d, "k ", k.str(), " and v ", v.str(),
                    " must both be [S, Hkv, D] with D of q ", q.str());
   RESP_CHECK_SHAPE(out.shape() == q.shape(), "out ", out.str(), " must match q ", q.str());
-  RESP_CHECK_SHAPE(kv_of_head.rank() == 1 && kv_of_head.dim(0) == hq &&
-                       kv_of_head.is_contiguous(),
+  RESP_CHECK_SHAPE(kv_of_head.rank() == 1 && kv_of_head.dim(0) == hq && kv_of_head.is_contiguous(),
                    "kv_of_head ", kv_of_head.str(), " must be [Hq] for q ", q.str());
   RESP_CHECK_SHAPE(q_offset >= 0 && s_len >= q_offset + t_len, "S = ", s_len, " of k ", k.str(),
                    " must be >= q_offset ", q_offset, " + T ", t_len, " (q ", q.str(), ")");
@@ -548,53 +583,109 @@ void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, 
   if (t_len == 0 || hq == 0 || d == 0) return;
 
   const int64_t n_keys = q_offset + t_len;  // keys any query row may see
-  const int64_t blocks = (t_len + kBlock - 1) / kBlock;
-  const int64_t items = blocks * hq;
+  std::vector<RowSet> sets;
+  if (t_len >= kBlock) {
+    // Blocks of consecutive rows of one head, latest (largest) blocks first so that dynamic
+    // scheduling balances the causal triangle.
+    const int64_t blocks = (t_len + kBlock - 1) / kBlock;
+    sets.reserve(static_cast<size_t>(blocks * hq));
+    for (int64_t blk = blocks - 1; blk >= 0; --blk)
+      for (int64_t h = 0; h < hq; ++h) {
+        RowSet set{};
+        for (int64_t t = blk * kBlock; t < std::min(t_len, (blk + 1) * kBlock); ++t) {
+          set.t[set.n] = t;
+          set.h[set.n++] = h;
+        }
+        sets.push_back(set);
+      }
+  } else {
+    // Few rows: group the query heads of each KV head.
+    for (int64_t t = 0; t < t_len; ++t)
+      for (int64_t g = 0; g < hkv; ++g) {
+        RowSet set{};
+        for (int64_t h = 0; h < hq; ++h) {
+          if (kvh[h] != g) continue;
+          set.t[set.n] = t;
+          set.h[set.n++] = h;
+          if (set.n == kBlock) {
+            sets.push_back(set);
+            set = RowSet{};
+          }
+        }
+        if (set.n > 0) sets.push_back(set);
+      }
+  }
+  const int64_t items = static_cast<int64_t>(sets.size());
   // Work ~ (keys attended) * D per query row; start threads only when it pays.
   const int64_t work = hq * t_len * (q_offset + (t_len + 1) / 2) * d;
   const bool parallel = work >= kParallelElems;
-  // Transposed keys pay off once enough query rows share them; a few rows (decoding) use plain
-  // dot products against the key rows instead.
-  const bool use_kt = n_keys >= kTile && t_len >= 2 * kBlock;
-  // Row length of the transposed keys: padded off multiples of 128 floats, whose rows would all
-  // land in the same few L1 cache sets.
-  int64_t kt_ld = (n_keys + kTile - 1) / kTile * kTile;
-  if (kt_ld % 128 == 0) kt_ld += kTile;
-  std::vector<float> kt(use_kt ? static_cast<size_t>(hkv * d * kt_ld) : 0);
-  const AttnArgs args{&rq,   &rk,   &rv, &ro,      kvh,  use_kt ? kt.data() : nullptr,
-                      kt_ld, t_len, d,   q_offset, scale};
+  // Packed keys pay off once enough query rows share them; a few rows (decoding) use plain dot
+  // products against the key rows instead.
+  const int64_t kp_tiles = n_keys / kTile;
+  constexpr int64_t kMaxPackedFloats = int64_t{64} << 20;  // 256 MiB; longer contexts use dots
+  const bool use_kp =
+      kp_tiles > 0 && t_len >= 2 * kBlock && hkv * kp_tiles * d * kTile <= kMaxPackedFloats;
+  std::vector<float> kp(use_kp ? static_cast<size_t>(hkv * kp_tiles * d * kTile) : 0);
+  const int64_t vp_tiles = d / kTile;
+  const bool use_vp =
+      vp_tiles > 0 && t_len >= 2 * kBlock && hkv * vp_tiles * n_keys * kTile <= kMaxPackedFloats;
+  std::vector<float> vp(use_vp ? static_cast<size_t>(hkv * vp_tiles * n_keys * kTile) : 0);
+  AttnArgs args{};
+  args.q = &rq;
+  args.k = &rk;
+  args.v = &rv;
+  args.out = &ro;
+  args.kv_of_head = kvh;
+  args.kp = use_kp ? kp.data() : nullptr;
+  args.kp_tiles = kp_tiles;
+  args.vp = use_vp ? vp.data() : nullptr;
+  args.n_keys = n_keys;
+  args.t_len = t_len;
+  args.d = d;
+  args.q_offset = q_offset;
+  args.scale = scale;
 
 #pragma omp parallel num_threads(threads_) if (parallel)
   {
-    if (use_kt) {
-      // kt[g][i][s] = k[s][g][i], in blocks of 64 keys (per thread) to keep both sides cached.
-      constexpr int64_t kKeys = 64;
-      const int64_t kblocks = (n_keys + kKeys - 1) / kKeys;
+    if (use_kp) {
 #pragma omp for schedule(static) collapse(2)
       for (int64_t g = 0; g < hkv; ++g)
-        for (int64_t kb = 0; kb < kblocks; ++kb) {
-          const int64_t s_end = std::min(n_keys, (kb + 1) * kKeys);
-          float* dst = kt.data() + g * d * kt_ld;
-          for (int64_t s = kb * kKeys; s < s_end; ++s) {
-            const float* src = rk.row(s) + g * d;
-            for (int64_t i = 0; i < d; ++i) dst[i * kt_ld + s] = src[i];
+        for (int64_t tile = 0; tile < kp_tiles; ++tile) {
+          float* dst = kp.data() + (g * kp_tiles + tile) * d * kTile;
+          for (int64_t j = 0; j < kTile; ++j) {
+            const float* src = rk.row(tile * kTile + j) + g * d;
+            for (int64_t i = 0; i < d; ++i) dst[i * kTile + j] = src[i];
           }
+        }
+    }
+    if (use_vp) {
+#pragma omp for schedule(static) collapse(2)
+      for (int64_t g = 0; g < hkv; ++g)
+        for (int64_t tile = 0; tile < vp_tiles; ++tile) {
+          float* dst = vp.data() + (g * vp_tiles + tile) * n_keys * kTile;
+          for (int64_t s = 0; s < n_keys; ++s)
+            std::memcpy(dst + s * kTile, rv.row(s) + g * d + tile * kTile, kTile * sizeof(float));
         }
     }
     std::vector<float> scratch(static_cast<size_t>(kBlock * (n_keys + d)));
     float* scores = scratch.data();
     float* acc = scores + kBlock * n_keys;
-    // Largest (latest) blocks first so dynamic scheduling balances the causal triangle.
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
-      const int64_t blk = blocks - 1 - it / hq;
-      const int64_t h = it % hq;
-      const int64_t t0 = blk * kBlock;
-      switch (std::min<int64_t>(kBlock, t_len - t0)) {
-        case 4: attend_rows<4>(args, h, t0, scores, n_keys, acc); break;
-        case 3: attend_rows<3>(args, h, t0, scores, n_keys, acc); break;
-        case 2: attend_rows<2>(args, h, t0, scores, n_keys, acc); break;
-        default: attend_rows<1>(args, h, t0, scores, n_keys, acc); break;
+      const RowSet& set = sets[static_cast<size_t>(it)];
+      switch (set.n) {
+        case 4:
+          attend_rows<4>(args, set, scores, n_keys, acc);
+          break;
+        case 3:
+          attend_rows<3>(args, set, scores, n_keys, acc);
+          break;
+        case 2:
+          attend_rows<2>(args, set, scores, n_keys, acc);
+          break;
+        default:
+          attend_rows<1>(args, set, scores, n_keys, acc);
+          break;
       }
     }
   }
@@ -632,8 +723,8 @@ void CpuBackend::embedding(const Tensor& out, const Tensor& table, const Tensor&
   const Rows ro = f32_rows("embedding", "out", out);
   const Rows rt = f32_rows("embedding", "table", table);
   check_dtype("embedding", "ids", ids, DType::I32);
-  RESP_CHECK_SHAPE(table.rank() == 2 && ids.rank() == 1 && ids.is_contiguous() &&
-                       out.rank() == 2 && out.dim(0) == ids.dim(0) && out.dim(1) == table.dim(1),
+  RESP_CHECK_SHAPE(table.rank() == 2 && ids.rank() == 1 && ids.is_contiguous() && out.rank() == 2 &&
+                       out.dim(0) == ids.dim(0) && out.dim(1) == table.dim(1),
                    "table ", table.str(), " must be [V, H], ids ", ids.str(), " [T], out ",
                    out.str(), " [T, H]");
   RESP_CHECK_SHAPE(!overlaps(ro, rt), "out ", out.str(), " overlaps table ", table.str());
@@ -692,8 +783,8 @@ void CpuBackend::scale(const Tensor& x, float alpha) {
 void CpuBackend::softmax(const Tensor& out, const Tensor& x) {
   const Rows ro = f32_rows("softmax", "out", out);
   const Rows rx = f32_rows("softmax", "x", x);
-  RESP_CHECK_SHAPE(x.rank() == 2 && out.shape() == x.shape(), "x ", x.str(), " and out ",
-                   out.str(), " must be the same [R, N]");
+  RESP_CHECK_SHAPE(x.rank() == 2 && out.shape() == x.shape(), "x ", x.str(), " and out ", out.str(),
+                   " must be the same [R, N]");
   check_alias("softmax", "out", ro, "x", rx, out, x);
   const int64_t n = rx.cols;
   if (n == 0) return;
@@ -718,8 +809,8 @@ void CpuBackend::softmax(const Tensor& out, const Tensor& x) {
 void CpuBackend::log_softmax(const Tensor& out, const Tensor& x) {
   const Rows ro = f32_rows("log_softmax", "out", out);
   const Rows rx = f32_rows("log_softmax", "x", x);
-  RESP_CHECK_SHAPE(x.rank() == 2 && out.shape() == x.shape(), "x ", x.str(), " and out ",
-                   out.str(), " must be the same [R, N]");
+  RESP_CHECK_SHAPE(x.rank() == 2 && out.shape() == x.shape(), "x ", x.str(), " and out ", out.str(),
+                   " must be the same [R, N]");
   check_alias("log_softmax", "out", ro, "x", rx, out, x);
   const int64_t n = rx.cols;
   if (n == 0) return;

@@ -7,8 +7,9 @@
 // a process-wide setting) and for every OpenMP region here (num_threads clause), so BLAS and
 // our own loops never oversubscribe the cores. Small ops run serially (no region start-up cost).
 //
-// Tensors: every op accepts row-major views whose leading dimension may be padded (stride(0) >
-// the size of one row, as produced by slicing); all inner dimensions must be contiguous.
+// Tensors: the forward ops accept row-major views whose leading dimension may be padded
+// (stride(0) > the size of one row); all inner dimensions must be contiguous. copy() needs fully
+// contiguous tensors. Host (Device::CPU) tensors only; anything else is a ShapeError.
 #pragma once
 
 #include <string>
@@ -46,6 +47,20 @@ class CpuBackend final : public Backend {
   void scale(const Tensor& x, float alpha) override;
   void softmax(const Tensor& out, const Tensor& x) override;
   void log_softmax(const Tensor& out, const Tensor& x) override;
+
+  // Backward ops live in cpu_backward.cpp.
+  void sum_rows(const Tensor& out, const Tensor& x) override;
+  void rmsnorm_backward(const Tensor& dx, const Tensor& dw, const Tensor& dy, const Tensor& x,
+                        const Tensor& w, float eps) override;
+  void rope_backward(const Tensor& dx, const Tensor& positions, const Tensor& inv_freq) override;
+  void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
+                          const Tensor& q, const Tensor& k, const Tensor& v,
+                          const Tensor& kv_of_head, int64_t q_offset, float scale) override;
+  void swiglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
+                       const Tensor& gate, const Tensor& up) override;
+  void embedding_backward(const Tensor& dtable, const Tensor& dout, const Tensor& ids) override;
+  void cross_entropy(const Tensor& losses, const Tensor& logits, const Tensor& targets,
+                     const Tensor& weights) override;
 
  private:
   int threads_;

@@ -1,0 +1,111 @@
+#include "app/calibration_input.h"
+
+#include "app/jsonl.h"
+#include "core/error.h"
+#include "tokenizer/chat.h"
+#include "tokenizer/tokenizer.h"
+#include "generate/tasks.h"
+
+namespace resp::app {
+
+namespace {
+
+void check_vocab(const CalibrationSample& s, const ModelConfig& c, const std::string& where) {
+  for (int32_t id : s.tokens)
+    if (id < 0 || id >= c.vocab_size)
+      throw UsageError(cat(where, ": token id ", id, " outside the vocabulary [0, ", c.vocab_size, ")"));
+  if (static_cast<int64_t>(s.tokens.size()) > c.max_position_embeddings)
+    throw UsageError(cat(where, ": ", s.tokens.size(), " tokens exceed max_position_embeddings ",
+                         c.max_position_embeddings));
+}
+
+std::string id_of(const JsonlRecord& r, size_t index) {
+  auto it = r.value.find("id");
+  if (it == r.value.end()) return std::to_string(index);
+  return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
+std::string text_field(const JsonlRecord& r, const std::string& file, const char* key) {
+  auto it = r.value.find(key);
+  if (it == r.value.end() || !it->is_string())
+    throw UsageError(cat(file, ":", r.line, ": missing string field \"", key, "\""));
+  return it->get<std::string>();
+}
+
+}  // namespace
+
+std::vector<CalibrationSample> load_calibration(const CalibrationInput& in, const ModelConfig& config) {
+  auto records = read_jsonl(in.path);
+  if (in.limit > 0 && static_cast<int64_t>(records.size()) > in.limit)
+    records.resize(static_cast<size_t>(in.limit));
+  if (records.empty()) throw UsageError(cat(in.path, ": no calibration records"));
+  std::vector<CalibrationSample> out;
+  out.reserve(records.size());
+
+  if (in.source == "self") {
+    for (size_t i = 0; i < records.size(); ++i) {
+      const JsonlRecord& r = records[i];
+      const std::string where = cat(in.path, ":", r.line);
+      CalibrationSample s;
+      s.id = id_of(r, i);
+      if (r.value.contains("prompt_tokens")) {
+        s.tokens = token_list(r, "prompt_tokens");
+        s.prompt_len = static_cast<int>(s.tokens.size());
+        const auto outp = token_list(r, "output_tokens");
+        s.tokens.insert(s.tokens.end(), outp.begin(), outp.end());
+      } else if (r.value.contains("tokens")) {
+        s.tokens = token_list(r, "tokens");
+        const auto pl = r.value.find("prompt_len");
+        s.prompt_len = (pl != r.value.end() && pl->is_number_integer()) ? pl->get<int>() : 0;
+      } else {
+        throw UsageError(cat(where, ": a trace needs \"prompt_tokens\" and \"output_tokens\""));
+      }
+      check_vocab(s, config, where);
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
+
+  const Tokenizer tok = Tokenizer::load(in.model_dir);
+  if (in.source == "text") {
+    for (size_t i = 0; i < records.size(); ++i) {
+      const JsonlRecord& r = records[i];
+      CalibrationSample s;
+      s.id = id_of(r, i);
+      s.tokens = tok.encode(text_field(r, in.path, "text"), true);
+      s.prompt_len = 0;
+      check_vocab(s, config, cat(in.path, ":", r.line));
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
+  if (in.source != "gold") throw UsageError(cat("unknown calibration source \"", in.source, "\""));
+  const Task task = parse_task(in.task);
+  const ChatFormat chat = ChatFormat::for_tokenizer(tok, in.chat_format);
+  if (tok.eos_ids().empty())
+    throw ConfigError(cat(in.model_dir, ": the tokenizer defines no eos token to end gold responses"));
+  for (size_t i = 0; i < records.size(); ++i) {
+    const JsonlRecord& r = records[i];
+    const std::string where = cat(in.path, ":", r.line);
+    CalibrationSample s;
+    s.id = id_of(r, i);
+    // GISP: RESP's calibration prompt, with the dataset's own rationale as the response,
+    // closed by the end-of-turn token the model would emit.
+    std::string prompt;
+    try {
+      prompt = calibration_prompt(task, r.value, chat, Thinking::On);
+    } catch (const UsageError& e) {
+      throw UsageError(cat(where, ": ", e.what()));
+    }
+    s.tokens = tok.encode(prompt);
+    s.prompt_len = static_cast<int>(s.tokens.size());
+    const auto response = tok.encode(text_field(r, in.path, task == Task::Gsm8k ? "answer" : "Rationale"));
+    s.tokens.insert(s.tokens.end(), response.begin(), response.end());
+    s.tokens.push_back(tok.eos_ids().front());
+    check_vocab(s, config, where);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace resp::app
