@@ -4,7 +4,9 @@
 #include "core/error.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
+#include "driver/calibration_sources.h"
 #include "generate/tasks.h"
+#include <optional>
 
 namespace resp::app {
 
@@ -23,13 +25,6 @@ std::string id_of(const JsonlRecord& r, size_t index) {
   auto it = r.value.find("id");
   if (it == r.value.end()) return std::to_string(index);
   return it->is_string() ? it->get<std::string>() : it->dump();
-}
-
-std::string text_field(const JsonlRecord& r, const std::string& file, const char* key) {
-  auto it = r.value.find(key);
-  if (it == r.value.end() || !it->is_string())
-    throw UsageError(cat(file, ":", r.line, ": missing string field \"", key, "\""));
-  return it->get<std::string>();
 }
 
 }  // namespace
@@ -67,41 +62,23 @@ std::vector<CalibrationSample> load_calibration(const CalibrationInput& in, cons
   }
 
   const Tokenizer tok = Tokenizer::load(in.model_dir);
-  if (in.source == "text") {
-    for (size_t i = 0; i < records.size(); ++i) {
-      const JsonlRecord& r = records[i];
-      CalibrationSample s;
-      s.id = id_of(r, i);
-      s.tokens = tok.encode(text_field(r, in.path, "text"), true);
-      s.prompt_len = 0;
-      check_vocab(s, config, cat(in.path, ":", r.line));
-      out.push_back(std::move(s));
-    }
-    return out;
+  std::optional<ChatFormat> chat;
+  Task task = Task::Gsm8k;
+  if (in.source == "gold") {
+    task = parse_task(in.task);
+    chat = ChatFormat::for_tokenizer(tok, in.chat_format);
+  } else if (in.source != "text") {
+    throw UsageError(cat("unknown calibration source \"", in.source, "\""));
   }
-  if (in.source != "gold") throw UsageError(cat("unknown calibration source \"", in.source, "\""));
-  const Task task = parse_task(in.task);
-  const ChatFormat chat = ChatFormat::for_tokenizer(tok, in.chat_format);
-  if (tok.eos_ids().empty())
-    throw ConfigError(cat(in.model_dir, ": the tokenizer defines no eos token to end gold responses"));
   for (size_t i = 0; i < records.size(); ++i) {
     const JsonlRecord& r = records[i];
     const std::string where = cat(in.path, ":", r.line);
-    CalibrationSample s;
-    s.id = id_of(r, i);
-    // GISP: RESP's calibration prompt, with the dataset's own rationale as the response,
-    // closed by the end-of-turn token the model would emit.
-    std::string prompt;
-    try {
-      prompt = calibration_prompt(task, r.value, chat, Thinking::On);
-    } catch (const UsageError& e) {
-      throw UsageError(cat(where, ": ", e.what()));
-    }
-    s.tokens = tok.encode(prompt);
-    s.prompt_len = static_cast<int>(s.tokens.size());
-    const auto response = tok.encode(text_field(r, in.path, task == Task::Gsm8k ? "answer" : "Rationale"));
-    s.tokens.insert(s.tokens.end(), response.begin(), response.end());
-    s.tokens.push_back(tok.eos_ids().front());
+    DatasetRow row;
+    row.id = id_of(r, i);
+    row.value = r.value;
+    row.line = r.line;
+    CalibrationSample s = in.source == "gold" ? gold_sample(task, row, tok, &*chat, Thinking::On, where)
+                                              : text_sample(row, tok, where);
     check_vocab(s, config, where);
     out.push_back(std::move(s));
   }

@@ -7,4 +7,5 @@ namespace resp::app {
 void register_generate(CLI::App&, Action*) {}
 void register_eval(CLI::App&, Action*) {}
 void register_importance(CLI::App&, Action*) {}
+void register_prune(CLI::App&, Action*) {}
 }  // namespace resp::app

@@ -19,5 +19,6 @@ void register_tokenize(CLI::App& root, Action* selected);  // tokenize + detoken
 void register_generate(CLI::App& root, Action* selected);
 void register_eval(CLI::App& root, Action* selected);
 void register_importance(CLI::App& root, Action* selected);
+void register_prune(CLI::App& root, Action* selected);  // prune + inspect
 
 }  // namespace resp::app

@@ -217,6 +217,7 @@ std::string File::attr_string(const std::string& obj, const std::string& key) co
     char* s = nullptr;
     Handle mem = check(H5Tcopy(H5T_C_S1), close_type, "H5Tcopy");
     H5Tset_size(mem.id(), H5T_VARIABLE);
+    H5Tset_cset(mem.id(), H5Tget_cset(type.id()));  // HDF5 will not convert ASCII <-> UTF-8
     if (H5Aread(a.id(), mem.id(), &s) < 0 || !s) throw FormatError(cat(path_, ": cannot read attribute ", key));
     std::string out(s);
     H5free_memory(s);

@@ -11,6 +11,7 @@ namespace resp {
 namespace {
 
 std::vector<float> to_host(Backend& be, const Tensor& t) {
+  if (t.empty()) return {};  // absent (e.g. a layer pruned to zero heads)
   std::vector<float> h(static_cast<size_t>(t.numel()));
   if (!h.empty()) be.copy(Tensor(h.data(), DType::F32, t.shape()), t);
   return h;

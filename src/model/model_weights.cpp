@@ -115,13 +115,13 @@ std::vector<int> head_rows(const std::vector<int>& heads, int D) {
 }  // namespace
 
 ModelWeights load_weights(const std::filesystem::path& model_dir, const ModelConfig& config,
-                          const ShardPlan& plan, Backend& backend) {
+                          const ShardPlan& plan, Backend& backend, FileNumbering numbering) {
   CheckpointReader reader(model_dir);
-  return load_weights(reader, config, plan, backend);
+  return load_weights(reader, config, plan, backend, numbering);
 }
 
 ModelWeights load_weights(const CheckpointReader& r, const ModelConfig& c, const ShardPlan& p,
-                          Backend& backend) {
+                          Backend& backend, FileNumbering numbering) {
   const ArenaPlan ap = plan_arena(c, p);
   ModelWeights w = bind(c, p, ap, backend);
   const int64_t H = c.hidden_size, D = c.head_dim, V = c.vocab_size;
@@ -161,9 +161,21 @@ ModelWeights load_weights(const CheckpointReader& r, const ModelConfig& c, const
     const LayerShard& s = p.layers[static_cast<size_t>(l)];
     LayerWeights& lw = w.layers[static_cast<size_t>(l)];
     const std::string P = layer_prefix(l);
-    const int64_t q_all = shape.n_heads() * D, kv_all = shape.n_kv_heads() * D, f_all = shape.d_ff();
-    const auto qrows = head_rows(s.head_pos, c.head_dim);
-    const auto kvrows = head_rows(s.kv_pos, c.head_dim);
+    // Positions in the layer's kept lists -> indices in the file.
+    const bool original = numbering == FileNumbering::Original;
+    auto file_ids = [&](const std::vector<int>& pos, const std::vector<int>& kept) {
+      if (!original) return pos;
+      std::vector<int> ids;
+      ids.reserve(pos.size());
+      for (int i : pos) ids.push_back(kept[static_cast<size_t>(i)]);
+      return ids;
+    };
+    const int64_t q_all = (original ? c.num_heads : shape.n_heads()) * D;
+    const int64_t kv_all = (original ? c.num_kv_heads : shape.n_kv_heads()) * D;
+    const int64_t f_all = original ? c.intermediate_size : shape.d_ff();
+    const auto qrows = head_rows(file_ids(s.head_pos, shape.heads), c.head_dim);
+    const auto kvrows = head_rows(file_ids(s.kv_pos, shape.kv_heads), c.head_dim);
+    const auto channels = file_ids(s.channel_pos, shape.channels);
 
     whole(lw.attn_norm, P + "input_layernorm.weight", {H});
     rows(lw.wq, P + "self_attn.q_proj.weight", {q_all, H}, qrows);
@@ -184,9 +196,9 @@ ModelWeights load_weights(const CheckpointReader& r, const ModelConfig& c, const
       else r.expect_shape(P + "self_attn.o_proj.bias", {H});
     }
     whole(lw.mlp_norm, P + "post_attention_layernorm.weight", {H});
-    rows(lw.wg, P + "mlp.gate_proj.weight", {f_all, H}, s.channel_pos);
-    rows(lw.wu, P + "mlp.up_proj.weight", {f_all, H}, s.channel_pos);
-    cols(lw.wd, P + "mlp.down_proj.weight", {H, f_all}, s.channel_pos);
+    rows(lw.wg, P + "mlp.gate_proj.weight", {f_all, H}, channels);
+    rows(lw.wu, P + "mlp.up_proj.weight", {f_all, H}, channels);
+    cols(lw.wd, P + "mlp.down_proj.weight", {H, f_all}, channels);
   }
   fill_static(w, backend);
   return w;

@@ -38,12 +38,21 @@ struct ModelWeights {
   size_t bytes() const { return arena.bytes(); }
 };
 
+// How a checkpoint's tensors are numbered relative to `config.layers`:
+//  - Kept: the file holds exactly the config's kept heads/channels (a dense model, or a
+//    pruned model exported as hetero) — row i of q_proj is the layer's i-th kept head;
+//  - Original: the file is the dense model and the config's kept ids select its rows/columns
+//    (how the pruning driver materialises a pruned model from the original checkpoint).
+enum class FileNumbering { Kept, Original };
+
 // Loads this rank's shard from a Hugging Face checkpoint directory. Names and shapes are
 // checked against the config (errors name file, tensor, expected and got).
 ModelWeights load_weights(const std::filesystem::path& model_dir, const ModelConfig& config,
-                          const ShardPlan& plan, Backend& backend);
+                          const ShardPlan& plan, Backend& backend,
+                          FileNumbering numbering = FileNumbering::Kept);
 ModelWeights load_weights(const CheckpointReader& reader, const ModelConfig& config,
-                          const ShardPlan& plan, Backend& backend);
+                          const ShardPlan& plan, Backend& backend,
+                          FileNumbering numbering = FileNumbering::Kept);
 
 // Random weights (benchmarks, tests): N(0, std) for matrices, 1 for norms, keyed by seed so
 // every TP layout sees the same global model.

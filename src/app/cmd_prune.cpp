@@ -1,0 +1,88 @@
+// `resp prune`: the main job (RESP progressive pruning with regeneration), and `resp inspect`.
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include "app/commands.h"
+#include "app/runtime.h"
+#include "core/log.h"
+#include "driver/prune_config.h"
+#include "driver/prune_run.h"
+
+namespace resp::app {
+
+namespace {
+
+// The one piece of state a signal handler may touch. SIGTERM (Slurm's pre-kill signal) and
+// SIGUSR1 (sbatch --signal) ask the run to stop after the current iteration's checkpoint.
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+struct PruneCliOptions {
+  std::string config, out;
+  std::vector<std::string> sets;
+  bool resume = false;
+  int tp = 0, threads = -1, max_iterations = 0;
+};
+
+int run_prune_cmd(const PruneCliOptions& o) {
+  std::vector<std::string> sets = o.sets;
+  if (o.tp > 0) sets.push_back(cat("parallel.tp=", o.tp));
+  if (o.threads >= 0) sets.push_back(cat("parallel.threads=", o.threads));
+  PruneConfig cfg = load_prune_config(o.config, sets);  // bad config: error before MPI starts work
+  std::filesystem::path out = o.out;
+  if (out.empty()) out = std::filesystem::path("runs") / std::filesystem::path(o.config).stem();
+
+  Runtime rt = start_runtime(cfg.tp, cfg.threads);
+  if (rt.par.layout.rank == 0) {
+    std::fprintf(stderr, "# resp prune: effective configuration (saved as %s)\n%s",
+                 (out / "config.yaml").string().c_str(), to_yaml(cfg).c_str());
+  }
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGUSR1, on_stop_signal);
+  PruneRunOptions ro;
+  ro.config = cfg;
+  ro.run_dir = out;
+  ro.resume = o.resume;
+  ro.max_iterations = o.max_iterations;
+  ro.stop_requested = [] { return g_stop_signal != 0; };
+  const PruneRunResult r = run_prune(ro, rt.par, *rt.backend);
+  if (rt.par.layout.rank == 0) {
+    std::cout << describe_run(out) << std::flush;
+    if (r.finished) std::fprintf(stderr, "resp prune: finished; checkpoints in %s\n", out.string().c_str());
+  }
+  rt.par.world->barrier();
+  return 0;
+}
+
+}  // namespace
+
+void register_prune(CLI::App& root, Action* selected) {
+  auto o = std::make_shared<PruneCliOptions>();
+  CLI::App* cmd = root.add_subcommand("prune", "RESP progressive structured pruning (the main job)");
+  cmd->add_option("--config", o->config, "Run configuration (YAML; see configs/)")->required();
+  cmd->add_option("--set", o->sets, "Override a key: section.key=value (repeatable)");
+  cmd->add_option("--out", o->out, "Run directory (default: runs/<config name>)");
+  cmd->add_flag("--resume", o->resume, "Continue from the newest complete checkpoint in --out");
+  cmd->add_option("--tp", o->tp, "Tensor-parallel ranks (same as --set parallel.tp=N)")->check(CLI::PositiveNumber);
+  cmd->add_option("--threads", o->threads, "CPU threads per rank (same as --set parallel.threads=N)");
+  cmd->add_option("--max-iterations", o->max_iterations,
+                  "Stop (checkpointed, resumable) after this many iterations in this process")
+      ->check(CLI::NonNegativeNumber);
+  cmd->callback([o, selected] { *selected = [o] { return run_prune_cmd(*o); }; });
+
+  auto dir = std::make_shared<std::string>();
+  auto layers = std::make_shared<bool>(false);
+  CLI::App* ins = root.add_subcommand("inspect", "Per-iteration table of a prune run");
+  ins->add_option("run", *dir, "Run directory")->required();
+  ins->add_flag("--layers", *layers, "Also show what each layer keeps");
+  ins->callback([dir, layers, selected] {
+    *selected = [dir, layers] {
+      std::cout << describe_run(*dir, *layers);
+      return 0;
+    };
+  });
+}
+
+}  // namespace resp::app

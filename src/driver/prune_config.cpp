@@ -1,0 +1,268 @@
+#include "driver/prune_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace resp {
+
+namespace {
+
+// The schema: every section and key a run accepts, with RESP's defaults. "auto" means: take
+// it from the model (generation_config.json, layer count).
+constexpr const char* kDefaults = R"(model: ""
+data:
+  task: gsm8k
+  prompts: ""
+  num_prompts: 500
+  shuffle_seed: 0
+generation:
+  chat: true
+  thinking: "on"
+  chat_format: auto
+  temperature: 0.6
+  top_p: auto
+  top_k: auto
+  max_new_tokens: 2048
+  seed: 0
+  batch_size: 8
+calibration:
+  source: self
+  loss: decode-only
+importance:
+  criterion: taylor
+  ranking: global
+  protected_layers: auto
+schedule:
+  iterations: 112
+  final_ratio: 0.7
+regeneration:
+  milestones: [0.1, 0.2, 0.3, 0.4, 0.5]
+  fraction: 1.0
+report:
+  sparsities: [0.2, 0.3, 0.4, 0.5]
+parallel:
+  tp: 1
+  threads: 0
+)";
+
+// Overlays `user` onto `base`, refusing keys the schema does not have.
+void merge(YAML::Node base, const YAML::Node& user, const std::string& path, const std::string& src) {
+  if (!user.IsMap()) throw ConfigError(cat(src, ": ", path.empty() ? "the file" : path, " must be a mapping"));
+  for (auto it = user.begin(); it != user.end(); ++it) {
+    const std::string key = it->first.as<std::string>();
+    const std::string full = path.empty() ? key : path + "." + key;
+    const YAML::Node& cbase = base;  // const lookup: operator[] on a non-const node inserts
+    if (!cbase[key]) throw ConfigError(cat(src, ": unknown key \"", full, "\""));
+    YAML::Node b = base[key];
+    if (b.IsMap()) {
+      merge(b, it->second, full, src);
+    } else {
+      if (it->second.IsMap()) throw ConfigError(cat(src, ": \"", full, "\" is a value, not a section"));
+      base[key] = it->second;
+    }
+  }
+}
+
+void set_override(YAML::Node root, const std::string& kv) {
+  const auto eq = kv.find('=');
+  if (eq == std::string::npos || eq == 0) throw ConfigError(cat("--set \"", kv, "\": expected section.key=value"));
+  const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
+  std::vector<std::string> parts;
+  std::stringstream ss(key);
+  for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+  YAML::Node parsed;
+  try {
+    parsed = YAML::Load(value);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(cat("--set ", key, ": cannot parse value \"", value, "\""));
+  }
+  // Build the nested mapping {a: {b: value}} and merge it like a file. (Node::reset rebinds;
+  // operator= would assign through the reference.)
+  YAML::Node leaf = parsed;
+  for (size_t i = parts.size(); i-- > 1;) {
+    YAML::Node m(YAML::NodeType::Map);
+    m[parts[i]] = leaf;
+    leaf.reset(m);
+  }
+  YAML::Node user(YAML::NodeType::Map);
+  user[parts[0]] = leaf;
+  merge(root, user, "", "--set");
+}
+
+template <typename T>
+T get(const YAML::Node& n, const std::string& key, const std::string& src) {
+  try {
+    return n.as<T>();
+  } catch (const YAML::Exception&) {
+    throw ConfigError(cat(src, ": \"", key, "\" has the wrong type (", YAML::Dump(n), ")"));
+  }
+}
+
+bool is_auto(const YAML::Node& n) { return n.IsScalar() && n.as<std::string>() == "auto"; }
+
+std::string absolute(const std::string& p, const std::string& base) {
+  if (p.empty()) return p;
+  std::filesystem::path path(p);
+  if (path.is_absolute()) return p;
+  return (std::filesystem::path(base) / path).lexically_normal().string();
+}
+
+}  // namespace
+
+double PruneConfig::ratio_at(int t) const {
+  if (iterations <= 1) return 0.0;
+  return final_ratio * static_cast<double>(t) / static_cast<double>(iterations - 1);
+}
+
+PruneConfig parse_prune_config(const std::string& text, const std::vector<std::string>& overrides,
+                               const std::string& src, const std::string& base_dir) {
+  YAML::Node root = YAML::Load(kDefaults);
+  try {
+    const YAML::Node user = YAML::Load(text);
+    if (user && !user.IsNull()) merge(root, user, "", src);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(cat(src, ": malformed YAML (", e.msg, " at line ", e.mark.line + 1, ")"));
+  }
+  for (const auto& o : overrides) set_override(root, o);
+
+  PruneConfig c;
+  const auto s = [&](const char* sec, const char* key) { return root[sec][key]; };
+  c.model = absolute(get<std::string>(root["model"], "model", src), base_dir);
+  c.task = get<std::string>(s("data", "task"), "data.task", src);
+  c.prompts = absolute(get<std::string>(s("data", "prompts"), "data.prompts", src), base_dir);
+  c.num_prompts = get<int>(s("data", "num_prompts"), "data.num_prompts", src);
+  c.shuffle_seed = get<uint64_t>(s("data", "shuffle_seed"), "data.shuffle_seed", src);
+  c.chat = get<bool>(s("generation", "chat"), "generation.chat", src);
+  c.thinking = get<std::string>(s("generation", "thinking"), "generation.thinking", src);
+  if (!is_auto(s("generation", "chat_format")))
+    c.chat_format = get<std::string>(s("generation", "chat_format"), "generation.chat_format", src);
+  c.temperature = get<double>(s("generation", "temperature"), "generation.temperature", src);
+  if (!is_auto(s("generation", "top_p"))) c.top_p = get<double>(s("generation", "top_p"), "generation.top_p", src);
+  if (!is_auto(s("generation", "top_k"))) c.top_k = get<int>(s("generation", "top_k"), "generation.top_k", src);
+  c.max_new_tokens = get<int>(s("generation", "max_new_tokens"), "generation.max_new_tokens", src);
+  c.seed = get<uint64_t>(s("generation", "seed"), "generation.seed", src);
+  c.batch_size = get<int>(s("generation", "batch_size"), "generation.batch_size", src);
+  c.source = get<std::string>(s("calibration", "source"), "calibration.source", src);
+  c.loss = get<std::string>(s("calibration", "loss"), "calibration.loss", src);
+  c.criterion = get<std::string>(s("importance", "criterion"), "importance.criterion", src);
+  c.ranking = get<std::string>(s("importance", "ranking"), "importance.ranking", src);
+  if (!is_auto(s("importance", "protected_layers")))
+    c.protected_layers = get<std::vector<int>>(s("importance", "protected_layers"), "importance.protected_layers", src);
+  c.iterations = get<int>(s("schedule", "iterations"), "schedule.iterations", src);
+  c.final_ratio = get<double>(s("schedule", "final_ratio"), "schedule.final_ratio", src);
+  c.milestones = get<std::vector<double>>(s("regeneration", "milestones"), "regeneration.milestones", src);
+  c.regen_fraction = get<double>(s("regeneration", "fraction"), "regeneration.fraction", src);
+  c.report_sparsities = get<std::vector<double>>(s("report", "sparsities"), "report.sparsities", src);
+  c.tp = get<int>(s("parallel", "tp"), "parallel.tp", src);
+  c.threads = get<int>(s("parallel", "threads"), "parallel.threads", src);
+
+  // Validation: every impossible value is refused with its key.
+  auto bad = [&](const std::string& key, const std::string& why) { throw ConfigError(cat(src, ": ", key, " ", why)); };
+  if (c.model.empty()) bad("model", "is required (a Hugging Face model directory)");
+  if (c.task != "gsm8k" && c.task != "mathqa") bad("data.task", cat("\"", c.task, "\" must be gsm8k or mathqa"));
+  if (c.source != "self" && c.source != "gold" && c.source != "text")
+    bad("calibration.source", cat("\"", c.source, "\" must be self, gold or text"));
+  if (c.loss != "decode-only" && c.loss != "full") bad("calibration.loss", "must be decode-only or full");
+  if (c.source == "text" && c.loss != "full") bad("calibration.loss", "must be full for source text (no prompt to mask)");
+  if (c.criterion != "taylor" && c.criterion != "taylor-vectorize" && c.criterion != "wanda-sp" &&
+      c.criterion != "magnitude")
+    bad("importance.criterion", cat("\"", c.criterion, "\" must be taylor, taylor-vectorize, wanda-sp or magnitude"));
+  if (c.ranking != "global" && c.ranking != "per-layer") bad("importance.ranking", "must be global or per-layer");
+  if (c.criterion != "magnitude" && c.prompts.empty()) bad("data.prompts", "is required for data-driven criteria");
+  if (c.num_prompts < 1) bad("data.num_prompts", "must be >= 1");
+  if (c.thinking != "on" && c.thinking != "off") bad("generation.thinking", "must be on or off");
+  if (!(c.temperature >= 0) || !std::isfinite(c.temperature)) bad("generation.temperature", "must be >= 0");
+  if (c.top_p && !(*c.top_p > 0 && *c.top_p <= 1)) bad("generation.top_p", "must be in (0, 1]");
+  if (c.top_k && *c.top_k < 0) bad("generation.top_k", "must be >= 0");
+  if (c.max_new_tokens < 1) bad("generation.max_new_tokens", "must be >= 1");
+  if (c.batch_size < 1) bad("generation.batch_size", "must be >= 1");
+  if (c.iterations < 1) bad("schedule.iterations", "must be >= 1");
+  if (!(c.final_ratio >= 0 && c.final_ratio < 1)) bad("schedule.final_ratio", cat(c.final_ratio, " must be in [0, 1)"));
+  for (size_t i = 0; i < c.milestones.size(); ++i)
+    if (!(c.milestones[i] > 0 && c.milestones[i] < 1) || (i && c.milestones[i] <= c.milestones[i - 1]))
+      bad("regeneration.milestones", "must be increasing values in (0, 1)");
+  if (!(c.regen_fraction > 0 && c.regen_fraction <= 1)) bad("regeneration.fraction", "must be in (0, 1]");
+  for (double v : c.report_sparsities)
+    if (!(v >= 0 && v < 1)) bad("report.sparsities", "must be values in [0, 1)");
+  if (c.tp < 1) bad("parallel.tp", "must be >= 1");
+  if (c.protected_layers)
+    for (int l : *c.protected_layers)
+      if (l < 0) bad("importance.protected_layers", "must list layer indices >= 0");
+  return c;
+}
+
+PruneConfig load_prune_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path);
+  if (!in) throw IoError(cat("cannot open config ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_prune_config(ss.str(), overrides, path, std::filesystem::current_path().string());
+}
+
+std::string to_yaml(const PruneConfig& c) {
+  YAML::Emitter e;
+  auto seq = [&](const auto& v) {
+    e << YAML::Flow << YAML::BeginSeq;
+    for (const auto& x : v) e << x;
+    e << YAML::EndSeq;
+  };
+  e << YAML::BeginMap;
+  e << YAML::Key << "model" << YAML::Value << c.model;
+  e << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "task" << YAML::Value << c.task;
+  e << YAML::Key << "prompts" << YAML::Value << c.prompts;
+  e << YAML::Key << "num_prompts" << YAML::Value << c.num_prompts;
+  e << YAML::Key << "shuffle_seed" << YAML::Value << c.shuffle_seed;
+  e << YAML::EndMap;
+  e << YAML::Key << "generation" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "chat" << YAML::Value << c.chat;
+  e << YAML::Key << "thinking" << YAML::Value << YAML::DoubleQuoted << c.thinking;
+  e << YAML::Key << "chat_format" << YAML::Value << (c.chat_format.empty() ? "auto" : c.chat_format);
+  e << YAML::Key << "temperature" << YAML::Value << c.temperature;
+  e << YAML::Key << "top_p" << YAML::Value;
+  if (c.top_p) e << *c.top_p; else e << "auto";
+  e << YAML::Key << "top_k" << YAML::Value;
+  if (c.top_k) e << *c.top_k; else e << "auto";
+  e << YAML::Key << "max_new_tokens" << YAML::Value << c.max_new_tokens;
+  e << YAML::Key << "seed" << YAML::Value << c.seed;
+  e << YAML::Key << "batch_size" << YAML::Value << c.batch_size;
+  e << YAML::EndMap;
+  e << YAML::Key << "calibration" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "source" << YAML::Value << c.source;
+  e << YAML::Key << "loss" << YAML::Value << c.loss;
+  e << YAML::EndMap;
+  e << YAML::Key << "importance" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "criterion" << YAML::Value << c.criterion;
+  e << YAML::Key << "ranking" << YAML::Value << c.ranking;
+  e << YAML::Key << "protected_layers" << YAML::Value;
+  if (c.protected_layers) seq(*c.protected_layers); else e << "auto";
+  e << YAML::EndMap;
+  e << YAML::Key << "schedule" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "iterations" << YAML::Value << c.iterations;
+  e << YAML::Key << "final_ratio" << YAML::Value << c.final_ratio;
+  e << YAML::EndMap;
+  e << YAML::Key << "regeneration" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "milestones" << YAML::Value;
+  seq(c.milestones);
+  e << YAML::Key << "fraction" << YAML::Value << c.regen_fraction;
+  e << YAML::EndMap;
+  e << YAML::Key << "report" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "sparsities" << YAML::Value;
+  seq(c.report_sparsities);
+  e << YAML::EndMap;
+  e << YAML::Key << "parallel" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "tp" << YAML::Value << c.tp;
+  e << YAML::Key << "threads" << YAML::Value << c.threads;
+  e << YAML::EndMap;
+  e << YAML::EndMap;
+  return std::string(e.c_str()) + "\n";
+}
+
+}  // namespace resp

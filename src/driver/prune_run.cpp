@@ -1,0 +1,371 @@
+#include "driver/prune_run.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iomanip>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+
+#include "ckpt/run_checkpoint.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "core/timer.h"
+#include "driver/calibration_sources.h"
+#include "generate/data_parallel.h"
+#include "generate/generator.h"
+#include "importance/scorer.h"
+#include "model/decoder.h"
+#include "model/safetensors.h"
+#include "model/shard_plan.h"
+#include "prune/plan.h"
+
+namespace resp {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// The configuration as it is saved in checkpoints, with the layout-only keys normalised so
+// that a run may resume under a different tp / thread count.
+std::string layout_free_yaml(PruneConfig c) {
+  c.tp = 1;
+  c.threads = 0;
+  return to_yaml(c);
+}
+
+struct Calibration {
+  std::vector<GenerationRequest> requests;  // self: prompts to generate from
+  std::vector<TraceRecord> fixed;           // gold / text: samples that never change
+};
+
+std::vector<CalibrationSample> samples_of(const std::vector<TraceRecord>& traces) {
+  std::vector<CalibrationSample> out;
+  out.reserve(traces.size());
+  for (const auto& t : traces) {
+    CalibrationSample s;
+    s.id = t.id;
+    s.tokens = t.prompt;
+    s.prompt_len = static_cast<int>(t.prompt.size());
+    s.tokens.insert(s.tokens.end(), t.output.begin(), t.output.end());
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+// Which prompts a regeneration round redraws: all of them, or a keyed random subset.
+std::vector<size_t> regen_subset(size_t n, double fraction, uint64_t seed, int round) {
+  std::vector<size_t> idx(n);
+  for (size_t i = 0; i < n; ++i) idx[i] = i;
+  if (fraction >= 1.0) return idx;
+  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) {
+    return random_u64(seed, 0x7265676eull + static_cast<uint64_t>(round), a) <
+           random_u64(seed, 0x7265676eull + static_cast<uint64_t>(round), b);
+  });
+  idx.resize(static_cast<size_t>(std::ceil(fraction * static_cast<double>(n))));
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+
+int64_t count_heads(const PrunePlan& p) {
+  int64_t n = 0;
+  for (const auto& l : p) n += static_cast<int64_t>(l.heads.size());
+  return n;
+}
+int64_t count_channels(const PrunePlan& p) {
+  int64_t n = 0;
+  for (const auto& l : p) n += static_cast<int64_t>(l.channels.size());
+  return n;
+}
+int64_t count_kv(const ModelConfig& c) {
+  int64_t n = 0;
+  for (const auto& l : c.layers) n += l.n_kv_heads();
+  return n;
+}
+
+}  // namespace
+
+PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par, Backend& backend) {
+  const PruneConfig& cfg = opt.config;
+  const ParallelLayout& L = par.layout;
+  const fs::path& run = opt.run_dir;
+  PruneRunResult result;
+
+  // ---- run directory and resume ---------------------------------------------------------------
+  std::optional<fs::path> resume_from;
+  if (fs::exists(run)) {
+    if (!fs::is_directory(run)) throw UsageError(cat(run.string(), " exists and is not a directory"));
+    if (opt.resume) resume_from = latest_checkpoint(run);
+    else if (!list_checkpoints(run).empty())
+      throw UsageError(cat(run.string(), " already holds a run: pass --resume to continue it, or "
+                           "choose a new --out (nothing was overwritten)"));
+  }
+  RunState state;
+  if (resume_from) {
+    state = read_run_checkpoint(*resume_from);
+    if (state.config_yaml != layout_free_yaml(cfg))
+      throw ConfigError(cat("the configuration differs from the one of the run in ", run.string(),
+                            " (only parallel.tp and parallel.threads may change on --resume); see ",
+                            (run / "config.yaml").string()));
+    log_info("resuming ", run.string(), " after iteration ", state.iteration, " (",
+             resume_from->filename().string(), ", written with tp=", state.layout_tp, " dp=",
+             state.layout_dp, ")");
+  } else if (opt.resume) {
+    log_info("--resume: no checkpoint in ", run.string(), " yet, starting from the beginning");
+  }
+  if (L.rank == 0) {
+    fs::create_directories(run);
+    std::ofstream f(run / "config.yaml");
+    f << to_yaml(cfg);
+    if (!f) throw IoError(cat("cannot write ", (run / "config.yaml").string()));
+  }
+  par.world->barrier();
+
+  // ---- model, tokenizer, calibration prompts ---------------------------------------------------
+  const ModelConfig dense = load_model_config(cfg.model);
+  for (const auto& layer : dense.layers)
+    if (layer.n_heads() != dense.num_heads || layer.d_ff() != dense.intermediate_size)
+      throw ConfigError(cat(cfg.model, " is already pruned: start from the dense checkpoint"));
+  const CheckpointReader reader(cfg.model);
+  std::vector<bool> prot = default_protected_layers(dense.num_layers);
+  if (cfg.protected_layers) {
+    prot.assign(static_cast<size_t>(dense.num_layers), false);
+    for (int l : *cfg.protected_layers) {
+      if (l >= dense.num_layers) throw ConfigError(cat("importance.protected_layers: layer ", l, " >= ", dense.num_layers));
+      prot[static_cast<size_t>(l)] = true;
+    }
+  }
+  const Criterion criterion = parse_criterion(cfg.criterion);
+  const Ranking ranking = parse_ranking(cfg.ranking);
+  const bool self_source = needs_data(criterion) && cfg.source == "self";
+
+  std::optional<Tokenizer> tok;
+  std::optional<ChatFormat> chat;
+  Calibration calib;
+  if (needs_data(criterion)) {
+    tok = Tokenizer::load(cfg.model);
+    const Task task = parse_task(cfg.task);
+    if (cfg.chat) chat = ChatFormat::for_tokenizer(*tok, cfg.chat_format);
+    const Thinking thinking = cfg.thinking == "on" ? Thinking::On : Thinking::Off;
+    const auto rows = load_calibration_rows(cfg.prompts, cfg.num_prompts, cfg.shuffle_seed);
+    for (const auto& row : rows) {
+      const std::string where = cat(cfg.prompts, ":", row.line);
+      if (cfg.source == "self") {
+        GenerationRequest r;
+        r.id = row.id;
+        try {
+          r.prompt = calibration_prompt_ids(task, row, *tok, chat ? &*chat : nullptr, thinking);
+        } catch (const UsageError& e) {
+          throw UsageError(cat(where, ": ", e.what()));
+        }
+        calib.requests.push_back(std::move(r));
+      } else {
+        const CalibrationSample s = cfg.source == "gold"
+                                        ? gold_sample(task, row, *tok, chat ? &*chat : nullptr, thinking, where)
+                                        : text_sample(row, *tok, where);
+        TraceRecord t;
+        t.id = s.id;
+        t.prompt.assign(s.tokens.begin(), s.tokens.begin() + s.prompt_len);
+        t.output.assign(s.tokens.begin() + s.prompt_len, s.tokens.end());
+        t.finish = cfg.source;
+        calib.fixed.push_back(std::move(t));
+      }
+    }
+    log_info("calibration: ", rows.size(), " ", cfg.task, " prompts from ", cfg.prompts, " (source ",
+             cfg.source, ", loss ", cfg.loss, ")");
+  }
+
+  if (!resume_from) {
+    state = RunState{};
+    state.config_yaml = layout_free_yaml(cfg);
+    state.model = cfg.model;
+    state.seed = cfg.seed;
+    state.plan = dense_plan(dense);
+    state.regen_pending = self_source;  // the dense model's traces come first
+    if (!self_source) state.traces = calib.fixed;
+  }
+  state.layout_tp = L.tp;
+  state.layout_dp = L.dp;
+
+  GenerationConfig gen_cfg;
+  if (self_source) {
+    gen_cfg = GenerationConfig::for_model(cfg.model, dense);
+    gen_cfg.sampling.temperature = cfg.temperature;
+    if (cfg.top_p) gen_cfg.sampling.top_p = *cfg.top_p;
+    if (cfg.top_k) gen_cfg.sampling.top_k = *cfg.top_k;
+    gen_cfg.max_new_tokens = cfg.max_new_tokens;
+    gen_cfg.validate();
+  }
+
+  const int64_t units = total_units(dense);
+  log_info("RESP: ", dense.num_layers, " layers, ", units, " prunable units (", dense.num_layers * dense.num_heads,
+           " heads + ", int64_t{dense.num_layers} * dense.intermediate_size, " channels), ",
+           cfg.iterations, " iterations to ratio ", cfg.final_ratio, ", criterion ", cfg.criterion,
+           ", ranking ", cfg.ranking, "; ", L.str());
+
+  // ---- the iteration loop ----------------------------------------------------------------------
+  int done_here = 0;
+  for (int t = state.iteration + 1; t < cfg.iterations; ++t) {
+    IterationRecord rec;
+    rec.iteration = t;
+    rec.ratio = cfg.ratio_at(t);
+    const ModelConfig current = apply_plan(dense, state.plan);
+    Stopwatch phase;
+    const ModelWeights weights =
+        load_weights(reader, current, make_shard_plan(current, L.tp, L.tp_rank), backend, FileNumbering::Original);
+    Decoder decoder(weights, backend, *par.tp);
+    rec.t_prune += phase.seconds();
+
+    // Regenerate the traces with the current (pruned) model.
+    if (self_source && state.regen_pending) {
+      phase.reset();
+      GenerationConfig g = gen_cfg;
+      // Each round draws fresh samples: the round number is folded into the seed.
+      g.seed = cfg.seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(state.regen_round);
+      GeneratorOptions go;
+      go.slots = cfg.batch_size;
+      Generator gen(weights, decoder, *par.tp, g, go, &*tok);
+      const auto subset = regen_subset(calib.requests.size(), state.traces.empty() ? 1.0 : cfg.regen_fraction,
+                                       cfg.seed, state.regen_round);
+      std::vector<GenerationRequest> reqs;
+      for (size_t i : subset) reqs.push_back(calib.requests[i]);
+      Stopwatch gt;
+      int64_t last_log = 0;
+      const auto results = generate_data_parallel(gen, reqs, *par.dp, [&](const GenerationProgress& p) {
+        if (gt.seconds() - static_cast<double>(last_log) >= 10.0) {
+          last_log = static_cast<int64_t>(gt.seconds());
+          log_info("  generating: ", p.done, "/", p.total, " sequences, ", p.generated_tokens, " tokens");
+        }
+      });
+      if (state.traces.size() != calib.requests.size()) state.traces.assign(calib.requests.size(), TraceRecord{});
+      for (size_t k = 0; k < subset.size(); ++k) {
+        TraceRecord& tr = state.traces[subset[k]];
+        tr.id = calib.requests[subset[k]].id;
+        tr.prompt = calib.requests[subset[k]].prompt;
+        tr.output = results[k].tokens;
+        tr.finish = finish_reason_name(results[k].finish);
+      }
+      state.regen_pending = false;
+      ++state.regen_round;
+      rec.regenerated = true;
+      rec.t_generate = phase.seconds();
+      log_info("iteration ", t, ": generated ", subset.size(), " traces with the current model in ",
+               rec.t_generate, " s (round ", state.regen_round, ")");
+    }
+    if (!state.traces.empty()) {
+      double sum = 0, trunc = 0;
+      for (const auto& tr : state.traces) {
+        sum += static_cast<double>(tr.output.size());
+        trunc += tr.finish == "length" ? 1.0 : 0.0;
+      }
+      rec.mean_output_tokens = sum / static_cast<double>(state.traces.size());
+      rec.truncated = trunc / static_cast<double>(state.traces.size());
+    }
+
+    // Importance on the current model, then the cumulative prune to r_t.
+    phase.reset();
+    ImportanceOptions io;
+    io.criterion = criterion;
+    io.loss = parse_loss_mode(cfg.loss);
+    io.source = cfg.source;
+    const auto samples = samples_of(state.traces);
+    state.scores = compute_importance(weights, backend, par, samples, io);
+    rec.t_importance = phase.seconds();
+    rec.mean_loss = state.scores.mean_loss;
+
+    phase.reset();
+    const double before = measured_sparsity(dense, state.plan);
+    state.plan = prune_to_ratio(dense, state.plan, state.scores, rec.ratio, ranking, prot);
+    rec.sparsity = measured_sparsity(dense, state.plan);
+    rec.heads_kept = count_heads(state.plan);
+    rec.channels_kept = count_channels(state.plan);
+    rec.kv_heads_kept = count_kv(apply_plan(dense, state.plan));
+    rec.t_prune += phase.seconds();
+    for (double m : cfg.milestones)
+      if (before < m && rec.sparsity >= m && self_source) state.regen_pending = true;
+
+    // Checkpoint (rank 0 writes; the state is global and identical on every rank).
+    phase.reset();
+    state.iteration = t;
+    state.history.push_back(rec);
+    if (L.rank == 0) {
+      write_run_checkpoint(run, state);
+      std::error_code ec;
+      const auto bytes = fs::file_size(checkpoint_path(run, t), ec);
+      state.history.back().checkpoint_mb = ec ? 0.0 : static_cast<double>(bytes) / 1e6;
+    }
+    par.world->barrier();
+    state.history.back().t_checkpoint = phase.seconds();
+    const IterationRecord& r = state.history.back();
+    log_info("iteration ", t, "/", cfg.iterations - 1, ": ratio ", std::setprecision(3), r.ratio,
+             " sparsity ", r.sparsity, ", kept ", r.heads_kept, " heads / ", r.channels_kept,
+             " channels, loss ", r.mean_loss, ", times gen ", r.t_generate, " s, importance ",
+             r.t_importance, " s, prune ", r.t_prune, " s, ckpt ", r.t_checkpoint, " s",
+             state.regen_pending ? " -> milestone crossed: traces will be regenerated" : "");
+    result.last_iteration = t;
+    ++done_here;
+
+    // Signals: every rank votes; all stop together after a complete checkpoint.
+    const double want_stop = (opt.stop_requested && opt.stop_requested()) ? 1.0 : 0.0;
+    const bool stop = par.world->all_reduce_scalar(want_stop, ReduceOp::Max) > 0.0;
+    if (t + 1 < cfg.iterations && (stop || (opt.max_iterations > 0 && done_here >= opt.max_iterations))) {
+      log_info(stop ? "stop requested: " : "iteration limit reached: ", "checkpoint of iteration ", t,
+               " is complete; resume with --resume");
+      result.stopped = true;
+      return result;
+    }
+  }
+  result.finished = true;
+  result.last_iteration = state.iteration;
+  return result;
+}
+
+std::string describe_run(const fs::path& run_dir, bool per_layer) {
+  const auto latest = latest_checkpoint(run_dir);
+  if (!latest) throw UsageError(cat(run_dir.string(), ": no complete checkpoint"));
+  const RunState s = read_run_checkpoint(*latest);
+  std::ostringstream os;
+  os << "run " << run_dir.string() << ": model " << s.model << ", " << s.history.size()
+     << " iterations done, traces generated " << s.regen_round << " time(s)\n";
+  os << " iter  ratio  sparsity  heads  kv  channels  regen  out_tok  trunc   loss    gen_s  imp_s  prune_s  ckpt_s\n";
+  char buf[256];
+  for (const auto& r : s.history) {
+    std::snprintf(buf, sizeof buf, "%5d  %5.3f  %8.4f  %5lld %3lld  %8lld  %5s  %7.1f  %5.2f  %6.3f  %6.2f %6.2f  %7.2f  %6.2f\n",
+                  r.iteration, r.ratio, r.sparsity, static_cast<long long>(r.heads_kept),
+                  static_cast<long long>(r.kv_heads_kept), static_cast<long long>(r.channels_kept),
+                  r.regenerated ? "yes" : "", r.mean_output_tokens, r.truncated, r.mean_loss, r.t_generate,
+                  r.t_importance, r.t_prune, r.t_checkpoint);
+    os << buf;
+  }
+  // The checkpoints closest to the sparsities the run reports (nested sub-networks).
+  std::vector<double> report = {0.2, 0.3, 0.4, 0.5};
+  try {
+    report = parse_prune_config(s.config_yaml, {}, "checkpoint", "/").report_sparsities;
+  } catch (const Error&) {
+  }
+  if (!s.history.empty() && !report.empty()) {
+    os << "\ntarget  iteration  sparsity  heads  channels  (resp export --run DIR --sparsity S)\n";
+    for (double target : report) {
+      const IterationRecord* best = &s.history.front();
+      for (const auto& r : s.history)
+        if (std::fabs(r.sparsity - target) < std::fabs(best->sparsity - target)) best = &r;
+      std::snprintf(buf, sizeof buf, "%6.2f  %9d  %8.4f  %5lld  %8lld\n", target, best->iteration,
+                    best->sparsity, static_cast<long long>(best->heads_kept),
+                    static_cast<long long>(best->channels_kept));
+      os << buf;
+    }
+  }
+  if (per_layer) {
+    os << "\nlayer  heads kept  channels kept   (latest iteration " << s.iteration << ")\n";
+    for (size_t l = 0; l < s.plan.size(); ++l) {
+      std::snprintf(buf, sizeof buf, "%5zu  %10zu  %13zu\n", l, s.plan[l].heads.size(), s.plan[l].channels.size());
+      os << buf;
+    }
+  }
+  return os.str();
+}
+
+}  // namespace resp
