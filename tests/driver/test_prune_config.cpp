@@ -1,0 +1,69 @@
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "driver/prune_config.h"
+
+using namespace resp;
+
+namespace {
+std::string err(const std::string& yaml, const std::vector<std::string>& sets = {}) {
+  try {
+    parse_prune_config(yaml, sets, "cfg.yaml", "/base");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST(PruneConfig, DefaultsAreResps) {
+  const auto c = parse_prune_config("model: m\ndata: {prompts: p.jsonl}\n", {}, "cfg", "/base");
+  EXPECT_EQ(c.model, "/base/m");
+  EXPECT_EQ(c.prompts, "/base/p.jsonl");
+  EXPECT_EQ(c.num_prompts, 500);
+  EXPECT_EQ(c.shuffle_seed, 0u);
+  EXPECT_DOUBLE_EQ(c.temperature, 0.6);
+  EXPECT_FALSE(c.top_p.has_value());  // from generation_config.json
+  EXPECT_EQ(c.max_new_tokens, 2048);
+  EXPECT_EQ(c.iterations, 112);
+  EXPECT_DOUBLE_EQ(c.final_ratio, 0.7);
+  EXPECT_EQ(c.milestones, (std::vector<double>{0.1, 0.2, 0.3, 0.4, 0.5}));
+  EXPECT_DOUBLE_EQ(c.regen_fraction, 1.0);
+  EXPECT_EQ(c.criterion, "taylor");
+  EXPECT_EQ(c.source, "self");
+  EXPECT_EQ(c.loss, "decode-only");
+  EXPECT_FALSE(c.protected_layers.has_value());
+  // linspace(0, 0.7, 112)
+  EXPECT_DOUBLE_EQ(c.ratio_at(0), 0.0);
+  EXPECT_DOUBLE_EQ(c.ratio_at(111), 0.7);
+  EXPECT_NEAR(c.ratio_at(1), 0.7 / 111, 1e-15);
+}
+
+TEST(PruneConfig, OverridesAndRoundTrip) {
+  const auto c = parse_prune_config("model: /m\ndata: {prompts: /p}\n",
+                                    {"schedule.iterations=7", "importance.protected_layers=[0, 3]",
+                                     "generation.top_p=0.9", "regeneration.milestones=[]"},
+                                    "cfg", "/");
+  EXPECT_EQ(c.iterations, 7);
+  EXPECT_EQ(*c.protected_layers, (std::vector<int>{0, 3}));
+  EXPECT_DOUBLE_EQ(*c.top_p, 0.9);
+  EXPECT_TRUE(c.milestones.empty());
+  const auto back = parse_prune_config(to_yaml(c), {}, "again", "/");
+  EXPECT_EQ(to_yaml(back), to_yaml(c));
+}
+
+TEST(PruneConfig, ClearErrors) {
+  const std::string ok = "model: m\ndata: {prompts: p}\n";
+  EXPECT_NE(err(ok + "schedul: {iterations: 3}\n").find("unknown key \"schedul\""), std::string::npos);
+  EXPECT_NE(err(ok + "schedule: {iteratons: 3}\n").find("schedule.iteratons"), std::string::npos);
+  EXPECT_NE(err(ok, {"schedule.final_ratio=1.5"}).find("schedule.final_ratio"), std::string::npos);
+  EXPECT_NE(err(ok, {"schedule.iterations=abc"}).find("schedule.iterations"), std::string::npos);
+  EXPECT_NE(err(ok, {"parallel.tp=0"}).find("parallel.tp"), std::string::npos);
+  EXPECT_NE(err(ok, {"regeneration.milestones=[0.3, 0.2]"}).find("milestones"), std::string::npos);
+  EXPECT_NE(err(ok, {"calibration.source=web"}).find("calibration.source"), std::string::npos);
+  EXPECT_NE(err(ok, {"nokey"}).find("section.key=value"), std::string::npos);
+  EXPECT_NE(err("data: {prompts: p}\n").find("model"), std::string::npos);
+  EXPECT_NE(err("model: [unclosed\n").find("malformed YAML"), std::string::npos);
+  EXPECT_NE(err(ok + "schedule: 3\n").find("mapping"), std::string::npos);
+  EXPECT_THROW(load_prune_config("/nonexistent/cfg.yaml", {}), IoError);
+}
