@@ -8,4 +8,5 @@ void register_generate(CLI::App&, Action*) {}
 void register_eval(CLI::App&, Action*) {}
 void register_importance(CLI::App&, Action*) {}
 void register_prune(CLI::App&, Action*) {}
+void register_export(CLI::App&, Action*) {}
 }  // namespace resp::app

@@ -20,5 +20,6 @@ void register_generate(CLI::App& root, Action* selected);
 void register_eval(CLI::App& root, Action* selected);
 void register_importance(CLI::App& root, Action* selected);
 void register_prune(CLI::App& root, Action* selected);  // prune + inspect
+void register_export(CLI::App& root, Action* selected);
 
 }  // namespace resp::app

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   resp::app::register_eval(root, &selected);
   resp::app::register_importance(root, &selected);
   resp::app::register_prune(root, &selected);
+  resp::app::register_export(root, &selected);
 
   try {
     root.parse(argc, argv);

@@ -4,7 +4,7 @@
 // one, in global terms (kept ids in original numbering), so any TP/DP layout can resume it:
 //   attrs      format="resp-run", schema_version, iteration, config (YAML), model, seed,
 //              regen_round, regen_pending, layout_tp, layout_dp, history (JSON)
-//   /plan/layers/NNNN/{heads,channels,kv_heads}            int32, kept original ids
+//   /plan/layers/NNNN/{heads,channels}                     int32, kept original ids
 //   /scores/layers/NNNN/{heads,channels,head_ids,channel_ids}  the scores used at this iteration
 //   /traces/{tokens,offsets,prompt_lengths,finish}  concatenated prompt+output ids; ids (JSON attr)
 // Weights are not stored: no fine-tuning happens, so the original checkpoint + the plan define
