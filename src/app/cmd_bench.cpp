@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "app/bench_commands.h"
 #include "app/commands.h"
 #include "app/runtime.h"
 #include "core/log.h"
@@ -152,6 +153,9 @@ void register_bench(CLI::App& root, Action* selected) {
   fwd->add_option("--tp", opts->tp, "Tensor-parallel ranks")->check(CLI::PositiveNumber);
   fwd->add_option("--json", opts->json_out, "Also write the result JSON here");
   fwd->callback([opts, selected] { *selected = [opts] { return run_bench_forward(*opts); }; });
+  register_bench_backward(*bench, selected);
+  register_bench_generate(*bench, selected);
+  register_bench_checkpoint(*bench, selected);
 }
 
 }  // namespace resp::app

@@ -9,4 +9,6 @@ void register_eval(CLI::App&, Action*) {}
 void register_importance(CLI::App&, Action*) {}
 void register_prune(CLI::App&, Action*) {}
 void register_export(CLI::App&, Action*) {}
+void register_bench_generate(CLI::App&, Action*) {}
+void register_bench_checkpoint(CLI::App&, Action*) {}
 }  // namespace resp::app

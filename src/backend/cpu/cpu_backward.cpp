@@ -1,11 +1,15 @@
 // Backward ops of the CPU backend (see backend.h for the contracts). Attention backward works
-// per query head with sgemm on the [T, S] score matrix (recomputed), so its cost follows the
-// GEMM rate; everything else is OpenMP loops with double accumulation where sums decide accuracy.
+// per (query head, block of query rows) with sgemm on the block's causal slice of the score
+// matrix (recomputed), so its cost follows the GEMM rate and skips the masked upper triangle;
+// everything else is OpenMP loops with double accumulation where sums decide accuracy.
 #include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
@@ -27,6 +31,102 @@ void need_f32(const char* op, const char* what, const Tensor& t) {
 
 // Rows x cols view of a contiguous tensor whose last dimension is `cols`.
 int64_t rows_for(const Tensor& t, int64_t cols) { return cols ? t.numel() / cols : 0; }
+
+// The two helpers below repeat those of cpu_backend.cpp (file-local there).
+// c ? a : b without a branch, so that loops using it vectorise.
+inline float select(bool c, float a, float b) {
+  const uint32_t m = 0u - static_cast<uint32_t>(c);
+  return std::bit_cast<float>((std::bit_cast<uint32_t>(a) & m) | (std::bit_cast<uint32_t>(b) & ~m));
+}
+
+// exp(x) in f32 within 1.5 ulp (Cephes expf polynomial), branch-free so that loops calling it
+// vectorise (glibc's expf does not). 0 below -87.3, +inf above 88.3, NaN for NaN.
+inline float exp_f32(float x) {
+  constexpr float kLo = -87.3f, kHi = 88.3f;
+  float xc = select(x < kLo, kLo, x);
+  xc = select(xc > kHi, kHi, xc);
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding and subtracting rounds to integer
+  const float kf = (xc * 1.44269504088896341f + kRound) - kRound;   // round(x / ln 2)
+  const float r = (xc - kf * 0.693359375f) - kf * -2.12194440e-4f;  // x - k ln 2 (two parts)
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = (p * (r * r) + r) + 1.0f;
+  const int32_t k = static_cast<int32_t>(select(kf == kf, kf, 0.0f));  // NaN must not reach the cast
+  const float pow2 = std::bit_cast<float>((k + 127) << 23);            // 2^k
+  const float res = select(x < kLo, 0.0f, y * pow2);
+  return select(x > kHi, std::numeric_limits<float>::infinity(), res);
+}
+
+// Max over row[0, n) (vectorised).
+inline float row_max(const float* row, int64_t n) {
+  float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j]);
+  return mx;
+}
+
+void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
+              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+}
+
+constexpr int64_t kAttnBlock = 64;  // query rows per attention-backward work item
+
+// Attention backward of one block of query rows [t0, t0 + tb) of one head, whose keys/values
+// are Kg/Vg (row stride ldk). The block's rows see keys 0..q_offset + t0 + tb - 1 (nb keys), so
+// only that causal slice of the score matrix is computed. Writes dQ rows (overwrite) and adds
+// into dK/dV rows 0..nb-1 (row stride ldd). P and dP are scratch of tb * nb floats.
+void attention_backward_block(const float* Qh, const float* dOh, float* dQh, int64_t ldq,
+                              const float* Kg, const float* Vg, int64_t ldk, float* dK, float* dV,
+                              int64_t ldd, int64_t t0, int64_t tb, int64_t q_offset, int64_t D,
+                              float scale, float* P, float* dP) {
+  const int64_t nb = q_offset + t0 + tb;
+  const float* Q = Qh + t0 * ldq;
+  const float* dO = dOh + t0 * ldq;
+  // P = softmax(scale * Q K^T) with the causal mask (row t0+i sees keys 0..q_offset+t0+i).
+  sgemm(false, true, tb, nb, D, scale, Q, ldq, Kg, ldk, 0.0f, P, nb);
+  for (int64_t i = 0; i < tb; ++i) {
+    float* row = P + i * nb;
+    const int64_t n = q_offset + t0 + i + 1;
+    const float mx = row_max(row, n);
+    double sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < n; ++j) {
+      const float e = exp_f32(row[j] - mx);
+      row[j] = e;
+      sum += e;
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) row[j] *= inv;
+    std::fill(row + n, row + nb, 0.0f);
+  }
+  // dV += P^T dO ; dP = dO V^T
+  sgemm(true, false, nb, D, tb, 1.0f, P, nb, dO, ldq, 1.0f, dV, ldd);
+  sgemm(false, true, tb, nb, D, 1.0f, dO, ldq, Vg, ldk, 0.0f, dP, nb);
+  // dS = P * (dP - rowsum(P * dP)), stored in dP (zero where masked since P = 0 there).
+  for (int64_t i = 0; i < tb; ++i) {
+    const float* pr = P + i * nb;
+    float* dr = dP + i * nb;
+    const int64_t n = q_offset + t0 + i + 1;
+    double dot = 0;
+#pragma omp simd reduction(+ : dot)
+    for (int64_t j = 0; j < n; ++j) dot += static_cast<double>(pr[j]) * dr[j];
+    const float d = static_cast<float>(dot);
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) dr[j] = pr[j] * (dr[j] - d);
+    std::fill(dr + n, dr + nb, 0.0f);
+  }
+  // dQ = scale * dS K ; dK += scale * dS^T Q
+  sgemm(false, false, tb, D, nb, scale, dP, nb, Kg, ldk, 0.0f, dQh + t0 * ldq, ldq);
+  sgemm(true, false, nb, D, tb, scale, dP, nb, Q, ldq, 1.0f, dK, ldd);
+}
 
 }  // namespace
 
@@ -68,24 +168,28 @@ void CpuBackend::rmsnorm_backward(const Tensor& dx, const Tensor& dw, const Tens
   {
     const int tid = omp_get_thread_num();
     double* dwt = dw_part.empty() ? nullptr : dw_part.data() + static_cast<size_t>(tid) * D;
-    std::vector<float> g(static_cast<size_t>(D));
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < R; ++r) {
       const float* xr = xp + r * D;
       const float* dyr = dyp + r * D;
       double ss = 0;
+#pragma omp simd reduction(+ : ss)
       for (int64_t i = 0; i < D; ++i) ss += static_cast<double>(xr[i]) * xr[i];
       const double inv = 1.0 / std::sqrt(ss / static_cast<double>(D) + eps);
-      double dot = 0;  // mean over i of g_i * xhat_i
-      for (int64_t i = 0; i < D; ++i) {
-        g[static_cast<size_t>(i)] = dyr[i] * wp[i];
-        dot += static_cast<double>(g[static_cast<size_t>(i)]) * xr[i] * inv;
-        if (dwt) dwt[i] += static_cast<double>(dyr[i]) * xr[i] * inv;
+      double gx = 0;  // sum over i of g_i * x_i, g = dy * w
+#pragma omp simd reduction(+ : gx)
+      for (int64_t i = 0; i < D; ++i) gx += static_cast<double>(dyr[i] * wp[i]) * xr[i];
+      if (dwt) {
+#pragma omp simd
+        for (int64_t i = 0; i < D; ++i) dwt[i] += static_cast<double>(dyr[i]) * xr[i] * inv;
       }
-      dot /= static_cast<double>(D);
-      float* dxr = dxp + r * D;  // may alias dy: dy's row was fully read above
+      // dx = inv * (g - xhat * mean(g * xhat)) = inv * g - x * inv^3 * gx / D. dx may alias dy:
+      // each element is read before it is written, at the same index.
+      const double c = inv * inv * inv * gx / static_cast<double>(D);
+      float* dxr = dxp + r * D;
+#pragma omp simd
       for (int64_t i = 0; i < D; ++i)
-        dxr[i] = static_cast<float>(inv * (g[static_cast<size_t>(i)] - xr[i] * inv * dot));
+        dxr[i] = static_cast<float>(inv * static_cast<double>(dyr[i] * wp[i]) - c * xr[i]);
     }
   }
   if (!dw.empty()) {
@@ -154,63 +258,64 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
   if (T == 0 || Hq == 0 || D == 0) return;
   const int64_t N = q_offset + T;  // keys any query sees
   const int64_t ldq = Hq * D, ldk = Hkv * D;
-  // Groups in parallel (each owns its dK/dV); with fewer groups than threads, BLAS threads.
-  const bool outer = Hkv >= threads_ && threads_ > 1;
-#pragma omp parallel for num_threads(threads_) schedule(dynamic) if (outer)
-  for (int64_t g = 0; g < Hkv; ++g) {
-    std::vector<float> P(static_cast<size_t>(T * N)), dP(static_cast<size_t>(T * N));
-    const float* Kg = k.f32() + g * D;
-    const float* Vg = v.f32() + g * D;
-    float* dKg = dk.f32() + g * D;
-    float* dVg = dv.f32() + g * D;
-    for (int64_t h = 0; h < Hq; ++h) {
-      if (kvh[h] != g) continue;
-      const float* Qh = q.f32() + h * D;
-      const float* dOh = dout.f32() + h * D;
-      float* dQh = dq.f32() + h * D;
-      // P = softmax(scale * Q K^T) with the causal mask (row t sees keys 0..q_offset+t).
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T), static_cast<int>(N),
-                  static_cast<int>(D), scale, Qh, static_cast<int>(ldq), Kg, static_cast<int>(ldk), 0.0f,
-                  P.data(), static_cast<int>(N));
-      for (int64_t t = 0; t < T; ++t) {
-        float* row = P.data() + t * N;
-        const int64_t n = q_offset + t + 1;
-        float mx = row[0];
-        for (int64_t j = 1; j < n; ++j) mx = std::max(mx, row[j]);
-        double sum = 0;
-        for (int64_t j = 0; j < n; ++j) {
-          row[j] = std::exp(row[j] - mx);
-          sum += row[j];
+  const int64_t nblk = (T + kAttnBlock - 1) / kAttnBlock;
+  std::vector<std::vector<int64_t>> heads_of(static_cast<size_t>(Hkv));
+  for (int64_t h = 0; h < Hq; ++h) heads_of[static_cast<size_t>(kvh[h])].push_back(h);
+  // GEMM work ~ 10 * D * (keys seen) per query row and head.
+  const double work = 10.0 * static_cast<double>(Hq) * static_cast<double>(D) *
+                      static_cast<double>(T) * static_cast<double>(q_offset + (T + 1) / 2);
+  const int nt = work >= 4e6 ? threads_ : 1;
+  if (nt == 1) {
+    // Serially, straight into dK/dV (BLAS may still use its threads).
+    std::vector<float> P(static_cast<size_t>(std::min(T, kAttnBlock) * N)), dP(P.size());
+    for (int64_t g = 0; g < Hkv; ++g)
+      for (int64_t h : heads_of[static_cast<size_t>(g)])
+        for (int64_t b = 0; b < nblk; ++b)
+          attention_backward_block(q.f32() + h * D, dout.f32() + h * D, dq.f32() + h * D, ldq,
+                                   k.f32() + g * D, v.f32() + g * D, ldk, dk.f32() + g * D,
+                                   dv.f32() + g * D, ldk, b * kAttnBlock,
+                                   std::min(kAttnBlock, T - b * kAttnBlock), q_offset, D, scale,
+                                   P.data(), dP.data());
+    return;
+  }
+  // One KV group at a time, its (head, query block) items spread over the threads (largest
+  // blocks first); each thread sums dK/dV of its items in a private [N, D] buffer, and the
+  // buffers are added up at the end of the group. Balanced whatever the group sizes.
+  std::vector<float> part(static_cast<size_t>(nt) * 2 * static_cast<size_t>(N * D));
+#pragma omp parallel num_threads(nt)
+  {
+    const int tid = omp_get_thread_num();
+    const int nth = omp_get_num_threads();
+    std::vector<float> P(static_cast<size_t>(std::min(T, kAttnBlock) * N)), dP(P.size());
+    float* myk = part.data() + static_cast<size_t>(tid) * 2 * static_cast<size_t>(N * D);
+    float* myv = myk + N * D;
+    for (int64_t g = 0; g < Hkv; ++g) {
+      const std::vector<int64_t>& hs = heads_of[static_cast<size_t>(g)];
+      if (hs.empty()) continue;  // same decision on every thread
+      const int64_t nh = static_cast<int64_t>(hs.size());
+      std::fill(myk, myk + 2 * N * D, 0.0f);
+#pragma omp for schedule(dynamic)
+      for (int64_t it = 0; it < nh * nblk; ++it) {
+        const int64_t b = nblk - 1 - it / nh, h = hs[static_cast<size_t>(it % nh)];
+        attention_backward_block(q.f32() + h * D, dout.f32() + h * D, dq.f32() + h * D, ldq,
+                                 k.f32() + g * D, v.f32() + g * D, ldk, myk, myv, D,
+                                 b * kAttnBlock, std::min(kAttnBlock, T - b * kAttnBlock), q_offset,
+                                 D, scale, P.data(), dP.data());
+      }  // implicit barrier: every partial is complete
+#pragma omp for schedule(static)
+      for (int64_t j = 0; j < N; ++j) {
+        float* dkr = dk.f32() + j * ldk + g * D;
+        float* dvr = dv.f32() + j * ldk + g * D;
+        for (int t = 0; t < nth; ++t) {
+          const float* pk = part.data() + static_cast<size_t>(t) * 2 * static_cast<size_t>(N * D) + j * D;
+          const float* pv = pk + N * D;
+#pragma omp simd
+          for (int64_t d = 0; d < D; ++d) {
+            dkr[d] += pk[d];
+            dvr[d] += pv[d];
+          }
         }
-        const float inv = static_cast<float>(1.0 / sum);
-        for (int64_t j = 0; j < n; ++j) row[j] *= inv;
-        for (int64_t j = n; j < N; ++j) row[j] = 0.0f;
-      }
-      // dV += P^T dO ; dP = dO V^T
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(N), static_cast<int>(D),
-                  static_cast<int>(T), 1.0f, P.data(), static_cast<int>(N), dOh, static_cast<int>(ldq),
-                  1.0f, dVg, static_cast<int>(ldk));
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T), static_cast<int>(N),
-                  static_cast<int>(D), 1.0f, dOh, static_cast<int>(ldq), Vg, static_cast<int>(ldk), 0.0f,
-                  dP.data(), static_cast<int>(N));
-      // dS = P * (dP - rowsum(P * dP)), stored in dP (zero where masked since P = 0 there).
-      for (int64_t t = 0; t < T; ++t) {
-        const float* pr = P.data() + t * N;
-        float* dr = dP.data() + t * N;
-        const int64_t n = q_offset + t + 1;
-        double dot = 0;
-        for (int64_t j = 0; j < n; ++j) dot += static_cast<double>(pr[j]) * dr[j];
-        const float d = static_cast<float>(dot);
-        for (int64_t j = 0; j < n; ++j) dr[j] = pr[j] * (dr[j] - d);
-        for (int64_t j = n; j < N; ++j) dr[j] = 0.0f;
-      }
-      // dQ = scale * dS K ; dK += scale * dS^T Q
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(T), static_cast<int>(D),
-                  static_cast<int>(N), scale, dP.data(), static_cast<int>(N), Kg, static_cast<int>(ldk),
-                  0.0f, dQh, static_cast<int>(ldq));
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(N), static_cast<int>(D),
-                  static_cast<int>(T), scale, dP.data(), static_cast<int>(N), Qh, static_cast<int>(ldq),
-                  1.0f, dKg, static_cast<int>(ldk));
+      }  // implicit barrier before the partials are cleared for the next group
     }
   }
 }
@@ -231,9 +336,10 @@ void CpuBackend::swiglu_backward(const Tensor& dgate, const Tensor& dup, const T
   const float* d = dout.f32();
   float* dg = dgate.f32();
   float* du = dup.f32();
-#pragma omp parallel for num_threads(threads_) if (n > (1 << 15))
+  // Element i is read before it is written at the same index, so dgate may alias dout.
+#pragma omp parallel for simd num_threads(threads_) if (n > (1 << 15))
   for (int64_t i = 0; i < n; ++i) {
-    const float s = 1.0f / (1.0f + std::exp(-g[i]));
+    const float s = 1.0f / (1.0f + exp_f32(-g[i]));
     const float di = d[i];  // read before dgate (which may alias dout) is written
     du[i] = di * g[i] * s;
     dg[i] = di * u[i] * s * (1.0f + g[i] * (1.0f - s));
@@ -277,15 +383,20 @@ void CpuBackend::cross_entropy(const Tensor& losses, const Tensor& logits, const
 #pragma omp parallel for num_threads(threads_) if (R * V > (1 << 15))
   for (int64_t r = 0; r < R; ++r) {
     float* row = x + r * V;
-    float mx = row[0];
-    for (int64_t j = 1; j < V; ++j) mx = std::max(mx, row[j]);
-    double sum = 0;
-    for (int64_t j = 0; j < V; ++j) sum += std::exp(static_cast<double>(row[j] - mx));
-    const double lse = mx + std::log(sum);
-    ls[r] = static_cast<float>(lse - row[tg[r]]);
-    const double wr = w[r];
-    for (int64_t j = 0; j < V; ++j) row[j] = static_cast<float>(wr * std::exp(row[j] - lse));
-    row[tg[r]] -= static_cast<float>(wr);
+    const float mx = row_max(row, V);
+    const float xt = row[tg[r]];
+    double sum = 0;  // one exp per element: the numerators are kept in place
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < V; ++j) {
+      const float e = exp_f32(row[j] - mx);
+      row[j] = e;
+      sum += e;
+    }
+    ls[r] = static_cast<float>(static_cast<double>(mx) + std::log(sum) - static_cast<double>(xt));
+    const float scale = static_cast<float>(static_cast<double>(w[r]) / sum);
+#pragma omp simd
+    for (int64_t j = 0; j < V; ++j) row[j] *= scale;
+    row[tg[r]] -= w[r];
   }
 }
 

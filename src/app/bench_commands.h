@@ -1,0 +1,16 @@
+// Benchmark subcommands that live in their own files and hang under `resp bench` (registered
+// by register_bench in cmd_bench.cpp).
+#pragma once
+
+#include "app/commands.h"
+
+namespace resp::app {
+
+// `resp bench backward`: forward + backward (GradientPass) throughput vs forward only.
+void register_bench_backward(CLI::App& bench, Action* selected);
+// `resp bench generate`: decode / prefill throughput (continuous batching).
+void register_bench_generate(CLI::App& bench, Action* selected);
+// `resp bench checkpoint`: run checkpoint write/read throughput.
+void register_bench_checkpoint(CLI::App& bench, Action* selected);
+
+}  // namespace resp::app
