@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "ckpt/scores_file.h"
 #include "test_util.h"
 
 using namespace resp::test;
@@ -222,5 +223,67 @@ TEST(Bench, EverySubcommandRunsAndReportsJson) {
     const std::string all = rr.out + read_text(d / "b.json");
     for (const auto& k : c.keys) EXPECT_NE(all.find("\"" + k + "\""), std::string::npos) << c.args << " " << k;
     fs::remove(d / "b.json");
+  }
+}
+
+namespace {
+int mpi_shell(const std::string& cmd) {
+  const int s = std::system(cmd.c_str());
+  return WIFEXITED(s) ? WEXITSTATUS(s) : 128 + WTERMSIG(s);
+}
+}  // namespace
+
+TEST(CliParallel, GenerationIdenticalAtAnyLayout) {
+  if (!have_mpiexec()) GTEST_SKIP() << "mpiexec not installed";
+  TempDir d;
+  const fs::path m = fixture("qwen3-tiny-demo");
+  write_text(d / "prompts.jsonl",
+             "{\"id\": \"a\", \"prompt\": \"Tom has 3 apples.\"}\n{\"id\": \"b\", \"prompt\": \"x\"}\n"
+             "{\"id\": \"c\", \"prompt\": \"Compute 12 + 30.\"}\n");
+  const std::string base = std::string(RESP_BINARY) + " generate --model " + m.string() + " --prompts " +
+                           (d / "prompts.jsonl").string() + " --max-new-tokens 12 --threads 1 --quiet";
+  for (const char* sampling : {"--temperature 0", "--temperature 0.8 --top-p 0.9 --seed 7"}) {
+    ASSERT_EQ(mpi_shell(base + " " + sampling + " --out " + (d / "one.jsonl").string() + " 2>/dev/null"), 0);
+    const auto ref = parse_jsonl(read_text(d / "one.jsonl"));
+    ASSERT_EQ(ref.size(), 3u);
+    for (const char* layout : {"-n 2 {} --tp 2", "-n 2 {} --tp 1", "-n 4 {} --tp 2"}) {
+      std::string cmd = std::string("mpiexec ") + layout;
+      cmd.replace(cmd.find("{}"), 2, base + " " + sampling + " --out " + (d / "par.jsonl").string());
+      ASSERT_EQ(mpi_shell(cmd + " 2>" + (d / "err").string()), 0) << layout << read_text(d / "err");
+      const auto got = parse_jsonl(read_text(d / "par.jsonl"));
+      ASSERT_EQ(got.size(), ref.size()) << layout;
+      for (size_t i = 0; i < ref.size(); ++i) {
+        EXPECT_EQ(got[i]["id"], ref[i]["id"]) << layout;
+        EXPECT_EQ(got[i]["output_tokens"], ref[i]["output_tokens"]) << layout << " " << sampling;
+      }
+    }
+  }
+}
+
+TEST(CliParallel, ImportanceIdenticalAtAnyLayout) {
+  if (!have_mpiexec()) GTEST_SKIP() << "mpiexec not installed";
+  TempDir d;
+  const fs::path m = fixture("qwen2-sharded-f32");
+  for (const char* criterion : {"taylor", "wanda-sp"}) {
+    const std::string base = std::string(RESP_BINARY) + " importance --model " + m.string() + " --traces " +
+                             (m / "calibration.jsonl").string() + " --criterion " + criterion + " --threads 1";
+    ASSERT_EQ(mpi_shell(base + " --out " + (d / "one.h5").string() + " 2>/dev/null"), 0);
+    const auto ref = resp::read_scores_h5(d / "one.h5");
+    for (const char* layout : {"-n 2 {} --tp 2", "-n 2 {} --tp 1", "-n 4 {} --tp 2"}) {
+      std::string cmd = std::string("mpiexec ") + layout;
+      cmd.replace(cmd.find("{}"), 2, base + " --out " + (d / "par.h5").string());
+      ASSERT_EQ(mpi_shell(cmd + " 2>" + (d / "err").string()), 0) << layout << read_text(d / "err");
+      const auto got = resp::read_scores_h5(d / "par.h5");
+      EXPECT_EQ(got.samples, ref.samples);
+      ASSERT_EQ(got.layers.size(), ref.layers.size());
+      for (size_t l = 0; l < ref.layers.size(); ++l) {
+        for (size_t i = 0; i < ref.layers[l].heads.size(); ++i)
+          EXPECT_NEAR(got.layers[l].heads[i], ref.layers[l].heads[i], 1e-5 * std::fabs(ref.layers[l].heads[i]))
+              << criterion << " " << layout;
+        for (size_t i = 0; i < ref.layers[l].channels.size(); ++i)
+          EXPECT_NEAR(got.layers[l].channels[i], ref.layers[l].channels[i], 1e-5 * std::fabs(ref.layers[l].channels[i]))
+              << criterion << " " << layout;
+      }
+    }
   }
 }
