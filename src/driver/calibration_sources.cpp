@@ -40,7 +40,12 @@ std::vector<DatasetRow> load_calibration_rows(const std::string& path, int n, ui
 
 std::vector<int32_t> calibration_prompt_ids(Task task, const DatasetRow& row, const Tokenizer& tok,
                                             const ChatFormat* chat, Thinking thinking) {
-  if (chat) return tok.encode(calibration_prompt(task, row.value, *chat, thinking));
+  if (chat) {
+    // Only Qwen3 has a switchable thinking mode; other families keep their template's default
+    // (DeepSeek-R1 always thinks, Qwen2.5 / Llama-3 never do).
+    const Thinking t = chat->family() == ChatFamily::Qwen3 ? thinking : Thinking::Default;
+    return tok.encode(calibration_prompt(task, row.value, *chat, t));
+  }
   return tok.encode(task_user_text(task, row.value), true);
 }
 

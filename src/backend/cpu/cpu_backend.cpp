@@ -230,6 +230,15 @@ void CpuBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans
                    c.str());
   // The OpenBLAS thread count is process-wide; re-assert ours in case another backend changed it.
   if (openblas_get_num_threads() != threads_) openblas_set_num_threads(threads_);
+  // A few rows (decoding a handful of sequences): sgemv per row streams the weights once,
+  // where sgemm would first copy (pack) every weight block for a 1-row product.
+  if (!trans_a && m <= 4) {
+    for (int64_t r = 0; r < m; ++r)
+      cblas_sgemv(CblasRowMajor, trans_b ? CblasNoTrans : CblasTrans,
+                  static_cast<blasint>(trans_b ? n : k), static_cast<blasint>(trans_b ? k : n), alpha,
+                  rb.data, static_cast<blasint>(ldb), ra.data + r * lda, 1, beta, rc.data + r * ldc, 1);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m), static_cast<blasint>(n),
               static_cast<blasint>(k), alpha, ra.data, static_cast<blasint>(lda), rb.data,
