@@ -2,31 +2,36 @@
 // build valid and deliberately broken checkpoints), running the resp binary.
 #pragma once
 
+#include <sys/wait.h>
 #include <array>
 #include <cstdio>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
-#include <sys/wait.h>
 #include <vector>
 
 namespace resp::test {
 
 namespace fs = std::filesystem;
 
-inline fs::path source_dir() { return fs::path(RESP_SOURCE_DIR); }
-inline fs::path fixture_models() { return source_dir() / "tests/fixtures/models"; }
+inline fs::path source_dir() {
+  return fs::path(RESP_SOURCE_DIR);
+}
+inline fs::path fixture_models() {
+  return source_dir() / "tests/fixtures/models";
+}
 
 class TempDir {
  public:
   TempDir() {
     std::random_device rd;
-    path_ = fs::temp_directory_path() / ("resp-test-" + std::to_string(rd()) + std::to_string(rd()));
+    path_ =
+        fs::temp_directory_path() / ("resp-test-" + std::to_string(rd()) + std::to_string(rd()));
     fs::create_directories(path_);
   }
   ~TempDir() {
@@ -65,7 +70,8 @@ inline void write_safetensors(const fs::path& path, const std::map<std::string, 
   nlohmann::json h = nlohmann::json::object();
   std::vector<uint8_t> data;
   for (const auto& [name, t] : tensors) {
-    h[name] = {{"dtype", t.dtype}, {"shape", t.shape},
+    h[name] = {{"dtype", t.dtype},
+               {"shape", t.shape},
                {"data_offsets", {data.size(), data.size() + t.bytes.size()}}};
     data.insert(data.end(), t.bytes.begin(), t.bytes.end());
   }

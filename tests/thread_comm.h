@@ -32,11 +32,20 @@ class ThreadComm final : public Communicator {
 
   void all_reduce(const Tensor& x, ReduceOp op) override {
     switch (x.dtype()) {
-      case DType::F32: reduce<float>(x, op); break;
-      case DType::F64: reduce<double>(x, op); break;
-      case DType::I32: reduce<int32_t>(x, op); break;
-      case DType::I64: reduce<int64_t>(x, op); break;
-      default: throw CommError("ThreadComm: unsupported dtype");
+      case DType::F32:
+        reduce<float>(x, op);
+        break;
+      case DType::F64:
+        reduce<double>(x, op);
+        break;
+      case DType::I32:
+        reduce<int32_t>(x, op);
+        break;
+      case DType::I64:
+        reduce<int64_t>(x, op);
+        break;
+      default:
+        throw CommError("ThreadComm: unsupported dtype");
     }
   }
   void all_gather(const Tensor& out, const Tensor& in) override {
@@ -61,11 +70,14 @@ class ThreadComm final : public Communicator {
     g_.slots_[static_cast<size_t>(r_)] = x.data();
     g_.sync_.arrive_and_wait();
     const size_t n = static_cast<size_t>(x.numel());
-    std::vector<T> acc(static_cast<const T*>(g_.slots_[0]), static_cast<const T*>(g_.slots_[0]) + n);
+    std::vector<T> acc(static_cast<const T*>(g_.slots_[0]),
+                       static_cast<const T*>(g_.slots_[0]) + n);
     for (int q = 1; q < g_.n_; ++q) {
       const T* s = static_cast<const T*>(g_.slots_[static_cast<size_t>(q)]);
       for (size_t i = 0; i < n; ++i)
-        acc[i] = op == ReduceOp::Sum ? acc[i] + s[i] : op == ReduceOp::Max ? std::max(acc[i], s[i]) : std::min(acc[i], s[i]);
+        acc[i] = op == ReduceOp::Sum   ? acc[i] + s[i]
+                 : op == ReduceOp::Max ? std::max(acc[i], s[i])
+                                       : std::min(acc[i], s[i]);
     }
     g_.sync_.arrive_and_wait();
     std::copy(acc.begin(), acc.end(), static_cast<T*>(x.data()));

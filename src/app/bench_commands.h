@@ -2,9 +2,15 @@
 // by register_bench in cmd_bench.cpp).
 #pragma once
 
+#include <nlohmann/json.hpp>
+#include <string>
+
 #include "app/commands.h"
 
 namespace resp::app {
+
+// A benchmark model config: a preset (qwen3-100m, qwen3-tiny) or a config.json path.
+nlohmann::json bench_preset(const std::string& name);
 
 // `resp bench backward`: forward + backward (GradientPass) throughput vs forward only.
 void register_bench_backward(CLI::App& bench, Action* selected);

@@ -1,12 +1,12 @@
 #include "app/calibration_input.h"
 
+#include <optional>
 #include "app/jsonl.h"
 #include "core/error.h"
-#include "tokenizer/chat.h"
-#include "tokenizer/tokenizer.h"
 #include "driver/calibration_sources.h"
 #include "generate/tasks.h"
-#include <optional>
+#include "tokenizer/chat.h"
+#include "tokenizer/tokenizer.h"
 
 namespace resp::app {
 
@@ -15,7 +15,8 @@ namespace {
 void check_vocab(const CalibrationSample& s, const ModelConfig& c, const std::string& where) {
   for (int32_t id : s.tokens)
     if (id < 0 || id >= c.vocab_size)
-      throw UsageError(cat(where, ": token id ", id, " outside the vocabulary [0, ", c.vocab_size, ")"));
+      throw UsageError(
+          cat(where, ": token id ", id, " outside the vocabulary [0, ", c.vocab_size, ")"));
   if (static_cast<int64_t>(s.tokens.size()) > c.max_position_embeddings)
     throw UsageError(cat(where, ": ", s.tokens.size(), " tokens exceed max_position_embeddings ",
                          c.max_position_embeddings));
@@ -29,7 +30,8 @@ std::string id_of(const JsonlRecord& r, size_t index) {
 
 }  // namespace
 
-std::vector<CalibrationSample> load_calibration(const CalibrationInput& in, const ModelConfig& config) {
+std::vector<CalibrationSample> load_calibration(const CalibrationInput& in,
+                                                const ModelConfig& config) {
   auto records = read_jsonl(in.path);
   if (in.limit > 0 && static_cast<int64_t>(records.size()) > in.limit)
     records.resize(static_cast<size_t>(in.limit));
@@ -77,8 +79,9 @@ std::vector<CalibrationSample> load_calibration(const CalibrationInput& in, cons
     row.id = id_of(r, i);
     row.value = r.value;
     row.line = r.line;
-    CalibrationSample s = in.source == "gold" ? gold_sample(task, row, tok, &*chat, Thinking::On, where)
-                                              : text_sample(row, tok, where);
+    CalibrationSample s = in.source == "gold"
+                              ? gold_sample(task, row, tok, &*chat, Thinking::On, where)
+                              : text_sample(row, tok, where);
     check_vocab(s, config, where);
     out.push_back(std::move(s));
   }

@@ -20,6 +20,7 @@ struct CalibrationInput {
 };
 
 // Throws UsageError naming FILE:LINE for malformed records or token ids outside the vocabulary.
-std::vector<CalibrationSample> load_calibration(const CalibrationInput& in, const ModelConfig& config);
+std::vector<CalibrationSample> load_calibration(const CalibrationInput& in,
+                                                const ModelConfig& config);
 
 }  // namespace resp::app

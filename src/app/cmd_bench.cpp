@@ -19,6 +19,41 @@
 
 namespace resp::app {
 
+nlohmann::json bench_preset(const std::string& name) {
+  if (name == "qwen3-100m")
+    return {{"architectures", {"Qwen3ForCausalLM"}},
+            {"hidden_size", 768},
+            {"num_hidden_layers", 12},
+            {"num_attention_heads", 12},
+            {"num_key_value_heads", 4},
+            {"head_dim", 64},
+            {"intermediate_size", 2048},
+            {"vocab_size", 32000},
+            {"max_position_embeddings", 4096},
+            {"rms_norm_eps", 1e-6},
+            {"rope_theta", 1000000.0},
+            {"tie_word_embeddings", false}};
+  if (name == "qwen3-tiny")
+    return {{"architectures", {"Qwen3ForCausalLM"}},
+            {"hidden_size", 128},
+            {"num_hidden_layers", 2},
+            {"num_attention_heads", 4},
+            {"num_key_value_heads", 2},
+            {"head_dim", 32},
+            {"intermediate_size", 256},
+            {"vocab_size", 1000},
+            {"max_position_embeddings", 4096}};
+  std::ifstream in(name);
+  if (!in)
+    throw UsageError(cat("--config: \"", name,
+                         "\" is neither a preset (qwen3-100m, qwen3-tiny) nor a readable file"));
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw FormatError(cat(name, ": malformed JSON (", e.what(), ")"));
+  }
+}
+
 namespace {
 
 struct BenchOptions {
@@ -30,24 +65,6 @@ struct BenchOptions {
   std::string json_out;
 };
 
-nlohmann::json preset(const std::string& name) {
-  if (name == "qwen3-100m")
-    return {{"architectures", {"Qwen3ForCausalLM"}}, {"hidden_size", 768}, {"num_hidden_layers", 12},
-            {"num_attention_heads", 12}, {"num_key_value_heads", 4}, {"head_dim", 64},
-            {"intermediate_size", 2048}, {"vocab_size", 32000}, {"max_position_embeddings", 4096},
-            {"rms_norm_eps", 1e-6}, {"rope_theta", 1000000.0}, {"tie_word_embeddings", false}};
-  if (name == "qwen3-tiny")
-    return {{"architectures", {"Qwen3ForCausalLM"}}, {"hidden_size", 128}, {"num_hidden_layers", 2},
-            {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"head_dim", 32},
-            {"intermediate_size", 256}, {"vocab_size", 1000}, {"max_position_embeddings", 4096}};
-  std::ifstream in(name);
-  if (!in) throw UsageError(cat("--config: \"", name, "\" is neither a preset (qwen3-100m, qwen3-tiny) nor a readable file"));
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw FormatError(cat(name, ": malformed JSON (", e.what(), ")"));
-  }
-}
 
 // Sustained sgemm rate of this backend on the model's dominant GEMM shape (GFLOP/s).
 double sgemm_rate(Backend& be, int64_t M, int64_t N, int64_t K) {
@@ -72,7 +89,7 @@ double sgemm_rate(Backend& be, int64_t M, int64_t N, int64_t K) {
 
 int run_bench_forward(const BenchOptions& o) {
   Runtime rt = start_runtime(o.tp, o.threads);
-  const ModelConfig config = parse_model_config(preset(o.config), o.config);
+  const ModelConfig config = parse_model_config(bench_preset(o.config), o.config);
   if (o.seq < 2 || o.seq > config.max_position_embeddings)
     throw UsageError(cat("--seq must be in [2, ", config.max_position_embeddings, "]"));
   const ShardPlan plan = make_shard_plan(config, rt.par.layout.tp, rt.par.layout.tp_rank);
@@ -81,9 +98,9 @@ int run_bench_forward(const BenchOptions& o) {
 
   int64_t matmul_params = static_cast<int64_t>(config.vocab_size) * config.hidden_size;  // lm_head
   for (const auto& L : config.layers)
-    matmul_params += static_cast<int64_t>(config.hidden_size) *
-                     (2 * L.n_heads() * config.head_dim + 2 * L.n_kv_heads() * config.head_dim +
-                      3 * L.d_ff());
+    matmul_params +=
+        static_cast<int64_t>(config.hidden_size) *
+        (2 * L.n_heads() * config.head_dim + 2 * L.n_kv_heads() * config.head_dim + 3 * L.d_ff());
   std::vector<std::vector<int32_t>> seqs(static_cast<size_t>(o.batch));
   for (size_t b = 0; b < seqs.size(); ++b)
     for (int t = 0; t < o.seq; ++t)
@@ -106,7 +123,8 @@ int run_bench_forward(const BenchOptions& o) {
   const double flops = 2.0 * static_cast<double>(matmul_params) * tokens;
   double attn_flops = 0;
   for (const auto& L : config.layers)
-    attn_flops += 2.0 * o.batch * static_cast<double>(o.seq) * (o.seq + 1) * L.n_heads() * config.head_dim;
+    attn_flops +=
+        2.0 * o.batch * static_cast<double>(o.seq) * (o.seq + 1) * L.n_heads() * config.head_dim;
   // The machine's reference rate: a large square sgemm on the same threads.
   const double gemm = sgemm_rate(*rt.backend, 2048, 2048, 2048);
   const double achieved = flops / secs / 1e9;

@@ -10,6 +10,7 @@
 // Wall and process CPU times are reported (CPU time is steadier on a shared machine). Peak
 // memory is VmHWM of /proc/self/status. --profile wraps the backend in a per-op timer.
 // tools/bench_backward_torch.py runs the same model and work in PyTorch.
+#include <time.h>
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
@@ -18,7 +19,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
-#include <time.h>
 #include <vector>
 
 #include "app/bench_commands.h"
@@ -45,25 +45,6 @@ struct BackwardBenchOptions {
   bool profile = false;
 };
 
-// The presets of `resp bench forward` (cmd_bench.cpp), repeated here.
-nlohmann::json bench_preset(const std::string& name) {
-  if (name == "qwen3-100m")
-    return {{"architectures", {"Qwen3ForCausalLM"}}, {"hidden_size", 768}, {"num_hidden_layers", 12},
-            {"num_attention_heads", 12}, {"num_key_value_heads", 4}, {"head_dim", 64},
-            {"intermediate_size", 2048}, {"vocab_size", 32000}, {"max_position_embeddings", 4096},
-            {"rms_norm_eps", 1e-6}, {"rope_theta", 1000000.0}, {"tie_word_embeddings", false}};
-  if (name == "qwen3-tiny")
-    return {{"architectures", {"Qwen3ForCausalLM"}}, {"hidden_size", 128}, {"num_hidden_layers", 2},
-            {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"head_dim", 32},
-            {"intermediate_size", 256}, {"vocab_size", 1000}, {"max_position_embeddings", 4096}};
-  std::ifstream in(name);
-  if (!in) throw UsageError(cat("--config: \"", name, "\" is neither a preset (qwen3-100m, qwen3-tiny) nor a readable file"));
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw FormatError(cat(name, ": malformed JSON (", e.what(), ")"));
-  }
-}
 
 // Peak resident set size (VmHWM) in MiB, or -1 where /proc is unavailable.
 double peak_rss_mib() {
@@ -107,37 +88,56 @@ class TimingBackend final : public Backend {
   Device device() const override { return in_.device(); }
   std::string name() const override { return in_.name() + "+timing"; }
   Buffer allocate(size_t bytes) override { return in_.allocate(bytes); }
-  void copy(const Tensor& d, const Tensor& s) override { time("copy", [&] { in_.copy(d, s); }); }
-  void fill(const Tensor& d, float v) override { time("fill", [&] { in_.fill(d, v); }); }
+  void copy(const Tensor& d, const Tensor& s) override {
+    time("copy", [&] { in_.copy(d, s); });
+  }
+  void fill(const Tensor& d, float v) override {
+    time("fill", [&] { in_.fill(d, v); });
+  }
   void synchronize() override { in_.synchronize(); }
   void gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor& c, float alpha,
             float beta) override {
-    const char* key = ta ? (tb ? "gemm TT" : "gemm TN (dW)") : (tb ? "gemm NT (fwd)" : "gemm NN (dX)");
+    const char* key =
+        ta ? (tb ? "gemm TT" : "gemm TN (dW)") : (tb ? "gemm NT (fwd)" : "gemm NN (dX)");
     time(key, [&] { in_.gemm(a, ta, b, tb, c, alpha, beta); });
     const int64_t m = ta ? a.dim(1) : a.dim(0), k = ta ? a.dim(0) : a.dim(1),
                   n = tb ? b.dim(0) : b.dim(1);
     flops_[key] += 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
   }
-  void add_bias(const Tensor& y, const Tensor& b) override { time("add_bias", [&] { in_.add_bias(y, b); }); }
+  void add_bias(const Tensor& y, const Tensor& b) override {
+    time("add_bias", [&] { in_.add_bias(y, b); });
+  }
   void rmsnorm(const Tensor& o, const Tensor& x, const Tensor& w, float e) override {
     time("rmsnorm", [&] { in_.rmsnorm(o, x, w, e); });
   }
-  void rope(const Tensor& x, const Tensor& p, const Tensor& f) override { time("rope", [&] { in_.rope(x, p, f); }); }
-  void attention(const Tensor& o, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& kvh,
-                 int64_t off, float s) override {
+  void rope(const Tensor& x, const Tensor& p, const Tensor& f) override {
+    time("rope", [&] { in_.rope(x, p, f); });
+  }
+  void attention(const Tensor& o, const Tensor& q, const Tensor& k, const Tensor& v,
+                 const Tensor& kvh, int64_t off, float s) override {
     time("attention", [&] { in_.attention(o, q, k, v, kvh, off, s); });
   }
-  void swiglu(const Tensor& o, const Tensor& g, const Tensor& u) override { time("swiglu", [&] { in_.swiglu(o, g, u); }); }
+  void swiglu(const Tensor& o, const Tensor& g, const Tensor& u) override {
+    time("swiglu", [&] { in_.swiglu(o, g, u); });
+  }
   void embedding(const Tensor& o, const Tensor& t, const Tensor& i) override {
     time("embedding", [&] { in_.embedding(o, t, i); });
   }
-  void add(const Tensor& o, const Tensor& a, const Tensor& b) override { time("add", [&] { in_.add(o, a, b); }); }
-  void scale(const Tensor& x, float a) override { time("scale", [&] { in_.scale(x, a); }); }
-  void softmax(const Tensor& o, const Tensor& x) override { time("softmax", [&] { in_.softmax(o, x); }); }
+  void add(const Tensor& o, const Tensor& a, const Tensor& b) override {
+    time("add", [&] { in_.add(o, a, b); });
+  }
+  void scale(const Tensor& x, float a) override {
+    time("scale", [&] { in_.scale(x, a); });
+  }
+  void softmax(const Tensor& o, const Tensor& x) override {
+    time("softmax", [&] { in_.softmax(o, x); });
+  }
   void log_softmax(const Tensor& o, const Tensor& x) override {
     time("log_softmax", [&] { in_.log_softmax(o, x); });
   }
-  void sum_rows(const Tensor& o, const Tensor& x) override { time("sum_rows", [&] { in_.sum_rows(o, x); }); }
+  void sum_rows(const Tensor& o, const Tensor& x) override {
+    time("sum_rows", [&] { in_.sum_rows(o, x); });
+  }
   void rmsnorm_backward(const Tensor& dx, const Tensor& dw, const Tensor& dy, const Tensor& x,
                         const Tensor& w, float e) override {
     time("rmsnorm_backward", [&] { in_.rmsnorm_backward(dx, dw, dy, x, w, e); });
@@ -148,7 +148,8 @@ class TimingBackend final : public Backend {
   void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
                           const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& kvh,
                           int64_t off, float s) override {
-    time("attention_backward", [&] { in_.attention_backward(dq, dk, dv, dout, q, k, v, kvh, off, s); });
+    time("attention_backward",
+         [&] { in_.attention_backward(dq, dk, dv, dout, q, k, v, kvh, off, s); });
   }
   void swiglu_backward(const Tensor& dg, const Tensor& du, const Tensor& d, const Tensor& g,
                        const Tensor& u) override {
@@ -273,7 +274,8 @@ int run_bench_backward(const BackwardBenchOptions& o) {
     for (int64_t t0 : loss_blocks) {
       const int64_t n = std::min<int64_t>(kBlk, T - 1 - t0);
       const Tensor logits = logits_buf.tensor(DType::F32, {n, V});
-      const Tensor tg = aux_buf.tensor(DType::I32, {n}), wt = aux_buf.tensor(DType::F32, {n}, kBlk * 4),
+      const Tensor tg = aux_buf.tensor(DType::I32, {n}),
+                   wt = aux_buf.tensor(DType::F32, {n}, kBlk * 4),
                    ls = aux_buf.tensor(DType::F32, {n}, 2 * kBlk * 4);
       blk_targets.assign(s.begin() + t0 + 1, s.begin() + t0 + 1 + n);
       be.copy(tg, Tensor(blk_targets.data(), DType::I32, Shape{n}));
@@ -340,24 +342,26 @@ int run_bench_backward(const BackwardBenchOptions& o) {
     r["profile_fwd"] = prof_fwd;
   }
   if (rt.par.layout.rank == 0) {
-    std::printf("forward+backward: %s, %.1fM params, %d x %lld tokens (%lld positions in the loss)%s\n",
-                o.config.c_str(), config.parameter_count() / 1e6, o.samples,
-                static_cast<long long>(T), static_cast<long long>(n_pred),
-                o.profile ? " [profiled: per-op sync]" : "");
-    std::printf("  fwd+bwd     %8.1f tokens/s  (%.2f s, cpu %.2f s, ~%.1f GFLOP/s)\n", tokens / secs_fb,
-                secs_fb, cpu_fb, fb_flops / secs_fb / 1e9);
-    std::printf("  fwd + loss  %8.1f tokens/s  (%.2f s, cpu %.2f s, ~%.1f GFLOP/s)\n", tokens / secs_fwd,
-                secs_fwd, cpu_fwd, fwd_flops / secs_fwd / 1e9);
-    std::printf("  fwd observe %8.1f tokens/s  (%.2f s, cpu %.2f s; stores activations, no lm_head)\n",
-                tokens / secs_observe, secs_observe, cpu_observe);
-    std::printf("  fwd+bwd / fwd = %.2fx (cpu time %.2fx), / fwd observe = %.2fx\n", secs_fb / secs_fwd,
-                cpu_fb / cpu_fwd, secs_fb / secs_observe);
+    std::printf(
+        "forward+backward: %s, %.1fM params, %d x %lld tokens (%lld positions in the loss)%s\n",
+        o.config.c_str(), config.parameter_count() / 1e6, o.samples, static_cast<long long>(T),
+        static_cast<long long>(n_pred), o.profile ? " [profiled: per-op sync]" : "");
+    std::printf("  fwd+bwd     %8.1f tokens/s  (%.2f s, cpu %.2f s, ~%.1f GFLOP/s)\n",
+                tokens / secs_fb, secs_fb, cpu_fb, fb_flops / secs_fb / 1e9);
+    std::printf("  fwd + loss  %8.1f tokens/s  (%.2f s, cpu %.2f s, ~%.1f GFLOP/s)\n",
+                tokens / secs_fwd, secs_fwd, cpu_fwd, fwd_flops / secs_fwd / 1e9);
+    std::printf(
+        "  fwd observe %8.1f tokens/s  (%.2f s, cpu %.2f s; stores activations, no lm_head)\n",
+        tokens / secs_observe, secs_observe, cpu_observe);
+    std::printf("  fwd+bwd / fwd = %.2fx (cpu time %.2fx), / fwd observe = %.2fx\n",
+                secs_fb / secs_fwd, cpu_fb / cpu_fwd, secs_fb / secs_observe);
     std::printf("  peak RSS %.0f MiB after fwd+bwd (%.0f MiB after weights), %.0f MiB at the end\n",
                 rss_grad, rss_weights, rss_end);
     if (o.profile) {
       std::printf("  fwd+bwd time by op:\n");
       for (const auto& e : prof_fb) {
-        std::printf("    %-22s %8.3f s", e["op"].get<std::string>().c_str(), e["seconds"].get<double>());
+        std::printf("    %-22s %8.3f s", e["op"].get<std::string>().c_str(),
+                    e["seconds"].get<double>());
         if (e.contains("gflops")) std::printf("  %6.1f GFLOP/s", e["gflops"].get<double>());
         std::printf("\n");
       }
@@ -377,7 +381,8 @@ int run_bench_backward(const BackwardBenchOptions& o) {
 void register_bench_backward(CLI::App& bench, Action* selected) {
   auto opts = std::make_shared<BackwardBenchOptions>();
   CLI::App* cmd = bench.add_subcommand(
-      "backward", "Forward+backward (gradient) throughput of a random-weight model vs forward only");
+      "backward",
+      "Forward+backward (gradient) throughput of a random-weight model vs forward only");
   cmd->add_option("--config", opts->config, "Preset (qwen3-100m, qwen3-tiny) or config.json path");
   cmd->add_option("--seq", opts->seq, "Tokens per sequence")->check(CLI::PositiveNumber);
   cmd->add_option("--samples", opts->samples, "Sequences")->check(CLI::PositiveNumber);

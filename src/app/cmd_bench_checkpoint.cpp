@@ -45,12 +45,15 @@ int run_bench_checkpoint(const CheckpointBenchOptions& o) {
     TraceRecord t;
     t.id = std::to_string(i);
     for (int k = 0; k < o.tokens; ++k)
-      (k < 100 ? t.prompt : t.output).push_back(static_cast<int32_t>(random_u64(3, static_cast<uint64_t>(i), static_cast<uint64_t>(k)) % 151936));
+      (k < 100 ? t.prompt : t.output)
+          .push_back(static_cast<int32_t>(
+              random_u64(3, static_cast<uint64_t>(i), static_cast<uint64_t>(k)) % 151936));
     t.finish = "eos";
     s.traces.push_back(std::move(t));
   }
   const std::filesystem::path dir =
-      o.dir.empty() ? std::filesystem::temp_directory_path() / "resp-bench-checkpoint" : std::filesystem::path(o.dir);
+      o.dir.empty() ? std::filesystem::temp_directory_path() / "resp-bench-checkpoint"
+                    : std::filesystem::path(o.dir);
   std::filesystem::create_directories(dir);
   double write_s = 0, read_s = 0, bytes = 0;
   for (int r = 0; r < o.repeat; ++r) {
@@ -66,12 +69,17 @@ int run_bench_checkpoint(const CheckpointBenchOptions& o) {
   }
   if (o.dir.empty()) std::filesystem::remove_all(dir);
   const double mb = bytes / 1e6;
-  const nlohmann::json j = {{"bench", "checkpoint"}, {"mb", mb}, {"write_s", write_s / o.repeat},
-                            {"read_s", read_s / o.repeat}, {"write_mb_per_s", mb * o.repeat / write_s},
+  const nlohmann::json j = {{"bench", "checkpoint"},
+                            {"mb", mb},
+                            {"write_s", write_s / o.repeat},
+                            {"read_s", read_s / o.repeat},
+                            {"write_mb_per_s", mb * o.repeat / write_s},
                             {"read_mb_per_s", mb * o.repeat / read_s}};
-  std::printf("checkpoint: %.1f MB per iteration; write %.3f s (%.0f MB/s incl. fsync-free rename), read %.3f s (%.0f MB/s)\n%s\n",
-              mb, write_s / o.repeat, mb * o.repeat / write_s, read_s / o.repeat, mb * o.repeat / read_s,
-              j.dump().c_str());
+  std::printf(
+      "checkpoint: %.1f MB per iteration; write %.3f s (%.0f MB/s incl. fsync-free rename), read "
+      "%.3f s (%.0f MB/s)\n%s\n",
+      mb, write_s / o.repeat, mb * o.repeat / write_s, read_s / o.repeat, mb * o.repeat / read_s,
+      j.dump().c_str());
   return 0;
 }
 

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "app/bench_commands.h"
 #include "app/commands.h"
 #include "app/runtime.h"
 #include "core/log.h"
@@ -39,41 +40,6 @@ struct BenchGenerateOptions {
   std::string json_out;
 };
 
-// The presets of `resp bench forward` (cmd_bench.cpp), or a config.json path.
-nlohmann::json bench_preset(const std::string& name) {
-  if (name == "qwen3-100m")
-    return {{"architectures", {"Qwen3ForCausalLM"}},
-            {"hidden_size", 768},
-            {"num_hidden_layers", 12},
-            {"num_attention_heads", 12},
-            {"num_key_value_heads", 4},
-            {"head_dim", 64},
-            {"intermediate_size", 2048},
-            {"vocab_size", 32000},
-            {"max_position_embeddings", 4096},
-            {"rms_norm_eps", 1e-6},
-            {"rope_theta", 1000000.0},
-            {"tie_word_embeddings", false}};
-  if (name == "qwen3-tiny")
-    return {{"architectures", {"Qwen3ForCausalLM"}},
-            {"hidden_size", 128},
-            {"num_hidden_layers", 2},
-            {"num_attention_heads", 4},
-            {"num_key_value_heads", 2},
-            {"head_dim", 32},
-            {"intermediate_size", 256},
-            {"vocab_size", 1000},
-            {"max_position_embeddings", 4096}};
-  std::ifstream in(name);
-  if (!in)
-    throw UsageError(cat("--config: \"", name,
-                         "\" is neither a preset (qwen3-100m, qwen3-tiny) nor a readable file"));
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw FormatError(cat(name, ": malformed JSON (", e.what(), ")"));
-  }
-}
 
 std::vector<int> parse_batches(const std::string& s) {
   std::vector<int> out;

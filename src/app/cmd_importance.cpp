@@ -34,11 +34,13 @@ int run_importance(const ImportanceCliOptions& o) {
   if (o.source != "self" && o.source != "gold" && o.source != "text")
     throw UsageError(cat("unknown --source \"", o.source, "\" (choose self, gold, text)"));
   // Plain text has no prompt/response split: its natural loss is the full-sequence one.
-  const LossMode loss = parse_loss_mode(o.loss.empty() ? (o.source == "text" ? "full" : "decode-only") : o.loss);
+  const LossMode loss =
+      parse_loss_mode(o.loss.empty() ? (o.source == "text" ? "full" : "decode-only") : o.loss);
   if (o.source == "text" && loss == LossMode::DecodeOnly)
     throw UsageError("--source text has no response to mask: use --loss full");
   if (needs_data(criterion) && o.traces.empty())
-    throw UsageError(cat("--criterion ", o.criterion, " needs calibration data: pass --traces FILE.jsonl"));
+    throw UsageError(
+        cat("--criterion ", o.criterion, " needs calibration data: pass --traces FILE.jsonl"));
 
   Runtime rt = start_runtime(o.tp, o.threads);
   const ParallelLayout& L = rt.par.layout;
@@ -80,7 +82,8 @@ int run_importance(const ImportanceCliOptions& o) {
 
 void register_importance(CLI::App& root, Action* selected) {
   auto o = std::make_shared<ImportanceCliOptions>();
-  CLI::App* cmd = root.add_subcommand("importance", "Score attention heads and MLP channels (HDF5 out)");
+  CLI::App* cmd =
+      root.add_subcommand("importance", "Score attention heads and MLP channels (HDF5 out)");
   cmd->add_option("--model", o->model, "Hugging Face model directory")->required();
   cmd->add_option("--traces", o->traces,
                   "Calibration JSONL: traces (self), dataset rows (gold) or {\"text\"} (text)");
@@ -89,7 +92,8 @@ void register_importance(CLI::App& root, Action* selected) {
   cmd->add_option("--source", o->source, "self | gold | text");
   cmd->add_option("--task", o->task, "gsm8k | mathqa (for --source gold)");
   cmd->add_option("--chat-format", o->chat_format, "Override the detected chat format (gold)");
-  cmd->add_option("--limit", o->limit, "Use only the first N records")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--limit", o->limit, "Use only the first N records")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--out", o->out, "Output scores (.h5)")->required();
   cmd->add_option("--tp", o->tp, "Tensor-parallel ranks per replica")->check(CLI::PositiveNumber);
   cmd->add_option("--threads", o->threads, "CPU threads per rank");

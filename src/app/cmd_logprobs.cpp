@@ -36,11 +36,12 @@ int run_logprobs(const LogprobsOptions& o) {
     if (ids.empty()) throw UsageError(cat(o.input, ":", r.line, ": \"tokens\" is empty"));
     for (int32_t id : ids)
       if (id >= config.vocab_size)
-        throw UsageError(cat(o.input, ":", r.line, ": token id ", id, " outside the vocabulary [0, ",
-                             config.vocab_size, ")"));
+        throw UsageError(cat(o.input, ":", r.line, ": token id ", id,
+                             " outside the vocabulary [0, ", config.vocab_size, ")"));
     if (static_cast<int64_t>(ids.size()) > config.max_position_embeddings)
       throw UsageError(cat(o.input, ":", r.line, ": ", ids.size(),
-                           " tokens exceed max_position_embeddings ", config.max_position_embeddings));
+                           " tokens exceed max_position_embeddings ",
+                           config.max_position_embeddings));
     seqs.push_back(std::move(ids));
   }
 
@@ -73,8 +74,9 @@ int run_logprobs(const LogprobsOptions& o) {
       nlohmann::json line;
       const auto& rec = records[i].value;
       line["id"] = rec.contains("id") ? rec["id"] : nlohmann::json(i);
-      line["logprobs"] = std::vector<double>(all.begin() + static_cast<std::ptrdiff_t>(offset[i]),
-                                             all.begin() + static_cast<std::ptrdiff_t>(offset[i + 1]));
+      line["logprobs"] =
+          std::vector<double>(all.begin() + static_cast<std::ptrdiff_t>(offset[i]),
+                              all.begin() + static_cast<std::ptrdiff_t>(offset[i + 1]));
       out.stream() << line.dump() << '\n';
     }
     out.commit();
@@ -95,7 +97,8 @@ void register_logprobs(CLI::App& root, Action* selected) {
   cmd->add_option("--out", opts->out, "Output JSONL (default: stdout)");
   cmd->add_option("--tp", opts->tp, "Tensor-parallel ranks per replica (world = tp x dp)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", opts->threads, "CPU threads per rank (default: OMP_NUM_THREADS or all)");
+  cmd->add_option("--threads", opts->threads,
+                  "CPU threads per rank (default: OMP_NUM_THREADS or all)");
   cmd->callback([opts, selected] { *selected = [opts] { return run_logprobs(*opts); }; });
 }
 

@@ -17,7 +17,9 @@ namespace {
 // The one piece of state a signal handler may touch. SIGTERM (Slurm's pre-kill signal) and
 // SIGUSR1 (sbatch --signal) ask the run to stop after the current iteration's checkpoint.
 volatile std::sig_atomic_t g_stop_signal = 0;
-extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal = sig;
+}
 
 struct PruneCliOptions {
   std::string config, out;
@@ -50,7 +52,8 @@ int run_prune_cmd(const PruneCliOptions& o) {
   const PruneRunResult r = run_prune(ro, rt.par, *rt.backend);
   if (rt.par.layout.rank == 0) {
     std::cout << describe_run(out) << std::flush;
-    if (r.finished) std::fprintf(stderr, "resp prune: finished; checkpoints in %s\n", out.string().c_str());
+    if (r.finished)
+      std::fprintf(stderr, "resp prune: finished; checkpoints in %s\n", out.string().c_str());
   }
   rt.par.world->barrier();
   return 0;
@@ -60,13 +63,16 @@ int run_prune_cmd(const PruneCliOptions& o) {
 
 void register_prune(CLI::App& root, Action* selected) {
   auto o = std::make_shared<PruneCliOptions>();
-  CLI::App* cmd = root.add_subcommand("prune", "RESP progressive structured pruning (the main job)");
+  CLI::App* cmd =
+      root.add_subcommand("prune", "RESP progressive structured pruning (the main job)");
   cmd->add_option("--config", o->config, "Run configuration (YAML; see configs/)")->required();
   cmd->add_option("--set", o->sets, "Override a key: section.key=value (repeatable)");
   cmd->add_option("--out", o->out, "Run directory (default: runs/<config name>)");
   cmd->add_flag("--resume", o->resume, "Continue from the newest complete checkpoint in --out");
-  cmd->add_option("--tp", o->tp, "Tensor-parallel ranks (same as --set parallel.tp=N)")->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", o->threads, "CPU threads per rank (same as --set parallel.threads=N)");
+  cmd->add_option("--tp", o->tp, "Tensor-parallel ranks (same as --set parallel.tp=N)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--threads", o->threads,
+                  "CPU threads per rank (same as --set parallel.threads=N)");
   cmd->add_option("--max-iterations", o->max_iterations,
                   "Stop (checkpointed, resumable) after this many iterations in this process")
       ->check(CLI::NonNegativeNumber);

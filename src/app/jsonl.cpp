@@ -46,7 +46,9 @@ AtomicOutput::~AtomicOutput() {
   }
 }
 
-std::ostream& AtomicOutput::stream() { return path_.empty() ? std::cout : file_; }
+std::ostream& AtomicOutput::stream() {
+  return path_.empty() ? std::cout : file_;
+}
 
 void AtomicOutput::commit() {
   if (path_.empty()) {
@@ -58,21 +60,21 @@ void AtomicOutput::commit() {
   if (file_.fail()) throw IoError(cat("error writing ", tmp_.string()));
   std::error_code ec;
   std::filesystem::rename(tmp_, path_, ec);
-  if (ec) throw IoError(cat("cannot rename ", tmp_.string(), " to ", path_.string(), ": ", ec.message()));
+  if (ec)
+    throw IoError(cat("cannot rename ", tmp_.string(), " to ", path_.string(), ": ", ec.message()));
   committed_ = true;
 }
 
 std::vector<int32_t> token_list(const JsonlRecord& r, const char* key) {
   auto it = r.value.find(key);
-  if (it == r.value.end())
-    throw UsageError(cat("line ", r.line, ": missing \"", key, "\""));
+  if (it == r.value.end()) throw UsageError(cat("line ", r.line, ": missing \"", key, "\""));
   if (!it->is_array()) throw UsageError(cat("line ", r.line, ": \"", key, "\" must be an array"));
   std::vector<int32_t> ids;
   ids.reserve(it->size());
   for (const auto& e : *it) {
     if (!e.is_number_integer() || e.get<int64_t>() < 0 || e.get<int64_t>() > INT32_MAX)
-      throw UsageError(cat("line ", r.line, ": \"", key, "\" must hold non-negative integers, got ",
-                           e.dump()));
+      throw UsageError(
+          cat("line ", r.line, ": \"", key, "\" must hold non-negative integers, got ", e.dump()));
     ids.push_back(static_cast<int32_t>(e.get<int64_t>()));
   }
   return ids;

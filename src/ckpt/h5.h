@@ -43,12 +43,15 @@ class File {
   bool exists(const std::string& name) const;
 
   void write(const std::string& name, const std::vector<double>& v);
-  void write(const std::string& name, const std::vector<float>& v, const std::vector<int64_t>& shape);
-  void write(const std::string& name, const std::vector<int32_t>& v, const std::vector<int64_t>& shape = {});
+  void write(const std::string& name, const std::vector<float>& v,
+             const std::vector<int64_t>& shape);
+  void write(const std::string& name, const std::vector<int32_t>& v,
+             const std::vector<int64_t>& shape = {});
   void write(const std::string& name, const std::vector<int64_t>& v);
   std::vector<double> read_f64(const std::string& name) const;
   std::vector<float> read_f32(const std::string& name, std::vector<int64_t>* shape = nullptr) const;
-  std::vector<int32_t> read_i32(const std::string& name, std::vector<int64_t>* shape = nullptr) const;
+  std::vector<int32_t> read_i32(const std::string& name,
+                                std::vector<int64_t>* shape = nullptr) const;
   std::vector<int64_t> read_i64(const std::string& name) const;
   std::vector<int64_t> shape(const std::string& name) const;
 

@@ -25,13 +25,21 @@ std::string layer_name(const char* root, size_t l) {
 json history_json(const std::vector<IterationRecord>& h) {
   json a = json::array();
   for (const auto& r : h)
-    a.push_back({{"iteration", r.iteration}, {"ratio", r.ratio}, {"sparsity", r.sparsity},
-                 {"heads_kept", r.heads_kept}, {"channels_kept", r.channels_kept},
-                 {"kv_heads_kept", r.kv_heads_kept}, {"regenerated", r.regenerated},
-                 {"mean_output_tokens", r.mean_output_tokens}, {"truncated", r.truncated},
-                 {"mean_loss", r.mean_loss}, {"t_generate", r.t_generate},
-                 {"t_importance", r.t_importance}, {"t_prune", r.t_prune},
-                 {"t_checkpoint", r.t_checkpoint}, {"checkpoint_mb", r.checkpoint_mb}});
+    a.push_back({{"iteration", r.iteration},
+                 {"ratio", r.ratio},
+                 {"sparsity", r.sparsity},
+                 {"heads_kept", r.heads_kept},
+                 {"channels_kept", r.channels_kept},
+                 {"kv_heads_kept", r.kv_heads_kept},
+                 {"regenerated", r.regenerated},
+                 {"mean_output_tokens", r.mean_output_tokens},
+                 {"truncated", r.truncated},
+                 {"mean_loss", r.mean_loss},
+                 {"t_generate", r.t_generate},
+                 {"t_importance", r.t_importance},
+                 {"t_prune", r.t_prune},
+                 {"t_checkpoint", r.t_checkpoint},
+                 {"checkpoint_mb", r.checkpoint_mb}});
   return a;
 }
 
@@ -125,7 +133,8 @@ void write_run_checkpoint(const fs::path& run_dir, const RunState& s) {
     for (size_t l = 0; l < s.plan.size(); ++l) {
       const std::string g = layer_name("/plan", l);
       f.write(g + "/heads", std::vector<int32_t>(s.plan[l].heads.begin(), s.plan[l].heads.end()));
-      f.write(g + "/channels", std::vector<int32_t>(s.plan[l].channels.begin(), s.plan[l].channels.end()));
+      f.write(g + "/channels",
+              std::vector<int32_t>(s.plan[l].channels.begin(), s.plan[l].channels.end()));
     }
     f.create_group("/scores/layers");
     f.set_attr("/scores", "criterion", criterion_name(s.scores.criterion));
@@ -165,7 +174,9 @@ void write_run_checkpoint(const fs::path& run_dir, const RunState& s) {
   }
   std::error_code ec;
   fs::rename(tmp, final_path, ec);
-  if (ec) throw IoError(cat("cannot rename ", tmp.string(), " to ", final_path.string(), ": ", ec.message()));
+  if (ec)
+    throw IoError(
+        cat("cannot rename ", tmp.string(), " to ", final_path.string(), ": ", ec.message()));
   write_atomic_text(run_dir / "latest", final_path.filename().string() + "\n");
 }
 
@@ -176,7 +187,8 @@ RunState read_run_checkpoint(const fs::path& path) {
     throw FormatError(cat(p, ": not a resp run checkpoint"));
   const int64_t version = f.attr_int("/", "schema_version");
   if (version != kRunSchemaVersion)
-    throw FormatError(cat(p, ": schema_version ", version, " (this resp reads ", kRunSchemaVersion, ")"));
+    throw FormatError(
+        cat(p, ": schema_version ", version, " (this resp reads ", kRunSchemaVersion, ")"));
   RunState s;
   s.iteration = static_cast<int>(f.attr_int("/", "iteration"));
   s.config_yaml = f.attr_string("/", "config");
@@ -231,13 +243,14 @@ RunState read_run_checkpoint(const fs::path& path) {
     throw FormatError(cat(p, ": malformed trace ids"));
   }
   const size_t count = plens.size();
-  if (offsets.size() != count + 1 || !ids.is_array() || ids.size() != count || !finishes.is_array() ||
-      finishes.size() != count || offsets.front() != 0 ||
+  if (offsets.size() != count + 1 || !ids.is_array() || ids.size() != count ||
+      !finishes.is_array() || finishes.size() != count || offsets.front() != 0 ||
       offsets.back() != static_cast<int64_t>(tokens.size()))
     throw FormatError(cat(p, ": inconsistent /traces datasets"));
   for (size_t i = 0; i < count; ++i) {
     const int64_t b = offsets[i], e = offsets[i + 1];
-    if (e < b || plens[i] < 0 || plens[i] > e - b) throw FormatError(cat(p, ": bad trace offsets at ", i));
+    if (e < b || plens[i] < 0 || plens[i] > e - b)
+      throw FormatError(cat(p, ": bad trace offsets at ", i));
     TraceRecord t;
     t.id = ids[i].is_string() ? ids[i].get<std::string>() : ids[i].dump();
     t.prompt.assign(tokens.begin() + b, tokens.begin() + b + plens[i]);

@@ -35,7 +35,7 @@ struct IterationRecord {
   double ratio = 0;
   double sparsity = 0;
   int64_t heads_kept = 0, channels_kept = 0, kv_heads_kept = 0;
-  bool regenerated = false;      // traces regenerated before this iteration's importance
+  bool regenerated = false;       // traces regenerated before this iteration's importance
   double mean_output_tokens = 0;  // of the traces used at this iteration
   double truncated = 0;           // fraction of those traces that hit max_new_tokens
   double mean_loss = 0;

@@ -44,7 +44,8 @@ void write_scores_h5(const std::filesystem::path& path, const ImportanceScores& 
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
-  if (ec) throw IoError(cat("cannot rename ", tmp.string(), " to ", path.string(), ": ", ec.message()));
+  if (ec)
+    throw IoError(cat("cannot rename ", tmp.string(), " to ", path.string(), ": ", ec.message()));
 }
 
 ImportanceScores read_scores_h5(const std::filesystem::path& path) {
@@ -54,7 +55,8 @@ ImportanceScores read_scores_h5(const std::filesystem::path& path) {
     throw FormatError(cat(p, ": not a resp scores file (format attribute missing or different)"));
   const int64_t version = f.attr_int("/", "schema_version");
   if (version != kScoresSchemaVersion)
-    throw FormatError(cat(p, ": schema_version ", version, " (this resp reads ", kScoresSchemaVersion, ")"));
+    throw FormatError(
+        cat(p, ": schema_version ", version, " (this resp reads ", kScoresSchemaVersion, ")"));
   ImportanceScores s;
   s.criterion = parse_criterion(f.attr_string("/", "criterion"));
   s.loss = parse_loss_mode(f.attr_string("/", "loss"));

@@ -20,7 +20,8 @@ class Communicator {
 
   // In place: every rank ends with the reduction of all ranks' `x` (F32, F64, I32 or I64).
   virtual void all_reduce(const Tensor& x, ReduceOp op = ReduceOp::Sum) = 0;
-  // out = concatenation over ranks (rank order) of each rank's `in`; out.numel() == size*in.numel().
+  // out = concatenation over ranks (rank order) of each rank's `in`; out.numel() ==
+  // size*in.numel().
   virtual void all_gather(const Tensor& out, const Tensor& in) = 0;
   // In place: every rank ends with root's `x`.
   virtual void broadcast(const Tensor& x, int root) = 0;

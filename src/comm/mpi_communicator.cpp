@@ -18,20 +18,29 @@ void check(int rc, const char* what) {
 
 MPI_Datatype mpi_type(DType t) {
   switch (t) {
-    case DType::F32: return MPI_FLOAT;
-    case DType::F64: return MPI_DOUBLE;
-    case DType::I32: return MPI_INT32_T;
-    case DType::I64: return MPI_INT64_T;
-    case DType::U8: return MPI_UINT8_T;
-    default: throw CommError(cat("MPI: unsupported dtype ", dtype_name(t)));
+    case DType::F32:
+      return MPI_FLOAT;
+    case DType::F64:
+      return MPI_DOUBLE;
+    case DType::I32:
+      return MPI_INT32_T;
+    case DType::I64:
+      return MPI_INT64_T;
+    case DType::U8:
+      return MPI_UINT8_T;
+    default:
+      throw CommError(cat("MPI: unsupported dtype ", dtype_name(t)));
   }
 }
 
 MPI_Op mpi_op(ReduceOp op) {
   switch (op) {
-    case ReduceOp::Sum: return MPI_SUM;
-    case ReduceOp::Max: return MPI_MAX;
-    case ReduceOp::Min: return MPI_MIN;
+    case ReduceOp::Sum:
+      return MPI_SUM;
+    case ReduceOp::Max:
+      return MPI_MAX;
+    case ReduceOp::Min:
+      return MPI_MIN;
   }
   return MPI_SUM;
 }
@@ -133,7 +142,9 @@ void MpiCommunicator::broadcast(const Tensor& x, int root) {
         cat("MPI_Bcast on ", name_).c_str());
 }
 
-void MpiCommunicator::barrier() { check(MPI_Barrier(h_->comm), "MPI_Barrier"); }
+void MpiCommunicator::barrier() {
+  check(MPI_Barrier(h_->comm), "MPI_Barrier");
+}
 
 std::unique_ptr<MpiCommunicator> MpiCommunicator::split(int color, int key,
                                                         const std::string& name) const {

@@ -12,8 +12,8 @@ void ArenaPlan::add(const std::string& name, DType dtype, Shape shape) {
 
 Arena::Arena(const ArenaPlan& plan, Buffer buffer) : buffer_(std::move(buffer)) {
   if (buffer_.bytes() < plan.total_bytes())
-    throw ShapeError(cat("Arena: buffer of ", buffer_.bytes(), " bytes < plan of ",
-                         plan.total_bytes()));
+    throw ShapeError(
+        cat("Arena: buffer of ", buffer_.bytes(), " bytes < plan of ", plan.total_bytes()));
   for (const auto& e : plan.entries()) views_[e.name] = buffer_.tensor(e.dtype, e.shape, e.offset);
 }
 

@@ -57,8 +57,8 @@ class UnsupportedError : public Error {
   using Error::Error;
 };
 
-#define RESP_CHECK_SHAPE(cond, ...)                                           \
-  do {                                                                        \
+#define RESP_CHECK_SHAPE(cond, ...)                                                  \
+  do {                                                                               \
     if (!(cond)) throw ::resp::ShapeError(::resp::cat(__func__, ": ", __VA_ARGS__)); \
   } while (0)
 

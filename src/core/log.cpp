@@ -16,7 +16,9 @@ void set_log_context(const LogContext& ctx) {
   g_ctx = ctx;
 }
 
-const LogContext& log_context() { return g_ctx; }
+const LogContext& log_context() {
+  return g_ctx;
+}
 
 void log_line(LogLevel level, const std::string& msg) {
   std::lock_guard<std::mutex> lock(g_mutex);

@@ -9,8 +9,8 @@ constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
 constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
 
 Philox4 keyed(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
-  Philox4 ctr = {static_cast<uint32_t>(a), static_cast<uint32_t>(a >> 32),
-                 static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32)};
+  Philox4 ctr = {static_cast<uint32_t>(a), static_cast<uint32_t>(a >> 32), static_cast<uint32_t>(b),
+                 static_cast<uint32_t>(b >> 32)};
   // c is folded into the key so (a, b) keep their full 64 bits each.
   const uint64_t k = seed ^ (c * 0x9E3779B97F4A7C15ull);
   return philox4x32(ctr, {static_cast<uint32_t>(k), static_cast<uint32_t>(k >> 32)});

@@ -5,7 +5,9 @@
 
 namespace resp {
 
-std::string_view device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
+std::string_view device_name(Device d) {
+  return d == Device::CPU ? "cpu" : "cuda";
+}
 
 Shape::Shape(std::initializer_list<int64_t> d) {
   if (d.size() > kMaxRank) throw ShapeError(cat("Shape: rank ", d.size(), " > ", kMaxRank));
@@ -67,17 +69,19 @@ int32_t* Tensor::i32() const {
 Tensor Tensor::view(Shape s) const {
   if (!is_contiguous()) throw ShapeError("Tensor::view of a non-contiguous tensor");
   if (s.numel() != numel())
-    throw ShapeError(cat("Tensor::view ", shape_.str(), " -> ", s.str(), ": element count differs"));
+    throw ShapeError(
+        cat("Tensor::view ", shape_.str(), " -> ", s.str(), ": element count differs"));
   return Tensor(data_, dtype_, s, device_);
 }
 
 Tensor Tensor::slice_rows(int64_t begin, int64_t count) const {
   if (shape_.rank < 1 || begin < 0 || count < 0 || begin + count > shape_[0])
-    throw ShapeError(cat("Tensor::slice_rows [", begin, ", ", begin + count, ") of ", shape_.str()));
+    throw ShapeError(
+        cat("Tensor::slice_rows [", begin, ", ", begin + count, ") of ", shape_.str()));
   Tensor t = *this;
   t.shape_.dims[0] = count;
-  t.data_ = static_cast<char*>(data_) +
-            static_cast<size_t>(begin * strides_[0]) * dtype_size(dtype_);
+  t.data_ =
+      static_cast<char*>(data_) + static_cast<size_t>(begin * strides_[0]) * dtype_size(dtype_);
   return t;
 }
 
@@ -107,7 +111,9 @@ Buffer& Buffer::operator=(Buffer&& o) noexcept {
   return *this;
 }
 
-Buffer::~Buffer() { reset(); }
+Buffer::~Buffer() {
+  reset();
+}
 
 void Buffer::reset() {
   if (ptr_ && deleter_) deleter_(ptr_);

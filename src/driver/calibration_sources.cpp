@@ -7,7 +7,8 @@
 
 namespace resp {
 
-std::vector<DatasetRow> load_calibration_rows(const std::string& path, int n, uint64_t shuffle_seed) {
+std::vector<DatasetRow> load_calibration_rows(const std::string& path, int n,
+                                              uint64_t shuffle_seed) {
   std::ifstream in(path);
   if (!in) throw IoError(cat("cannot open ", path));
   std::vector<DatasetRow> rows;
@@ -25,7 +26,8 @@ std::vector<DatasetRow> load_calibration_rows(const std::string& path, int n, ui
     }
     if (!r.value.is_object()) throw UsageError(cat(path, ":", lineno, ": expected a JSON object"));
     auto it = r.value.find("id");
-    r.id = it == r.value.end() ? std::to_string(rows.size()) : (it->is_string() ? it->get<std::string>() : it->dump());
+    r.id = it == r.value.end() ? std::to_string(rows.size())
+                               : (it->is_string() ? it->get<std::string>() : it->dump());
     rows.push_back(std::move(r));
   }
   if (rows.empty()) throw UsageError(cat(path, ": no rows"));
@@ -65,12 +67,14 @@ CalibrationSample gold_sample(Task task, const DatasetRow& row, const Tokenizer&
     throw UsageError(cat(where, ": gold calibration needs the string field \"", field, "\""));
   const auto response = tok.encode(it->get<std::string>());
   s.tokens.insert(s.tokens.end(), response.begin(), response.end());
-  if (tok.eos_ids().empty()) throw ConfigError("the tokenizer defines no eos token to end gold responses");
+  if (tok.eos_ids().empty())
+    throw ConfigError("the tokenizer defines no eos token to end gold responses");
   s.tokens.push_back(tok.eos_ids().front());
   return s;
 }
 
-CalibrationSample text_sample(const DatasetRow& row, const Tokenizer& tok, const std::string& where) {
+CalibrationSample text_sample(const DatasetRow& row, const Tokenizer& tok,
+                              const std::string& where) {
   auto it = row.value.find("text");
   if (it == row.value.end() || !it->is_string())
     throw UsageError(cat(where, ": text calibration needs a string field \"text\""));

@@ -22,7 +22,8 @@ struct DatasetRow {
 
 // Reads a JSONL dataset (UsageError naming FILE:LINE on malformed lines), shuffles the rows
 // with a counter-based Fisher-Yates keyed by `shuffle_seed`, and keeps the first `n`.
-std::vector<DatasetRow> load_calibration_rows(const std::string& path, int n, uint64_t shuffle_seed);
+std::vector<DatasetRow> load_calibration_rows(const std::string& path, int n,
+                                              uint64_t shuffle_seed);
 
 // The prompt ids of a row: RESP's calibration prompt through the chat template (thinking as
 // given), or the raw user text with the tokenizer's special prefix when `chat` is false.
@@ -35,6 +36,7 @@ CalibrationSample gold_sample(Task task, const DatasetRow& row, const Tokenizer&
                               const ChatFormat* chat, Thinking thinking, const std::string& where);
 
 // Plain text ({"text": ...}) for the full-sequence loss.
-CalibrationSample text_sample(const DatasetRow& row, const Tokenizer& tok, const std::string& where);
+CalibrationSample text_sample(const DatasetRow& row, const Tokenizer& tok,
+                              const std::string& where);
 
 }  // namespace resp

@@ -53,8 +53,10 @@ parallel:
 )";
 
 // Overlays `user` onto `base`, refusing keys the schema does not have.
-void merge(YAML::Node base, const YAML::Node& user, const std::string& path, const std::string& src) {
-  if (!user.IsMap()) throw ConfigError(cat(src, ": ", path.empty() ? "the file" : path, " must be a mapping"));
+void merge(YAML::Node base, const YAML::Node& user, const std::string& path,
+           const std::string& src) {
+  if (!user.IsMap())
+    throw ConfigError(cat(src, ": ", path.empty() ? "the file" : path, " must be a mapping"));
   for (auto it = user.begin(); it != user.end(); ++it) {
     const std::string key = it->first.as<std::string>();
     const std::string full = path.empty() ? key : path + "." + key;
@@ -64,7 +66,8 @@ void merge(YAML::Node base, const YAML::Node& user, const std::string& path, con
     if (b.IsMap()) {
       merge(b, it->second, full, src);
     } else {
-      if (it->second.IsMap()) throw ConfigError(cat(src, ": \"", full, "\" is a value, not a section"));
+      if (it->second.IsMap())
+        throw ConfigError(cat(src, ": \"", full, "\" is a value, not a section"));
       base[key] = it->second;
     }
   }
@@ -72,7 +75,8 @@ void merge(YAML::Node base, const YAML::Node& user, const std::string& path, con
 
 void set_override(YAML::Node root, const std::string& kv) {
   const auto eq = kv.find('=');
-  if (eq == std::string::npos || eq == 0) throw ConfigError(cat("--set \"", kv, "\": expected section.key=value"));
+  if (eq == std::string::npos || eq == 0)
+    throw ConfigError(cat("--set \"", kv, "\": expected section.key=value"));
   const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
   std::vector<std::string> parts;
   std::stringstream ss(key);
@@ -105,7 +109,9 @@ T get(const YAML::Node& n, const std::string& key, const std::string& src) {
   }
 }
 
-bool is_auto(const YAML::Node& n) { return n.IsScalar() && n.as<std::string>() == "auto"; }
+bool is_auto(const YAML::Node& n) {
+  return n.IsScalar() && n.as<std::string>() == "auto";
+}
 
 std::string absolute(const std::string& p, const std::string& base) {
   if (p.empty()) return p;
@@ -144,8 +150,10 @@ PruneConfig parse_prune_config(const std::string& text, const std::vector<std::s
   if (!is_auto(s("generation", "chat_format")))
     c.chat_format = get<std::string>(s("generation", "chat_format"), "generation.chat_format", src);
   c.temperature = get<double>(s("generation", "temperature"), "generation.temperature", src);
-  if (!is_auto(s("generation", "top_p"))) c.top_p = get<double>(s("generation", "top_p"), "generation.top_p", src);
-  if (!is_auto(s("generation", "top_k"))) c.top_k = get<int>(s("generation", "top_k"), "generation.top_k", src);
+  if (!is_auto(s("generation", "top_p")))
+    c.top_p = get<double>(s("generation", "top_p"), "generation.top_p", src);
+  if (!is_auto(s("generation", "top_k")))
+    c.top_k = get<int>(s("generation", "top_k"), "generation.top_k", src);
   c.max_new_tokens = get<int>(s("generation", "max_new_tokens"), "generation.max_new_tokens", src);
   c.seed = get<uint64_t>(s("generation", "seed"), "generation.seed", src);
   c.batch_size = get<int>(s("generation", "batch_size"), "generation.batch_size", src);
@@ -154,41 +162,56 @@ PruneConfig parse_prune_config(const std::string& text, const std::vector<std::s
   c.criterion = get<std::string>(s("importance", "criterion"), "importance.criterion", src);
   c.ranking = get<std::string>(s("importance", "ranking"), "importance.ranking", src);
   if (!is_auto(s("importance", "protected_layers")))
-    c.protected_layers = get<std::vector<int>>(s("importance", "protected_layers"), "importance.protected_layers", src);
+    c.protected_layers = get<std::vector<int>>(s("importance", "protected_layers"),
+                                               "importance.protected_layers", src);
   c.iterations = get<int>(s("schedule", "iterations"), "schedule.iterations", src);
   c.final_ratio = get<double>(s("schedule", "final_ratio"), "schedule.final_ratio", src);
-  c.milestones = get<std::vector<double>>(s("regeneration", "milestones"), "regeneration.milestones", src);
+  c.milestones =
+      get<std::vector<double>>(s("regeneration", "milestones"), "regeneration.milestones", src);
   c.regen_fraction = get<double>(s("regeneration", "fraction"), "regeneration.fraction", src);
-  c.report_sparsities = get<std::vector<double>>(s("report", "sparsities"), "report.sparsities", src);
+  c.report_sparsities =
+      get<std::vector<double>>(s("report", "sparsities"), "report.sparsities", src);
   c.tp = get<int>(s("parallel", "tp"), "parallel.tp", src);
   c.threads = get<int>(s("parallel", "threads"), "parallel.threads", src);
 
   // Validation: every impossible value is refused with its key.
-  auto bad = [&](const std::string& key, const std::string& why) { throw ConfigError(cat(src, ": ", key, " ", why)); };
+  auto bad = [&](const std::string& key, const std::string& why) {
+    throw ConfigError(cat(src, ": ", key, " ", why));
+  };
   if (c.model.empty()) bad("model", "is required (a Hugging Face model directory)");
-  if (c.task != "gsm8k" && c.task != "mathqa") bad("data.task", cat("\"", c.task, "\" must be gsm8k or mathqa"));
+  if (c.task != "gsm8k" && c.task != "mathqa")
+    bad("data.task", cat("\"", c.task, "\" must be gsm8k or mathqa"));
   if (c.source != "self" && c.source != "gold" && c.source != "text")
     bad("calibration.source", cat("\"", c.source, "\" must be self, gold or text"));
-  if (c.loss != "decode-only" && c.loss != "full") bad("calibration.loss", "must be decode-only or full");
-  if (c.source == "text" && c.loss != "full") bad("calibration.loss", "must be full for source text (no prompt to mask)");
+  if (c.loss != "decode-only" && c.loss != "full")
+    bad("calibration.loss", "must be decode-only or full");
+  if (c.source == "text" && c.loss != "full")
+    bad("calibration.loss", "must be full for source text (no prompt to mask)");
   if (c.criterion != "taylor" && c.criterion != "taylor-vectorize" && c.criterion != "wanda-sp" &&
       c.criterion != "magnitude")
-    bad("importance.criterion", cat("\"", c.criterion, "\" must be taylor, taylor-vectorize, wanda-sp or magnitude"));
-  if (c.ranking != "global" && c.ranking != "per-layer") bad("importance.ranking", "must be global or per-layer");
-  if (c.criterion != "magnitude" && c.prompts.empty()) bad("data.prompts", "is required for data-driven criteria");
+    bad("importance.criterion",
+        cat("\"", c.criterion, "\" must be taylor, taylor-vectorize, wanda-sp or magnitude"));
+  if (c.ranking != "global" && c.ranking != "per-layer")
+    bad("importance.ranking", "must be global or per-layer");
+  if (c.criterion != "magnitude" && c.prompts.empty())
+    bad("data.prompts", "is required for data-driven criteria");
   if (c.num_prompts < 1) bad("data.num_prompts", "must be >= 1");
   if (c.thinking != "on" && c.thinking != "off") bad("generation.thinking", "must be on or off");
-  if (!(c.temperature >= 0) || !std::isfinite(c.temperature)) bad("generation.temperature", "must be >= 0");
+  if (!(c.temperature >= 0) || !std::isfinite(c.temperature))
+    bad("generation.temperature", "must be >= 0");
   if (c.top_p && !(*c.top_p > 0 && *c.top_p <= 1)) bad("generation.top_p", "must be in (0, 1]");
   if (c.top_k && *c.top_k < 0) bad("generation.top_k", "must be >= 0");
   if (c.max_new_tokens < 1) bad("generation.max_new_tokens", "must be >= 1");
   if (c.batch_size < 1) bad("generation.batch_size", "must be >= 1");
   if (c.iterations < 1) bad("schedule.iterations", "must be >= 1");
-  if (!(c.final_ratio >= 0 && c.final_ratio < 1)) bad("schedule.final_ratio", cat(c.final_ratio, " must be in [0, 1)"));
+  if (!(c.final_ratio >= 0 && c.final_ratio < 1))
+    bad("schedule.final_ratio", cat(c.final_ratio, " must be in [0, 1)"));
   for (size_t i = 0; i < c.milestones.size(); ++i)
-    if (!(c.milestones[i] > 0 && c.milestones[i] < 1) || (i && c.milestones[i] <= c.milestones[i - 1]))
+    if (!(c.milestones[i] > 0 && c.milestones[i] < 1) ||
+        (i && c.milestones[i] <= c.milestones[i - 1]))
       bad("regeneration.milestones", "must be increasing values in (0, 1)");
-  if (!(c.regen_fraction > 0 && c.regen_fraction <= 1)) bad("regeneration.fraction", "must be in (0, 1]");
+  if (!(c.regen_fraction > 0 && c.regen_fraction <= 1))
+    bad("regeneration.fraction", "must be in (0, 1]");
   for (double v : c.report_sparsities)
     if (!(v >= 0 && v < 1)) bad("report.sparsities", "must be values in [0, 1)");
   if (c.tp < 1) bad("parallel.tp", "must be >= 1");
@@ -224,12 +247,19 @@ std::string to_yaml(const PruneConfig& c) {
   e << YAML::Key << "generation" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "chat" << YAML::Value << c.chat;
   e << YAML::Key << "thinking" << YAML::Value << YAML::DoubleQuoted << c.thinking;
-  e << YAML::Key << "chat_format" << YAML::Value << (c.chat_format.empty() ? "auto" : c.chat_format);
+  e << YAML::Key << "chat_format" << YAML::Value
+    << (c.chat_format.empty() ? "auto" : c.chat_format);
   e << YAML::Key << "temperature" << YAML::Value << c.temperature;
   e << YAML::Key << "top_p" << YAML::Value;
-  if (c.top_p) e << *c.top_p; else e << "auto";
+  if (c.top_p)
+    e << *c.top_p;
+  else
+    e << "auto";
   e << YAML::Key << "top_k" << YAML::Value;
-  if (c.top_k) e << *c.top_k; else e << "auto";
+  if (c.top_k)
+    e << *c.top_k;
+  else
+    e << "auto";
   e << YAML::Key << "max_new_tokens" << YAML::Value << c.max_new_tokens;
   e << YAML::Key << "seed" << YAML::Value << c.seed;
   e << YAML::Key << "batch_size" << YAML::Value << c.batch_size;
@@ -242,7 +272,10 @@ std::string to_yaml(const PruneConfig& c) {
   e << YAML::Key << "criterion" << YAML::Value << c.criterion;
   e << YAML::Key << "ranking" << YAML::Value << c.ranking;
   e << YAML::Key << "protected_layers" << YAML::Value;
-  if (c.protected_layers) seq(*c.protected_layers); else e << "auto";
+  if (c.protected_layers)
+    seq(*c.protected_layers);
+  else
+    e << "auto";
   e << YAML::EndMap;
   e << YAML::Key << "schedule" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "iterations" << YAML::Value << c.iterations;

@@ -53,8 +53,9 @@ struct PruneConfig {
 
 // Parses YAML text (the defaults filled in) plus `key=value` overrides. `source` names the file
 // in errors. Relative model/prompt paths are made absolute against `base_dir`.
-PruneConfig parse_prune_config(const std::string& yaml_text, const std::vector<std::string>& overrides,
-                               const std::string& source, const std::string& base_dir);
+PruneConfig parse_prune_config(const std::string& yaml_text,
+                               const std::vector<std::string>& overrides, const std::string& source,
+                               const std::string& base_dir);
 PruneConfig load_prune_config(const std::string& path, const std::vector<std::string>& overrides);
 // The full effective configuration as YAML (every key, defaults included).
 std::string to_yaml(const PruneConfig& c);

@@ -97,10 +97,13 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
   // ---- run directory and resume ---------------------------------------------------------------
   std::optional<fs::path> resume_from;
   if (fs::exists(run)) {
-    if (!fs::is_directory(run)) throw UsageError(cat(run.string(), " exists and is not a directory"));
-    if (opt.resume) resume_from = latest_checkpoint(run);
+    if (!fs::is_directory(run))
+      throw UsageError(cat(run.string(), " exists and is not a directory"));
+    if (opt.resume)
+      resume_from = latest_checkpoint(run);
     else if (!list_checkpoints(run).empty())
-      throw UsageError(cat(run.string(), " already holds a run: pass --resume to continue it, or "
+      throw UsageError(cat(run.string(),
+                           " already holds a run: pass --resume to continue it, or "
                            "choose a new --out (nothing was overwritten)"));
   }
   RunState state;
@@ -111,8 +114,8 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
                             " (only parallel.tp and parallel.threads may change on --resume); see ",
                             (run / "config.yaml").string()));
     log_info("resuming ", run.string(), " after iteration ", state.iteration, " (",
-             resume_from->filename().string(), ", written with tp=", state.layout_tp, " dp=",
-             state.layout_dp, ")");
+             resume_from->filename().string(), ", written with tp=", state.layout_tp,
+             " dp=", state.layout_dp, ")");
   } else if (opt.resume) {
     log_info("--resume: no checkpoint in ", run.string(), " yet, starting from the beginning");
   }
@@ -134,7 +137,8 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
   if (cfg.protected_layers) {
     prot.assign(static_cast<size_t>(dense.num_layers), false);
     for (int l : *cfg.protected_layers) {
-      if (l >= dense.num_layers) throw ConfigError(cat("importance.protected_layers: layer ", l, " >= ", dense.num_layers));
+      if (l >= dense.num_layers)
+        throw ConfigError(cat("importance.protected_layers: layer ", l, " >= ", dense.num_layers));
       prot[static_cast<size_t>(l)] = true;
     }
   }
@@ -163,9 +167,10 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
         }
         calib.requests.push_back(std::move(r));
       } else {
-        const CalibrationSample s = cfg.source == "gold"
-                                        ? gold_sample(task, row, *tok, chat ? &*chat : nullptr, thinking, where)
-                                        : text_sample(row, *tok, where);
+        const CalibrationSample s =
+            cfg.source == "gold"
+                ? gold_sample(task, row, *tok, chat ? &*chat : nullptr, thinking, where)
+                : text_sample(row, *tok, where);
         TraceRecord t;
         t.id = s.id;
         t.prompt.assign(s.tokens.begin(), s.tokens.begin() + s.prompt_len);
@@ -174,8 +179,8 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
         calib.fixed.push_back(std::move(t));
       }
     }
-    log_info("calibration: ", rows.size(), " ", cfg.task, " prompts from ", cfg.prompts, " (source ",
-             cfg.source, ", loss ", cfg.loss, ")");
+    log_info("calibration: ", rows.size(), " ", cfg.task, " prompts from ", cfg.prompts,
+             " (source ", cfg.source, ", loss ", cfg.loss, ")");
   }
 
   if (!resume_from) {
@@ -201,10 +206,11 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
   }
 
   const int64_t units = total_units(dense);
-  log_info("RESP: ", dense.num_layers, " layers, ", units, " prunable units (", dense.num_layers * dense.num_heads,
-           " heads + ", int64_t{dense.num_layers} * dense.intermediate_size, " channels), ",
-           cfg.iterations, " iterations to ratio ", cfg.final_ratio, ", criterion ", cfg.criterion,
-           ", ranking ", cfg.ranking, "; ", L.str());
+  log_info("RESP: ", dense.num_layers, " layers, ", units, " prunable units (",
+           dense.num_layers * dense.num_heads, " heads + ",
+           int64_t{dense.num_layers} * dense.intermediate_size, " channels), ", cfg.iterations,
+           " iterations to ratio ", cfg.final_ratio, ", criterion ", cfg.criterion, ", ranking ",
+           cfg.ranking, "; ", L.str());
 
   // ---- the iteration loop ----------------------------------------------------------------------
   int done_here = 0;
@@ -215,7 +221,8 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
     const ModelConfig current = apply_plan(dense, state.plan);
     Stopwatch phase;
     const ModelWeights weights =
-        load_weights(reader, current, make_shard_plan(current, L.tp, L.tp_rank), backend, FileNumbering::Original);
+        load_weights(reader, current, make_shard_plan(current, L.tp, L.tp_rank), backend,
+                     FileNumbering::Original);
     Decoder decoder(weights, backend, *par.tp);
     rec.t_prune += phase.seconds();
 
@@ -228,19 +235,23 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
       GeneratorOptions go;
       go.slots = cfg.batch_size;
       Generator gen(weights, decoder, *par.tp, g, go, &*tok);
-      const auto subset = regen_subset(calib.requests.size(), state.traces.empty() ? 1.0 : cfg.regen_fraction,
-                                       cfg.seed, state.regen_round);
+      const auto subset =
+          regen_subset(calib.requests.size(), state.traces.empty() ? 1.0 : cfg.regen_fraction,
+                       cfg.seed, state.regen_round);
       std::vector<GenerationRequest> reqs;
       for (size_t i : subset) reqs.push_back(calib.requests[i]);
       Stopwatch gt;
       int64_t last_log = 0;
-      const auto results = generate_data_parallel(gen, reqs, *par.dp, [&](const GenerationProgress& p) {
-        if (gt.seconds() - static_cast<double>(last_log) >= 10.0) {
-          last_log = static_cast<int64_t>(gt.seconds());
-          log_info("  generating: ", p.done, "/", p.total, " sequences, ", p.generated_tokens, " tokens");
-        }
-      });
-      if (state.traces.size() != calib.requests.size()) state.traces.assign(calib.requests.size(), TraceRecord{});
+      const auto results =
+          generate_data_parallel(gen, reqs, *par.dp, [&](const GenerationProgress& p) {
+            if (gt.seconds() - static_cast<double>(last_log) >= 10.0) {
+              last_log = static_cast<int64_t>(gt.seconds());
+              log_info("  generating: ", p.done, "/", p.total, " sequences, ", p.generated_tokens,
+                       " tokens");
+            }
+          });
+      if (state.traces.size() != calib.requests.size())
+        state.traces.assign(calib.requests.size(), TraceRecord{});
       for (size_t k = 0; k < subset.size(); ++k) {
         TraceRecord& tr = state.traces[subset[k]];
         tr.id = calib.requests[subset[k]].id;
@@ -311,9 +322,10 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
     // Signals: every rank votes; all stop together after a complete checkpoint.
     const double want_stop = (opt.stop_requested && opt.stop_requested()) ? 1.0 : 0.0;
     const bool stop = par.world->all_reduce_scalar(want_stop, ReduceOp::Max) > 0.0;
-    if (t + 1 < cfg.iterations && (stop || (opt.max_iterations > 0 && done_here >= opt.max_iterations))) {
-      log_info(stop ? "stop requested: " : "iteration limit reached: ", "checkpoint of iteration ", t,
-               " is complete; resume with --resume");
+    if (t + 1 < cfg.iterations &&
+        (stop || (opt.max_iterations > 0 && done_here >= opt.max_iterations))) {
+      log_info(stop ? "stop requested: " : "iteration limit reached: ", "checkpoint of iteration ",
+               t, " is complete; resume with --resume");
       result.stopped = true;
       return result;
     }
@@ -330,14 +342,17 @@ std::string describe_run(const fs::path& run_dir, bool per_layer) {
   std::ostringstream os;
   os << "run " << run_dir.string() << ": model " << s.model << ", " << s.history.size()
      << " iterations done, traces generated " << s.regen_round << " time(s)\n";
-  os << " iter  ratio  sparsity  heads  kv  channels  regen  out_tok  trunc   loss    gen_s  imp_s  prune_s  ckpt_s\n";
+  os << " iter  ratio  sparsity  heads  kv  channels  regen  out_tok  trunc   loss    gen_s  imp_s "
+        " prune_s  ckpt_s\n";
   char buf[256];
   for (const auto& r : s.history) {
-    std::snprintf(buf, sizeof buf, "%5d  %5.3f  %8.4f  %5lld %3lld  %8lld  %5s  %7.1f  %5.2f  %6.3f  %6.2f %6.2f  %7.2f  %6.2f\n",
+    std::snprintf(buf, sizeof buf,
+                  "%5d  %5.3f  %8.4f  %5lld %3lld  %8lld  %5s  %7.1f  %5.2f  %6.3f  %6.2f %6.2f  "
+                  "%7.2f  %6.2f\n",
                   r.iteration, r.ratio, r.sparsity, static_cast<long long>(r.heads_kept),
                   static_cast<long long>(r.kv_heads_kept), static_cast<long long>(r.channels_kept),
-                  r.regenerated ? "yes" : "", r.mean_output_tokens, r.truncated, r.mean_loss, r.t_generate,
-                  r.t_importance, r.t_prune, r.t_checkpoint);
+                  r.regenerated ? "yes" : "", r.mean_output_tokens, r.truncated, r.mean_loss,
+                  r.t_generate, r.t_importance, r.t_prune, r.t_checkpoint);
     os << buf;
   }
   // The checkpoints closest to the sparsities the run reports (nested sub-networks).
@@ -361,7 +376,8 @@ std::string describe_run(const fs::path& run_dir, bool per_layer) {
   if (per_layer) {
     os << "\nlayer  heads kept  channels kept   (latest iteration " << s.iteration << ")\n";
     for (size_t l = 0; l < s.plan.size(); ++l) {
-      std::snprintf(buf, sizeof buf, "%5zu  %10zu  %13zu\n", l, s.plan[l].heads.size(), s.plan[l].channels.size());
+      std::snprintf(buf, sizeof buf, "%5zu  %10zu  %13zu\n", l, s.plan[l].heads.size(),
+                    s.plan[l].channels.size());
       os << buf;
     }
   }

@@ -36,7 +36,8 @@ struct PruneRunResult {
 };
 
 // Collective over all ranks of `par`. Throws resp::Error on bad input (nothing overwritten).
-PruneRunResult run_prune(const PruneRunOptions& options, const ParallelContext& par, Backend& backend);
+PruneRunResult run_prune(const PruneRunOptions& options, const ParallelContext& par,
+                         Backend& backend);
 
 // The per-iteration table and the report-sparsity summary of a run directory, as text
 // (what `resp inspect` and the end of `resp prune` print).

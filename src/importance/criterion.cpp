@@ -9,15 +9,20 @@ Criterion parse_criterion(const std::string& s) {
   if (s == "taylor-vectorize") return Criterion::TaylorVectorize;
   if (s == "wanda-sp") return Criterion::WandaSp;
   if (s == "magnitude") return Criterion::Magnitude;
-  throw UsageError(cat("unknown criterion \"", s, "\" (choose taylor, taylor-vectorize, wanda-sp, magnitude)"));
+  throw UsageError(
+      cat("unknown criterion \"", s, "\" (choose taylor, taylor-vectorize, wanda-sp, magnitude)"));
 }
 
 std::string criterion_name(Criterion c) {
   switch (c) {
-    case Criterion::Taylor: return "taylor";
-    case Criterion::TaylorVectorize: return "taylor-vectorize";
-    case Criterion::WandaSp: return "wanda-sp";
-    case Criterion::Magnitude: return "magnitude";
+    case Criterion::Taylor:
+      return "taylor";
+    case Criterion::TaylorVectorize:
+      return "taylor-vectorize";
+    case Criterion::WandaSp:
+      return "wanda-sp";
+    case Criterion::Magnitude:
+      return "magnitude";
   }
   return "?";
 }
@@ -28,9 +33,15 @@ LossMode parse_loss_mode(const std::string& s) {
   throw UsageError(cat("unknown loss \"", s, "\" (choose decode-only, full)"));
 }
 
-std::string loss_mode_name(LossMode m) { return m == LossMode::DecodeOnly ? "decode-only" : "full"; }
+std::string loss_mode_name(LossMode m) {
+  return m == LossMode::DecodeOnly ? "decode-only" : "full";
+}
 
-bool needs_gradients(Criterion c) { return c == Criterion::Taylor || c == Criterion::TaylorVectorize; }
-bool needs_data(Criterion c) { return c != Criterion::Magnitude; }
+bool needs_gradients(Criterion c) {
+  return c == Criterion::Taylor || c == Criterion::TaylorVectorize;
+}
+bool needs_data(Criterion c) {
+  return c != Criterion::Magnitude;
+}
 
 }  // namespace resp

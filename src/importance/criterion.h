@@ -26,10 +26,10 @@ struct LayerScores {
 struct ImportanceScores {
   Criterion criterion = Criterion::Taylor;
   LossMode loss = LossMode::DecodeOnly;
-  std::string source;      // self | gold | text | none
-  int64_t samples = 0;     // samples that contributed (all replicas)
-  int64_t tokens = 0;      // loss positions with non-zero weight (all replicas)
-  double mean_loss = 0;    // mean over samples of the per-sample loss
+  std::string source;    // self | gold | text | none
+  int64_t samples = 0;   // samples that contributed (all replicas)
+  int64_t tokens = 0;    // loss positions with non-zero weight (all replicas)
+  double mean_loss = 0;  // mean over samples of the per-sample loss
   std::vector<LayerScores> layers;
 };
 

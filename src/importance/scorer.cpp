@@ -18,14 +18,15 @@ std::vector<float> to_host(Backend& be, const Tensor& t) {
 }
 
 void reduce(Communicator& comm, std::vector<double>& v) {
-  if (!v.empty()) comm.all_reduce(Tensor(v.data(), DType::F64, Shape{static_cast<int64_t>(v.size())}));
+  if (!v.empty())
+    comm.all_reduce(Tensor(v.data(), DType::F64, Shape{static_cast<int64_t>(v.size())}));
 }
 
 // Rank-local accumulators of one layer: per local head and per local channel.
 struct LocalSums {
-  std::vector<double> head_q, head_o;        // vectorize: signed sums; wanda: unused
+  std::vector<double> head_q, head_o;  // vectorize: signed sums; wanda: unused
   std::vector<double> ch_gate, ch_up, ch_down;
-  std::vector<double> attn_sq, act_sq;        // wanda: per input column of o_proj / down_proj
+  std::vector<double> attn_sq, act_sq;  // wanda: per input column of o_proj / down_proj
 };
 
 // Sum over rows r and columns c of x*y on [T, n] host data, grouped into blocks of `group`
@@ -35,7 +36,8 @@ void grouped_dot(const std::vector<float>& x, const std::vector<float>& y, int64
   for (int64_t t = 0; t < T; ++t)
     for (int64_t c = 0; c < n; ++c)
       out[static_cast<size_t>(c / group)] +=
-          static_cast<double>(x[static_cast<size_t>(t * n + c)]) * y[static_cast<size_t>(t * n + c)];
+          static_cast<double>(x[static_cast<size_t>(t * n + c)]) *
+          y[static_cast<size_t>(t * n + c)];
 }
 
 class Observer final : public ActivationObserver {
@@ -61,7 +63,8 @@ class Observer final : public ActivationObserver {
       if (!a.q_bias.empty()) {  // w.g over the weight only: subtract the bias part of y
         const auto b = to_host(be_, a.q_bias);
         for (int64_t t = 0; t < T; ++t)
-          for (int64_t c = 0; c < n; ++c) y[static_cast<size_t>(t * n + c)] -= b[static_cast<size_t>(c)];
+          for (int64_t c = 0; c < n; ++c)
+            y[static_cast<size_t>(t * n + c)] -= b[static_cast<size_t>(c)];
       }
       grouped_dot(y, dy, T, n, D_, s.head_q);
       grouped_dot(to_host(be_, a.attn_out), to_host(be_, a.d_attn_out), T, n, D_, s.head_o);
@@ -117,8 +120,10 @@ ImportanceScores compute_importance(const ModelWeights& w, Backend& be, const Pa
 
   // ---- run the local share of the calibration samples ---------------------------------------
   ModelGrads grads;
-  if (opt.criterion == Criterion::Taylor) grads = make_grads(w, be, GradSelection::Prunable);
-  else if (opt.criterion == Criterion::TaylorVectorize) grads = make_grads(w, be, GradSelection::Prunable);
+  if (opt.criterion == Criterion::Taylor)
+    grads = make_grads(w, be, GradSelection::Prunable);
+  else if (opt.criterion == Criterion::TaylorVectorize)
+    grads = make_grads(w, be, GradSelection::Prunable);
   double loss_sum = 0;
   int64_t used = 0, tokens = 0;
   if (needs_data(opt.criterion)) {
@@ -221,7 +226,8 @@ ImportanceScores compute_importance(const ModelWeights& w, Backend& be, const Pa
           for (int64_t r = h * D; r < (h + 1) * D; ++r)
             for (int64_t k = 0; k < H; ++k) acc += elem(wq, gq, static_cast<size_t>(r * H + k));
           for (int64_t r = 0; r < H; ++r)
-            for (int64_t k = h * D; k < (h + 1) * D; ++k) acc += elem(wo, go, static_cast<size_t>(r * qcols + k));
+            for (int64_t k = h * D; k < (h + 1) * D; ++k)
+              acc += elem(wo, go, static_cast<size_t>(r * qcols + k));
           heads[static_cast<size_t>(h)] = acc;
         }
         for (int64_t ch = 0; ch < F; ++ch) {
@@ -244,11 +250,13 @@ ImportanceScores compute_importance(const ModelWeights& w, Backend& be, const Pa
     } else {  // taylor-vectorize: |sum over the structure of w*G| / N
       for (int64_t h = 0; h < hq; ++h)
         heads[static_cast<size_t>(h)] =
-            std::fabs(s.head_q[static_cast<size_t>(h)] + s.head_o[static_cast<size_t>(h)]) / N / head_norm;
+            std::fabs(s.head_q[static_cast<size_t>(h)] + s.head_o[static_cast<size_t>(h)]) / N /
+            head_norm;
       for (int64_t ch = 0; ch < F; ++ch)
         chans[static_cast<size_t>(ch)] =
             std::fabs(s.ch_gate[static_cast<size_t>(ch)] + s.ch_up[static_cast<size_t>(ch)] +
-                      s.ch_down[static_cast<size_t>(ch)]) / N / chan_norm;
+                      s.ch_down[static_cast<size_t>(ch)]) /
+            N / chan_norm;
     }
 
     LayerScores ls;

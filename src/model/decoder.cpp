@@ -90,7 +90,8 @@ void Decoder::attention_block(const LayerWeights& lw, int layer, int64_t T,
         backend_.copy(kc.slice_rows(len, n), k.slice_rows(row, n).view({n, hkv, D}));
         backend_.copy(vc.slice_rows(len, n), v.slice_rows(row, n).view({n, hkv, D}));
         backend_.attention(att.slice_rows(row, n).view({n, hq, D}),
-                           q.slice_rows(row, n).view({n, hq, D}), kc, vc, lw.kv_of_head, len, scale);
+                           q.slice_rows(row, n).view({n, hq, D}), kc, vc, lw.kv_of_head, len,
+                           scale);
         row += n;
       }
     }
@@ -167,7 +168,8 @@ Tensor Decoder::forward_cached(std::span<const Chunk> chunks, KvCache& cache) {
     const int64_t end = len + static_cast<int64_t>(ch.tokens.size());
     if (end > cache.max_len() || end > c.max_position_embeddings)
       throw UsageError(cat("sequence in slot ", ch.slot, " would reach ", end,
-                           " tokens, beyond the context (", std::min<int64_t>(cache.max_len(), c.max_position_embeddings), ")"));
+                           " tokens, beyond the context (",
+                           std::min<int64_t>(cache.max_len(), c.max_position_embeddings), ")"));
     for (size_t i = 0; i < ch.tokens.size(); ++i) {
       const int32_t id = ch.tokens[i];
       if (id < 0 || id >= c.vocab_size)

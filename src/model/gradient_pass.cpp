@@ -10,7 +10,9 @@ namespace resp {
 namespace {
 constexpr int64_t kLogitBlock = 128;
 
-Tensor rows(const Tensor& t, int64_t T) { return t.slice_rows(0, T); }
+Tensor rows(const Tensor& t, int64_t T) {
+  return t.slice_rows(0, T);
+}
 }  // namespace
 
 GradientPass::GradientPass(const ModelWeights& weights, Backend& backend, Communicator& tp)
@@ -18,7 +20,8 @@ GradientPass::GradientPass(const ModelWeights& weights, Backend& backend, Commun
 
 Tensor GradientPass::ws(const char* name, Shape s) const {
   const Tensor t = store_.get(name);
-  if (s.numel() > t.numel()) throw ShapeError(cat("gradient workspace ", name, " too small for ", s.str()));
+  if (s.numel() > t.numel())
+    throw ShapeError(cat("gradient workspace ", name, " too small for ", s.str()));
   return Tensor(t.data(), t.dtype(), s, t.device());
 }
 

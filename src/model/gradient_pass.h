@@ -25,9 +25,9 @@ class GradientPass {
   GradientPass(const ModelWeights& weights, Backend& backend, Communicator& tp);
 
   struct Result {
-    double loss = 0;          // sum_t weights[t] * nll_t
-    double weight_sum = 0;    // sum_t weights[t]
-    int64_t predicted = 0;    // positions with non-zero weight
+    double loss = 0;        // sum_t weights[t] * nll_t
+    double weight_sum = 0;  // sum_t weights[t]
+    int64_t predicted = 0;  // positions with non-zero weight
   };
 
   // tokens [T >= 2]; weights [T-1]. Accumulates into `grads`; calls `observer` (if any) with

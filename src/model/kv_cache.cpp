@@ -25,7 +25,8 @@ KvCache::KvCache(const ModelWeights& w, Backend& backend, int slots, int max_len
 
 void KvCache::set_length(int slot, int n) {
   if (slot < 0 || slot >= slots_ || n < 0 || n > max_len_)
-    throw UsageError(cat("KV cache: slot ", slot, " length ", n, " outside ", slots_, " x ", max_len_));
+    throw UsageError(
+        cat("KV cache: slot ", slot, " length ", n, " outside ", slots_, " x ", max_len_));
   length_[static_cast<size_t>(slot)] = n;
 }
 

@@ -12,9 +12,12 @@ using nlohmann::json;
 
 std::string arch_name(Arch a) {
   switch (a) {
-    case Arch::Qwen3: return "Qwen3ForCausalLM";
-    case Arch::Qwen2: return "Qwen2ForCausalLM";
-    case Arch::Llama: return "LlamaForCausalLM";
+    case Arch::Qwen3:
+      return "Qwen3ForCausalLM";
+    case Arch::Qwen2:
+      return "Qwen2ForCausalLM";
+    case Arch::Llama:
+      return "LlamaForCausalLM";
   }
   return "?";
 }
@@ -89,8 +92,10 @@ void parse_rope(const json& j, ModelConfig& c, const std::string& src) {
   if (!scaling) return;
   if (!scaling->is_object()) throw ConfigError(cat(src, ": \"rope_scaling\" must be an object"));
   std::string type = "default";
-  if (const json* t = find(*scaling, "rope_type")) type = t->is_string() ? t->get<std::string>() : "";
-  else if (const json* t2 = find(*scaling, "type")) type = t2->is_string() ? t2->get<std::string>() : "";
+  if (const json* t = find(*scaling, "rope_type"))
+    type = t->is_string() ? t->get<std::string>() : "";
+  else if (const json* t2 = find(*scaling, "type"))
+    type = t2->is_string() ? t2->get<std::string>() : "";
   if (type == "default") return;
   if (type != "llama3")
     throw UnsupportedError(cat(src, ": rope scaling type \"", type,
@@ -141,7 +146,8 @@ ModelConfig parse_model_config(const json& j, const std::string& src) {
                                "\" (supported: Qwen3ForCausalLM, Qwen2ForCausalLM, "
                                "LlamaForCausalLM)"));
   }
-  if (const json* mt = find(j, "model_type"); mt && mt->is_string()) c.model_type = mt->get<std::string>();
+  if (const json* mt = find(j, "model_type"); mt && mt->is_string())
+    c.model_type = mt->get<std::string>();
 
   constexpr int kBig = 1 << 24;
   c.vocab_size = get_int(j, "vocab_size", src, 1, 1 << 26);
@@ -161,7 +167,8 @@ ModelConfig parse_model_config(const json& j, const std::string& src) {
                             " is not divisible by num_attention_heads ", c.num_heads));
     c.head_dim = c.hidden_size / c.num_heads;
   }
-  if (c.head_dim % 2 != 0) throw ConfigError(cat(src, ": head_dim ", c.head_dim, " must be even for RoPE"));
+  if (c.head_dim % 2 != 0)
+    throw ConfigError(cat(src, ": head_dim ", c.head_dim, " must be even for RoPE"));
   c.intermediate_size = get_int(j, "intermediate_size", src, 1, kBig);
   c.max_position_embeddings = get_int_or(j, "max_position_embeddings", src, 1, 1 << 30, 32768);
   c.rms_norm_eps = get_num_or(j, "rms_norm_eps", src, 1e-6);
@@ -186,7 +193,8 @@ ModelConfig parse_model_config(const json& j, const std::string& src) {
   }
 
   if (const json* eos = find(j, "eos_token_id")) {
-    if (eos->is_number_integer()) c.eos_token_ids.push_back(eos->get<int>());
+    if (eos->is_number_integer())
+      c.eos_token_ids.push_back(eos->get<int>());
     else if (eos->is_array())
       for (const auto& e : *eos)
         if (e.is_number_integer()) c.eos_token_ids.push_back(e.get<int>());
@@ -215,7 +223,8 @@ ModelConfig parse_model_config(const json& j, const std::string& src) {
         bool found = false;
         for (int k : s.kv_heads) found = found || k == g;
         if (!found)
-          throw ConfigError(cat(where, ": query head ", h, " needs KV head ", g, " which is not kept"));
+          throw ConfigError(
+              cat(where, ": query head ", h, " needs KV head ", g, " which is not kept"));
         s.kv_of_head.push_back(g);
       }
       c.layers[static_cast<size_t>(l)] = std::move(s);
@@ -228,7 +237,8 @@ ModelConfig load_model_config(const std::filesystem::path& dir) {
   const auto path = dir / "config.json";
   std::ifstream in(path);
   if (!in) {
-    if (!std::filesystem::exists(dir)) throw IoError(cat("model directory ", dir.string(), " does not exist"));
+    if (!std::filesystem::exists(dir))
+      throw IoError(cat("model directory ", dir.string(), " does not exist"));
     throw IoError(cat("cannot open ", path.string()));
   }
   json j;
@@ -245,12 +255,12 @@ int64_t ModelConfig::parameter_count() const {
   int64_t n = static_cast<int64_t>(vocab_size) * H * (tie_word_embeddings ? 1 : 2) + H;
   for (const auto& L : layers) {
     const int64_t q = L.n_heads() * D, kv = L.n_kv_heads() * D, f = L.d_ff();
-    n += 2 * H;                                  // input + post-attention norms
-    n += q * H + 2 * kv * H + H * q;             // q, k, v, o
+    n += 2 * H;                       // input + post-attention norms
+    n += q * H + 2 * kv * H + H * q;  // q, k, v, o
     if (qkv_bias) n += q + 2 * kv;
     if (o_bias) n += H;
     if (qk_norm) n += 2 * D;
-    n += 3 * f * H;                              // gate, up, down
+    n += 3 * f * H;  // gate, up, down
   }
   return n;
 }

@@ -11,7 +11,9 @@ namespace resp {
 
 namespace {
 
-std::string layer_prefix(int l) { return cat("model.layers.", l, "."); }
+std::string layer_prefix(int l) {
+  return cat("model.layers.", l, ".");
+}
 
 // The arena layout for one rank's weights. Every tensor is registered, possibly with zero
 // elements, so that the loaders below can fill by name.
@@ -50,7 +52,9 @@ ArenaPlan plan_arena(const ModelConfig& c, const ShardPlan& p) {
   return a;
 }
 
-Tensor opt(const Arena& a, const std::string& n) { return a.has(n) ? a.get(n) : Tensor(); }
+Tensor opt(const Arena& a, const std::string& n) {
+  return a.has(n) ? a.get(n) : Tensor();
+}
 
 ModelWeights bind(const ModelConfig& c, const ShardPlan& p, const ArenaPlan& ap, Backend& backend) {
   ModelWeights w;
@@ -192,8 +196,10 @@ ModelWeights load_weights(const CheckpointReader& r, const ModelConfig& c, const
     }
     cols(lw.wo, P + "self_attn.o_proj.weight", {H, q_all}, qrows);
     if (c.o_bias) {
-      if (!lw.bo.empty()) whole(lw.bo, P + "self_attn.o_proj.bias", {H});
-      else r.expect_shape(P + "self_attn.o_proj.bias", {H});
+      if (!lw.bo.empty())
+        whole(lw.bo, P + "self_attn.o_proj.bias", {H});
+      else
+        r.expect_shape(P + "self_attn.o_proj.bias", {H});
     }
     whole(lw.mlp_norm, P + "post_attention_layernorm.weight", {H});
     rows(lw.wg, P + "mlp.gate_proj.weight", {f_all, H}, channels);

@@ -15,13 +15,13 @@ namespace resp {
 class CheckpointReader;
 
 struct LayerWeights {
-  Tensor attn_norm;                // [H]
-  Tensor wq, bq, wk, bk, wv, bv;   // [hq*D, H], [hq*D], [hkv*D, H], ...
-  Tensor q_norm, k_norm;           // [D] (Qwen3)
-  Tensor wo, bo;                   // [H, hq*D], [H] (bias only on tp_rank 0)
-  Tensor mlp_norm;                 // [H]
-  Tensor wg, wu, wd;               // [f, H], [f, H], [H, f]
-  Tensor kv_of_head;               // I32 [hq]: local KV index read by each local query head
+  Tensor attn_norm;               // [H]
+  Tensor wq, bq, wk, bk, wv, bv;  // [hq*D, H], [hq*D], [hkv*D, H], ...
+  Tensor q_norm, k_norm;          // [D] (Qwen3)
+  Tensor wo, bo;                  // [H, hq*D], [H] (bias only on tp_rank 0)
+  Tensor mlp_norm;                // [H]
+  Tensor wg, wu, wd;              // [f, H], [f, H], [H, f]
+  Tensor kv_of_head;              // I32 [hq]: local KV index read by each local query head
   int n_heads = 0, n_kv = 0, d_ff = 0;
 };
 

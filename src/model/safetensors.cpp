@@ -22,7 +22,9 @@ using nlohmann::json;
 namespace {
 constexpr uint64_t kMaxHeader = 100ull << 20;  // the format's own limit is 100 MB
 
-std::string sys_err() { return std::strerror(errno); }
+std::string sys_err() {
+  return std::strerror(errno);
+}
 }  // namespace
 
 int64_t TensorInfo::numel() const {
@@ -95,7 +97,8 @@ SafetensorsFile::SafetensorsFile(const fs::path& path) : path_(path) {
       constexpr uint64_t kMaxNumel = 1ull << 48;
       uint64_t numel = 1;
       for (const auto& d : e["shape"]) {
-        if (!d.is_number_unsigned()) throw FormatError(cat(where, ": shape has a non-integer or negative dim"));
+        if (!d.is_number_unsigned())
+          throw FormatError(cat(where, ": shape has a non-integer or negative dim"));
         const uint64_t dim = d.get<uint64_t>();
         if (dim > kMaxNumel || (dim != 0 && numel > kMaxNumel / dim))
           throw FormatError(cat(where, ": shape is absurdly large"));
@@ -108,8 +111,9 @@ SafetensorsFile::SafetensorsFile(const fs::path& path) : path_(path) {
         throw FormatError(cat(where, ": data_offsets must be [begin, end]"));
       const uint64_t b = off[0].get<uint64_t>(), en = off[1].get<uint64_t>();
       if (b > en || en > data_size)
-        throw FormatError(cat(where, ": data_offsets [", b, ", ", en, ") outside the data section of ",
-                              data_size, " bytes (truncated file?)"));
+        throw FormatError(cat(where, ": data_offsets [", b, ", ", en,
+                              ") outside the data section of ", data_size,
+                              " bytes (truncated file?)"));
       const uint64_t expect = numel * dtype_size(t.dtype);
       if (en - b != expect)
         throw FormatError(cat(where, ": data_offsets span ", en - b, " bytes but shape ",
@@ -152,10 +156,12 @@ CheckpointReader::CheckpointReader(const fs::path& dir) : dir_(dir) {
     std::set<std::string> files;
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
       if (!it.value().is_string())
-        throw FormatError(cat(index.string(), ": weight_map[\"", it.key(), "\"] is not a file name"));
+        throw FormatError(
+            cat(index.string(), ": weight_map[\"", it.key(), "\"] is not a file name"));
       const std::string f = it.value().get<std::string>();
       if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
-        throw FormatError(cat(index.string(), ": shard name \"", f, "\" must be a plain file name"));
+        throw FormatError(
+            cat(index.string(), ": shard name \"", f, "\" must be a plain file name"));
       files.insert(f);
     }
     for (const auto& f : files) paths.push_back(dir / f);
@@ -165,7 +171,8 @@ CheckpointReader::CheckpointReader(const fs::path& dir) : dir_(dir) {
       const size_t fi = files_.size() - 1;
       for (const auto& [name, t] : files_.back()->tensors()) {
         auto wm = j["weight_map"].find(name);
-        if (wm == j["weight_map"].end() || wm->get<std::string>() != p.filename().string()) continue;
+        if (wm == j["weight_map"].end() || wm->get<std::string>() != p.filename().string())
+          continue;
         TensorInfo ti = t;
         ti.file_index = fi;
         index_[name] = ti;
@@ -173,8 +180,8 @@ CheckpointReader::CheckpointReader(const fs::path& dir) : dir_(dir) {
     }
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it)
       if (!index_.count(it.key()))
-        throw FormatError(cat(index.string(), ": tensor \"", it.key(), "\" listed in weight_map is not in ",
-                              it.value().get<std::string>()));
+        throw FormatError(cat(index.string(), ": tensor \"", it.key(),
+                              "\" listed in weight_map is not in ", it.value().get<std::string>()));
   } else if (fs::exists(single)) {
     files_.push_back(std::make_unique<SafetensorsFile>(single));
     for (const auto& [name, t] : files_.back()->tensors()) index_[name] = t;
@@ -186,8 +193,7 @@ CheckpointReader::CheckpointReader(const fs::path& dir) : dir_(dir) {
 
 const TensorInfo& CheckpointReader::info(const std::string& name) const {
   auto it = index_.find(name);
-  if (it == index_.end())
-    throw FormatError(cat(dir_.string(), ": missing tensor \"", name, "\""));
+  if (it == index_.end()) throw FormatError(cat(dir_.string(), ": missing tensor \"", name, "\""));
   return it->second;
 }
 
@@ -201,7 +207,8 @@ std::string CheckpointReader::file_of(const std::string& name) const {
   return files_[info(name).file_index]->path().string();
 }
 
-void CheckpointReader::expect_shape(const std::string& name, const std::vector<int64_t>& shape) const {
+void CheckpointReader::expect_shape(const std::string& name,
+                                    const std::vector<int64_t>& shape) const {
   const TensorInfo& t = info(name);
   if (t.shape != shape) {
     TensorInfo want;
@@ -220,7 +227,8 @@ void CheckpointReader::read(const std::string& name, float* out) const {
   convert_to_f32(t.dtype, ptr(t), out, static_cast<size_t>(t.numel()));
 }
 
-void CheckpointReader::read_rows(const std::string& name, std::span<const int> rows, float* out) const {
+void CheckpointReader::read_rows(const std::string& name, std::span<const int> rows,
+                                 float* out) const {
   const TensorInfo& t = info(name);
   if (t.shape.empty() || t.shape.size() > 2)
     throw FormatError(cat(file_of(name), ": read_rows on \"", name, "\" of shape ", t.shape_str()));
@@ -230,21 +238,23 @@ void CheckpointReader::read_rows(const std::string& name, std::span<const int> r
   const uint8_t* base = ptr(t);
   for (size_t i = 0; i < rows.size(); ++i) {
     if (rows[i] < 0 || rows[i] >= n_rows)
-      throw FormatError(cat(file_of(name), ": row ", rows[i], " outside tensor \"", name, "\" ",
-                            t.shape_str()));
+      throw FormatError(
+          cat(file_of(name), ": row ", rows[i], " outside tensor \"", name, "\" ", t.shape_str()));
     convert_to_f32(t.dtype, base + static_cast<size_t>(rows[i]) * row_len * es, out + i * row_len,
                    row_len);
   }
 }
 
-void CheckpointReader::read_cols(const std::string& name, std::span<const int> cols, float* out) const {
+void CheckpointReader::read_cols(const std::string& name, std::span<const int> cols,
+                                 float* out) const {
   const TensorInfo& t = info(name);
   if (t.shape.size() != 2)
     throw FormatError(cat(file_of(name), ": read_cols on \"", name, "\" of shape ", t.shape_str()));
   const size_t n_rows = static_cast<size_t>(t.shape[0]), n_cols = static_cast<size_t>(t.shape[1]);
   for (int c : cols)
     if (c < 0 || static_cast<size_t>(c) >= n_cols)
-      throw FormatError(cat(file_of(name), ": column ", c, " outside tensor \"", name, "\" ", t.shape_str()));
+      throw FormatError(
+          cat(file_of(name), ": column ", c, " outside tensor \"", name, "\" ", t.shape_str()));
   const size_t es = dtype_size(t.dtype);
   const uint8_t* base = ptr(t);
   // A TP shard's columns are one contiguous run: convert only that run of each row.
@@ -259,7 +269,8 @@ void CheckpointReader::read_cols(const std::string& name, std::span<const int> c
   std::vector<float> row(n_cols);
   for (size_t r = 0; r < n_rows; ++r) {
     convert_to_f32(t.dtype, base + r * n_cols * es, row.data(), n_cols);
-    for (size_t i = 0; i < cols.size(); ++i) out[r * cols.size() + i] = row[static_cast<size_t>(cols[i])];
+    for (size_t i = 0; i < cols.size(); ++i)
+      out[r * cols.size() + i] = row[static_cast<size_t>(cols[i])];
   }
 }
 

@@ -58,8 +58,8 @@ ShardPlan make_shard_plan(const ModelConfig& config, int tp, int tp_rank) {
     throw ConfigError(cat("tp=", tp, " exceeds the model's ", config.num_heads,
                           " query heads: every rank needs at least one head"));
   if (config.intermediate_size < tp)
-    throw ConfigError(cat("tp=", tp, " exceeds the model's ", config.intermediate_size,
-                          " MLP channels"));
+    throw ConfigError(
+        cat("tp=", tp, " exceeds the model's ", config.intermediate_size, " MLP channels"));
   ShardPlan p;
   p.tp = tp;
   p.tp_rank = tp_rank;

@@ -14,7 +14,9 @@ Ranking parse_ranking(const std::string& s) {
   throw ConfigError(cat("unknown ranking \"", s, "\" (choose global, per-layer)"));
 }
 
-std::string ranking_name(Ranking r) { return r == Ranking::Global ? "global" : "per-layer"; }
+std::string ranking_name(Ranking r) {
+  return r == Ranking::Global ? "global" : "per-layer";
+}
 
 PrunePlan dense_plan(const ModelConfig& dense) {
   PrunePlan p(static_cast<size_t>(dense.num_layers));
@@ -61,10 +63,12 @@ struct Unit {
 
 void check_scores(const PrunePlan& current, const ImportanceScores& s) {
   if (s.layers.size() != current.size())
-    throw ConfigError(cat("scores cover ", s.layers.size(), " layers, the model has ", current.size()));
+    throw ConfigError(
+        cat("scores cover ", s.layers.size(), " layers, the model has ", current.size()));
   for (size_t l = 0; l < current.size(); ++l) {
     if (s.layers[l].head_ids != current[l].heads || s.layers[l].channel_ids != current[l].channels)
-      throw ConfigError(cat("scores of layer ", l, " do not describe the current model's kept units"));
+      throw ConfigError(
+          cat("scores of layer ", l, " do not describe the current model's kept units"));
     for (double v : s.layers[l].heads)
       if (!std::isfinite(v)) throw ConfigError(cat("non-finite head score in layer ", l));
     for (double v : s.layers[l].channels)
@@ -74,21 +78,25 @@ void check_scores(const PrunePlan& current, const ImportanceScores& s) {
 
 void remove_units(PrunePlan& plan, const std::vector<Unit>& units) {
   for (const Unit& u : units) {
-    auto& v = u.kind == 0 ? plan[static_cast<size_t>(u.layer)].heads : plan[static_cast<size_t>(u.layer)].channels;
+    auto& v = u.kind == 0 ? plan[static_cast<size_t>(u.layer)].heads
+                          : plan[static_cast<size_t>(u.layer)].channels;
     v.erase(std::find(v.begin(), v.end(), u.id));
   }
 }
 
 }  // namespace
 
-PrunePlan prune_to_ratio(const ModelConfig& dense, const PrunePlan& current, const ImportanceScores& s,
-                         double ratio, Ranking ranking, const std::vector<bool>& prot) {
-  if (!(ratio >= 0.0 && ratio < 1.0)) throw ConfigError(cat("pruning ratio ", ratio, " outside [0, 1)"));
+PrunePlan prune_to_ratio(const ModelConfig& dense, const PrunePlan& current,
+                         const ImportanceScores& s, double ratio, Ranking ranking,
+                         const std::vector<bool>& prot) {
+  if (!(ratio >= 0.0 && ratio < 1.0))
+    throw ConfigError(cat("pruning ratio ", ratio, " outside [0, 1)"));
   if (prot.size() != current.size()) throw ConfigError("protected-layer mask has the wrong length");
   check_scores(current, s);
   PrunePlan next = current;
   if (ranking == Ranking::Global) {
-    const int64_t target = static_cast<int64_t>(std::floor(ratio * static_cast<double>(total_units(dense)) + 1e-9));
+    const int64_t target =
+        static_cast<int64_t>(std::floor(ratio * static_cast<double>(total_units(dense)) + 1e-9));
     const int64_t need = target - pruned_units(dense, current);
     if (need <= 0) return next;
     std::vector<Unit> units;
@@ -115,7 +123,8 @@ PrunePlan prune_to_ratio(const ModelConfig& dense, const PrunePlan& current, con
     auto cut = [&](std::vector<Unit>& u, int dense_n) {
       const int64_t target = static_cast<int64_t>(std::floor(ratio * dense_n + 1e-9));
       const int64_t have = dense_n - static_cast<int64_t>(u.size());
-      const size_t n = static_cast<size_t>(std::clamp<int64_t>(target - have, 0, static_cast<int64_t>(u.size())));
+      const size_t n = static_cast<size_t>(
+          std::clamp<int64_t>(target - have, 0, static_cast<int64_t>(u.size())));
       std::partial_sort(u.begin(), u.begin() + static_cast<std::ptrdiff_t>(n), u.end());
       u.resize(n);
       remove_units(next, u);
@@ -138,7 +147,8 @@ ModelConfig apply_plan(const ModelConfig& dense, const PrunePlan& plan) {
     auto ascending_in = [&](const std::vector<int>& v, int n, const char* what) {
       for (size_t i = 0; i < v.size(); ++i)
         if (v[i] < 0 || v[i] >= n || (i && v[i] <= v[i - 1]))
-          throw ConfigError(cat("plan layer ", l, ": ", what, " ids must be ascending in [0, ", n, ")"));
+          throw ConfigError(
+              cat("plan layer ", l, ": ", what, " ids must be ascending in [0, ", n, ")"));
     };
     ascending_in(s.heads, dense.num_heads, "head");
     ascending_in(s.channels, dense.intermediate_size, "channel");
@@ -157,14 +167,15 @@ double measured_sparsity(const ModelConfig& d, const PrunePlan& plan) {
   double total = 0, present = 0;
   for (const auto& L : plan) {
     const double q_dense = d.num_heads * D, kv = d.num_kv_heads * D, f_dense = d.intermediate_size;
-    double layer_total = 2 * H;                          // input and post-attention RMSNorm
+    double layer_total = 2 * H;  // input and post-attention RMSNorm
     layer_total += 2 * q_dense * H + 2 * kv * H + 3 * f_dense * H;
     if (d.qkv_bias) layer_total += q_dense + 2 * kv;
     if (d.o_bias) layer_total += H;
     if (d.qk_norm) layer_total += 2 * D;
     total += layer_total;
-    const double q = static_cast<double>(L.heads.size()) * D, f = static_cast<double>(L.channels.size());
-    present += 2 * q * H + 2 * kv * H + 3 * f * H;       // linear maps only (k/v stay counted)
+    const double q = static_cast<double>(L.heads.size()) * D,
+                 f = static_cast<double>(L.channels.size());
+    present += 2 * q * H + 2 * kv * H + 3 * f * H;  // linear maps only (k/v stay counted)
   }
   return total > 0 ? 1.0 - present / total : 0.0;
 }

@@ -11,7 +11,9 @@ using namespace resp::test;
 
 namespace {
 
-fs::path fixture(const std::string& name) { return fixture_models() / name; }
+fs::path fixture(const std::string& name) {
+  return fixture_models() / name;
+}
 
 void expect_matches_reference(const std::string& output, const fs::path& model, double tol) {
   const auto got = parse_jsonl(output);
@@ -59,7 +61,8 @@ TEST(Cli, VersionAndHelp) {
 
 TEST(Cli, LogprobsMatchesReferenceOnStdout) {
   const fs::path m = fixture("qwen3-f32");
-  const auto r = run_resp("logprobs --model " + m.string() + " --input " + (m / "input.jsonl").string());
+  const auto r =
+      run_resp("logprobs --model " + m.string() + " --input " + (m / "input.jsonl").string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   expect_matches_reference(r.out, m, 1e-4);
 }
@@ -120,7 +123,8 @@ TEST(Cli, BadInputsGiveOneLineErrors) {
     const fs::path m = copy_model(d, "qwen3-f32");
     const std::string s = read_text(m / "model.safetensors");
     write_text(m / "model.safetensors", s.substr(0, s.size() / 2));
-    expect_one_line_error(run_resp("logprobs --model " + m.string() + input + out_flag), "truncated");
+    expect_one_line_error(run_resp("logprobs --model " + m.string() + input + out_flag),
+                          "truncated");
     fs::remove_all(m);
   }
   // Shape mismatch between config.json and the tensors.
@@ -164,26 +168,30 @@ TEST(Cli, BadInputsGiveOneLineErrors) {
     ASSERT_NE(pos, std::string::npos);
     s.replace(pos, 18, "\"data_offsets\":[9,");  // same length, now inconsistent
     write_text(m / "model.safetensors", s);
-    expect_one_line_error(run_resp("logprobs --model " + m.string() + input + out_flag), "data_offsets");
+    expect_one_line_error(run_resp("logprobs --model " + m.string() + input + out_flag),
+                          "data_offsets");
   }
   EXPECT_FALSE(fs::exists(out));
   EXPECT_FALSE(fs::exists(d / "never.jsonl.tmp"));
 }
 
 namespace {
-bool have_mpiexec() { return std::system("command -v mpiexec >/dev/null 2>&1") == 0; }
+bool have_mpiexec() {
+  return std::system("command -v mpiexec >/dev/null 2>&1") == 0;
+}
 }  // namespace
 
 TEST(CliParallel, TensorAndDataParallelMatchSingleRank) {
   if (!have_mpiexec()) GTEST_SKIP() << "mpiexec not installed";
   const fs::path m = fixture("llama-mqa-f32");  // 1 KV head: replicated on tp=2
-  const std::string base = "logprobs --model " + m.string() + " --input " + (m / "input.jsonl").string();
+  const std::string base =
+      "logprobs --model " + m.string() + " --input " + (m / "input.jsonl").string();
   for (const char* layout : {"-n 2 {} --tp 2", "-n 2 {} --tp 1", "-n 4 {} --tp 2"}) {
     std::string args = layout;
     args.replace(args.find("{}"), 2, std::string(RESP_BINARY) + " " + base);
     TempDir d;
-    const std::string cmd = "mpiexec " + args + " --threads 1 >" + (d / "out").string() + " 2>" +
-                            (d / "err").string();
+    const std::string cmd =
+        "mpiexec " + args + " --threads 1 >" + (d / "out").string() + " 2>" + (d / "err").string();
     const int status = std::system(cmd.c_str());
     ASSERT_EQ(WEXITSTATUS(status), 0) << layout << ": " << read_text(d / "err");
     expect_matches_reference(read_text(d / "out"), m, 1e-4);
@@ -199,7 +207,8 @@ TEST(CliParallel, TpNotDividingWorldIsAClearError) {
                           (d / "out").string() + " 2>" + (d / "err").string();
   const int status = std::system(cmd.c_str());
   EXPECT_NE(WEXITSTATUS(status), 0);
-  EXPECT_NE(read_text(d / "err").find("does not divide"), std::string::npos) << read_text(d / "err");
+  EXPECT_NE(read_text(d / "err").find("does not divide"), std::string::npos)
+      << read_text(d / "err");
 }
 
 TEST(Bench, EverySubcommandRunsAndReportsJson) {
@@ -209,10 +218,13 @@ TEST(Bench, EverySubcommandRunsAndReportsJson) {
     std::vector<std::string> keys;
   };
   const std::vector<Case> cases = {
-      {"bench forward --config qwen3-tiny --batch 1 --seq 16", {"tokens_per_s", "fraction_of_sgemm"}},
-      {"bench backward --config qwen3-tiny --seq 32 --samples 1", {"fwd_bwd_tokens_per_s", "ratio_fwd_bwd_over_fwd"}},
+      {"bench forward --config qwen3-tiny --batch 1 --seq 16",
+       {"tokens_per_s", "fraction_of_sgemm"}},
+      {"bench backward --config qwen3-tiny --seq 32 --samples 1",
+       {"fwd_bwd_tokens_per_s", "ratio_fwd_bwd_over_fwd"}},
       {"bench generate --config qwen3-tiny --batches 1,2 --prompt-len 8 --new-tokens 4", {}},
-      {"bench checkpoint --layers 2 --heads 4 --channels 16 --traces 3 --tokens 20 --repeat 1", {"write_mb_per_s"}},
+      {"bench checkpoint --layers 2 --heads 4 --channels 16 --traces 3 --tokens 20 --repeat 1",
+       {"write_mb_per_s"}},
   };
   for (const auto& c : cases) {
     const auto r = run_resp(c.args + " --json " + (d / "b.json").string() + " 2>/dev/null",
@@ -221,7 +233,8 @@ TEST(Bench, EverySubcommandRunsAndReportsJson) {
     const auto rr = r.exit_code == 0 ? r : run_resp(c.args, "OMP_NUM_THREADS=1");
     ASSERT_EQ(rr.exit_code, 0) << c.args << ": " << rr.err;
     const std::string all = rr.out + read_text(d / "b.json");
-    for (const auto& k : c.keys) EXPECT_NE(all.find("\"" + k + "\""), std::string::npos) << c.args << " " << k;
+    for (const auto& k : c.keys)
+      EXPECT_NE(all.find("\"" + k + "\""), std::string::npos) << c.args << " " << k;
     fs::remove(d / "b.json");
   }
 }
@@ -237,18 +250,23 @@ TEST(CliParallel, GenerationIdenticalAtAnyLayout) {
   if (!have_mpiexec()) GTEST_SKIP() << "mpiexec not installed";
   TempDir d;
   const fs::path m = fixture("qwen3-tiny-demo");
-  write_text(d / "prompts.jsonl",
-             "{\"id\": \"a\", \"prompt\": \"Tom has 3 apples.\"}\n{\"id\": \"b\", \"prompt\": \"x\"}\n"
-             "{\"id\": \"c\", \"prompt\": \"Compute 12 + 30.\"}\n");
-  const std::string base = std::string(RESP_BINARY) + " generate --model " + m.string() + " --prompts " +
-                           (d / "prompts.jsonl").string() + " --max-new-tokens 12 --threads 1 --quiet";
+  write_text(
+      d / "prompts.jsonl",
+      "{\"id\": \"a\", \"prompt\": \"Tom has 3 apples.\"}\n{\"id\": \"b\", \"prompt\": \"x\"}\n"
+      "{\"id\": \"c\", \"prompt\": \"Compute 12 + 30.\"}\n");
+  const std::string base = std::string(RESP_BINARY) + " generate --model " + m.string() +
+                           " --prompts " + (d / "prompts.jsonl").string() +
+                           " --max-new-tokens 12 --threads 1 --quiet";
   for (const char* sampling : {"--temperature 0", "--temperature 0.8 --top-p 0.9 --seed 7"}) {
-    ASSERT_EQ(mpi_shell(base + " " + sampling + " --out " + (d / "one.jsonl").string() + " 2>/dev/null"), 0);
+    ASSERT_EQ(
+        mpi_shell(base + " " + sampling + " --out " + (d / "one.jsonl").string() + " 2>/dev/null"),
+        0);
     const auto ref = parse_jsonl(read_text(d / "one.jsonl"));
     ASSERT_EQ(ref.size(), 3u);
     for (const char* layout : {"-n 2 {} --tp 2", "-n 2 {} --tp 1", "-n 4 {} --tp 2"}) {
       std::string cmd = std::string("mpiexec ") + layout;
-      cmd.replace(cmd.find("{}"), 2, base + " " + sampling + " --out " + (d / "par.jsonl").string());
+      cmd.replace(cmd.find("{}"), 2,
+                  base + " " + sampling + " --out " + (d / "par.jsonl").string());
       ASSERT_EQ(mpi_shell(cmd + " 2>" + (d / "err").string()), 0) << layout << read_text(d / "err");
       const auto got = parse_jsonl(read_text(d / "par.jsonl"));
       ASSERT_EQ(got.size(), ref.size()) << layout;
@@ -265,8 +283,9 @@ TEST(CliParallel, ImportanceIdenticalAtAnyLayout) {
   TempDir d;
   const fs::path m = fixture("qwen2-sharded-f32");
   for (const char* criterion : {"taylor", "wanda-sp"}) {
-    const std::string base = std::string(RESP_BINARY) + " importance --model " + m.string() + " --traces " +
-                             (m / "calibration.jsonl").string() + " --criterion " + criterion + " --threads 1";
+    const std::string base = std::string(RESP_BINARY) + " importance --model " + m.string() +
+                             " --traces " + (m / "calibration.jsonl").string() + " --criterion " +
+                             criterion + " --threads 1";
     ASSERT_EQ(mpi_shell(base + " --out " + (d / "one.h5").string() + " 2>/dev/null"), 0);
     const auto ref = resp::read_scores_h5(d / "one.h5");
     for (const char* layout : {"-n 2 {} --tp 2", "-n 2 {} --tp 1", "-n 4 {} --tp 2"}) {
@@ -278,10 +297,12 @@ TEST(CliParallel, ImportanceIdenticalAtAnyLayout) {
       ASSERT_EQ(got.layers.size(), ref.layers.size());
       for (size_t l = 0; l < ref.layers.size(); ++l) {
         for (size_t i = 0; i < ref.layers[l].heads.size(); ++i)
-          EXPECT_NEAR(got.layers[l].heads[i], ref.layers[l].heads[i], 1e-5 * std::fabs(ref.layers[l].heads[i]))
+          EXPECT_NEAR(got.layers[l].heads[i], ref.layers[l].heads[i],
+                      1e-5 * std::fabs(ref.layers[l].heads[i]))
               << criterion << " " << layout;
         for (size_t i = 0; i < ref.layers[l].channels.size(); ++i)
-          EXPECT_NEAR(got.layers[l].channels[i], ref.layers[l].channels[i], 1e-5 * std::fabs(ref.layers[l].channels[i]))
+          EXPECT_NEAR(got.layers[l].channels[i], ref.layers[l].channels[i],
+                      1e-5 * std::fabs(ref.layers[l].channels[i]))
               << criterion << " " << layout;
       }
     }

@@ -41,10 +41,16 @@ vecf random_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
   return v;
 }
 
-vecd to_d(const vecf& v) { return vecd(v.begin(), v.end()); }
+vecd to_d(const vecf& v) {
+  return vecd(v.begin(), v.end());
+}
 
-Tensor f32(vecf& v, Shape s) { return Tensor(v.data(), DType::F32, s); }
-Tensor i32(veci& v, Shape s) { return Tensor(v.data(), DType::I32, s); }
+Tensor f32(vecf& v, Shape s) {
+  return Tensor(v.data(), DType::F32, s);
+}
+Tensor i32(veci& v, Shape s) {
+  return Tensor(v.data(), DType::I32, s);
+}
 
 // Central finite differences of the scalar function L at x (double precision throughout).
 vecd fd_grad(vecd x, const std::function<double(const vecd&)>& L, double h = kStep) {
@@ -170,7 +176,8 @@ struct AttnShape {
   double scale;
 };
 
-vecd attention_ref(const vecd& q, const vecd& k, const vecd& v, const veci& kvh, const AttnShape& a) {
+vecd attention_ref(const vecd& q, const vecd& k, const vecd& v, const veci& kvh,
+                   const AttnShape& a) {
   vecd out(static_cast<size_t>(a.T * a.Hq * a.D), 0.0);
   vecd p(static_cast<size_t>(a.S));
   for (int64_t t = 0; t < a.T; ++t)
@@ -286,9 +293,12 @@ TEST_F(CpuBackwardTest, LinearBackwardMatchesFiniteDifferences) {
     auto b = random_vec(static_cast<size_t>(c.out), 23);
     auto Rm = random_vec(static_cast<size_t>(c.T * c.out), 24);
     const vecd xd = to_d(x), wd = to_d(w), bd = to_d(b), Rd = to_d(Rm);
-    const vecd gx = fd_grad(xd, [&](const vecd& v) { return dot(Rd, linear_ref(v, wd, bd, c.T, c.in, c.out)); });
-    const vecd gw = fd_grad(wd, [&](const vecd& v) { return dot(Rd, linear_ref(xd, v, bd, c.T, c.in, c.out)); });
-    const vecd gb = fd_grad(bd, [&](const vecd& v) { return dot(Rd, linear_ref(xd, wd, v, c.T, c.in, c.out)); });
+    const vecd gx = fd_grad(
+        xd, [&](const vecd& v) { return dot(Rd, linear_ref(v, wd, bd, c.T, c.in, c.out)); });
+    const vecd gw = fd_grad(
+        wd, [&](const vecd& v) { return dot(Rd, linear_ref(xd, v, bd, c.T, c.in, c.out)); });
+    const vecd gb = fd_grad(
+        bd, [&](const vecd& v) { return dot(Rd, linear_ref(xd, wd, v, c.T, c.in, c.out)); });
 
     vecf dx(x.size(), kGarbage);
     const vecf dw0 = random_vec(w.size(), 25), db0 = random_vec(b.size(), 26);
@@ -318,14 +328,18 @@ TEST_F(CpuBackwardTest, LinearBackwardMatchesFiniteDifferences) {
 
 TEST_F(CpuBackwardTest, LinearBackwardRejectsBadShapes) {
   vecf x(5 * 6), w(7 * 6), dy(5 * 7), dx(5 * 6), dw(7 * 6), db(7), bad(7 * 5);
-  expect_shape_error([&] {
-    be->linear_backward(f32(dx, {5, 6}), f32(bad, {5, 7}), Tensor(), f32(dy, {5, 7}), f32(x, {5, 6}),
-                        f32(w, {7, 6}));
-  }, "linear dw transposed");
-  expect_shape_error([&] {
-    be->linear_backward(f32(bad, {7, 5}), Tensor(), Tensor(), f32(dy, {5, 7}), f32(x, {5, 6}),
-                        f32(w, {7, 6}));
-  }, "linear dx wrong shape");
+  expect_shape_error(
+      [&] {
+        be->linear_backward(f32(dx, {5, 6}), f32(bad, {5, 7}), Tensor(), f32(dy, {5, 7}),
+                            f32(x, {5, 6}), f32(w, {7, 6}));
+      },
+      "linear dw transposed");
+  expect_shape_error(
+      [&] {
+        be->linear_backward(f32(bad, {7, 5}), Tensor(), Tensor(), f32(dy, {5, 7}), f32(x, {5, 6}),
+                            f32(w, {7, 6}));
+      },
+      "linear dx wrong shape");
 }
 
 // ============================== rmsnorm_backward ==============================
@@ -342,18 +356,20 @@ TEST_F(CpuBackwardTest, RmsnormBackwardMatchesFiniteDifferences) {
     auto w = random_vec(static_cast<size_t>(c.D), 32, 0.5f, 1.5f);
     auto Rm = random_vec(x.size(), 33);
     const vecd xd = to_d(x), wd = to_d(w), Rd = to_d(Rm);
-    const vecd gx = fd_grad(xd, [&](const vecd& v) { return dot(Rd, rmsnorm_ref(v, wd, c.R, c.D, eps)); });
-    const vecd gw = fd_grad(wd, [&](const vecd& v) { return dot(Rd, rmsnorm_ref(xd, v, c.R, c.D, eps)); });
+    const vecd gx =
+        fd_grad(xd, [&](const vecd& v) { return dot(Rd, rmsnorm_ref(v, wd, c.R, c.D, eps)); });
+    const vecd gw =
+        fd_grad(wd, [&](const vecd& v) { return dot(Rd, rmsnorm_ref(xd, v, c.R, c.D, eps)); });
 
     vecf dx(x.size(), kGarbage);
     const vecf dw0 = random_vec(w.size(), 34);
     vecf dw = dw0;
-    be->rmsnorm_backward(f32(dx, {c.R, c.D}), f32(dw, {c.D}), f32(Rm, {c.R, c.D}), f32(x, {c.R, c.D}),
-                         f32(w, {c.D}), static_cast<float>(eps));
+    be->rmsnorm_backward(f32(dx, {c.R, c.D}), f32(dw, {c.D}), f32(Rm, {c.R, c.D}),
+                         f32(x, {c.R, c.D}), f32(w, {c.D}), static_cast<float>(eps));
     expect_grad(dx, gx, tag + " dx");
     expect_accumulated(dw, dw0, gw, 1, tag + " dw");
-    be->rmsnorm_backward(f32(dx, {c.R, c.D}), f32(dw, {c.D}), f32(Rm, {c.R, c.D}), f32(x, {c.R, c.D}),
-                         f32(w, {c.D}), static_cast<float>(eps));
+    be->rmsnorm_backward(f32(dx, {c.R, c.D}), f32(dw, {c.D}), f32(Rm, {c.R, c.D}),
+                         f32(x, {c.R, c.D}), f32(w, {c.D}), static_cast<float>(eps));
     expect_grad(dx, gx, tag + " dx (second call)");
     expect_accumulated(dw, dw0, gw, 2, tag + " dw twice");
 
@@ -379,8 +395,10 @@ TEST_F(CpuBackwardTest, RmsnormBackwardLargeEpsAndTinyRows) {
   auto w = random_vec(static_cast<size_t>(D), 36, 0.5f, 1.5f);
   auto Rm = random_vec(x.size(), 37);
   const vecd xd = to_d(x), wd = to_d(w), Rd = to_d(Rm);
-  const vecd gx = fd_grad(xd, [&](const vecd& v) { return dot(Rd, rmsnorm_ref(v, wd, R, D, eps)); });
-  const vecd gw = fd_grad(wd, [&](const vecd& v) { return dot(Rd, rmsnorm_ref(xd, v, R, D, eps)); });
+  const vecd gx =
+      fd_grad(xd, [&](const vecd& v) { return dot(Rd, rmsnorm_ref(v, wd, R, D, eps)); });
+  const vecd gw =
+      fd_grad(wd, [&](const vecd& v) { return dot(Rd, rmsnorm_ref(xd, v, R, D, eps)); });
   vecf dx(x.size(), kGarbage), dw(w.size(), 0.0f);
   be->rmsnorm_backward(f32(dx, {R, D}), f32(dw, {D}), f32(Rm, {R, D}), f32(x, {R, D}), f32(w, {D}),
                        static_cast<float>(eps));
@@ -410,21 +428,34 @@ TEST_F(CpuBackwardTest, RmsnormBackwardRejectsBadShapes) {
   vecf x(5 * 6), dy(5 * 6), dx(5 * 6), w(6), w5(5), dw(6), dw5(5), dx_small(4 * 6);
   veci xi(5 * 6);
   auto ok = [&] {
-    be->rmsnorm_backward(f32(dx, {5, 6}), f32(dw, {6}), f32(dy, {5, 6}), f32(x, {5, 6}), f32(w, {6}), 1e-6f);
+    be->rmsnorm_backward(f32(dx, {5, 6}), f32(dw, {6}), f32(dy, {5, 6}), f32(x, {5, 6}),
+                         f32(w, {6}), 1e-6f);
   };
   ok();  // the valid call does not throw
-  expect_shape_error([&] {
-    be->rmsnorm_backward(f32(dx, {5, 6}), f32(dw, {6}), f32(dy, {5, 6}), f32(x, {5, 6}), f32(w5, {5}), 1e-6f);
-  }, "rmsnorm w size");
-  expect_shape_error([&] {
-    be->rmsnorm_backward(f32(dx, {5, 6}), f32(dw5, {5}), f32(dy, {5, 6}), f32(x, {5, 6}), f32(w, {6}), 1e-6f);
-  }, "rmsnorm dw size");
-  expect_shape_error([&] {
-    be->rmsnorm_backward(f32(dx_small, {4, 6}), f32(dw, {6}), f32(dy, {5, 6}), f32(x, {5, 6}), f32(w, {6}), 1e-6f);
-  }, "rmsnorm dx rows");
-  expect_shape_error([&] {
-    be->rmsnorm_backward(f32(dx, {5, 6}), f32(dw, {6}), f32(dy, {5, 6}), i32(xi, {5, 6}), f32(w, {6}), 1e-6f);
-  }, "rmsnorm I32 x");
+  expect_shape_error(
+      [&] {
+        be->rmsnorm_backward(f32(dx, {5, 6}), f32(dw, {6}), f32(dy, {5, 6}), f32(x, {5, 6}),
+                             f32(w5, {5}), 1e-6f);
+      },
+      "rmsnorm w size");
+  expect_shape_error(
+      [&] {
+        be->rmsnorm_backward(f32(dx, {5, 6}), f32(dw5, {5}), f32(dy, {5, 6}), f32(x, {5, 6}),
+                             f32(w, {6}), 1e-6f);
+      },
+      "rmsnorm dw size");
+  expect_shape_error(
+      [&] {
+        be->rmsnorm_backward(f32(dx_small, {4, 6}), f32(dw, {6}), f32(dy, {5, 6}), f32(x, {5, 6}),
+                             f32(w, {6}), 1e-6f);
+      },
+      "rmsnorm dx rows");
+  expect_shape_error(
+      [&] {
+        be->rmsnorm_backward(f32(dx, {5, 6}), f32(dw, {6}), f32(dy, {5, 6}), i32(xi, {5, 6}),
+                             f32(w, {6}), 1e-6f);
+      },
+      "rmsnorm I32 x");
 }
 
 // ============================== rope_backward ==============================
@@ -436,7 +467,8 @@ struct RopeCase {
 vecf make_inv_freq(int64_t D, double theta) {
   vecf f(static_cast<size_t>(D / 2));
   for (int64_t i = 0; i < D / 2; ++i)
-    f[i] = static_cast<float>(std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(D)));
+    f[i] =
+        static_cast<float>(std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(D)));
   return f;
 }
 
@@ -444,13 +476,15 @@ TEST_F(CpuBackwardTest, RopeBackwardMatchesFiniteDifferences) {
   for (const RopeCase c : {RopeCase{1, 3, 6}, RopeCase{5, 3, 6}, RopeCase{13, 2, 20}}) {
     const std::string tag = cat("rope T=", c.T, " H=", c.H, " D=", c.D);
     veci pos(static_cast<size_t>(c.T));
-    for (int64_t t = 0; t < c.T; ++t) pos[t] = static_cast<int32_t>((t * 37 + 3) % 101);  // irregular
-    if (c.T > 2) pos[1] = 4093;                                                              // large
+    for (int64_t t = 0; t < c.T; ++t)
+      pos[t] = static_cast<int32_t>((t * 37 + 3) % 101);  // irregular
+    if (c.T > 2) pos[1] = 4093;                           // large
     auto inv = make_inv_freq(c.D, 10000.0);
     auto x = random_vec(static_cast<size_t>(c.T * c.H * c.D), 41);
     auto Rm = random_vec(x.size(), 42);
     const vecd invd = to_d(inv), Rd = to_d(Rm);
-    const vecd gx = fd_grad(to_d(x), [&](const vecd& v) { return dot(Rd, rope_ref(v, pos, invd, c.T, c.H, c.D)); });
+    const vecd gx = fd_grad(
+        to_d(x), [&](const vecd& v) { return dot(Rd, rope_ref(v, pos, invd, c.T, c.H, c.D)); });
     vecf dx = Rm;  // in place: dy -> dx
     be->rope_backward(f32(dx, {c.T, c.H, c.D}), i32(pos, {c.T}), f32(inv, {c.D / 2}));
     expect_grad(dx, gx, tag);
@@ -473,11 +507,31 @@ TEST_F(CpuBackwardTest, RopeBackwardInvertsForward) {
 TEST_F(CpuBackwardTest, RopeBackwardRejectsBadShapes) {
   vecf x(5 * 3 * 6), x7(5 * 3 * 7), inv3(3), inv2(2), fpos(5);
   veci pos(5), pos4(4);
-  expect_shape_error([&] { be->rope_backward(f32(x7, {5, 3, 7}), i32(pos, {5}), f32(inv3, {3})); }, "rope odd D");
-  expect_shape_error([&] { be->rope_backward(f32(x, {5, 3, 6}), i32(pos, {5}), f32(inv2, {2})); }, "rope inv_freq size");
-  expect_shape_error([&] { be->rope_backward(f32(x, {5, 3, 6}), i32(pos4, {4}), f32(inv3, {3})); }, "rope positions length");
-  expect_shape_error([&] { be->rope_backward(f32(x, {5, 3, 6}), f32(fpos, {5}), f32(inv3, {3})); }, "rope F32 positions");
-  expect_shape_error([&] { be->rope_backward(f32(x, {15, 6}), i32(pos, {5}), f32(inv3, {3})); }, "rope rank 2");
+  expect_shape_error(
+      [&] {
+        be->rope_backward(f32(x7, {5, 3, 7}), i32(pos, {5}), f32(inv3, {3}));
+      },
+      "rope odd D");
+  expect_shape_error(
+      [&] {
+        be->rope_backward(f32(x, {5, 3, 6}), i32(pos, {5}), f32(inv2, {2}));
+      },
+      "rope inv_freq size");
+  expect_shape_error(
+      [&] {
+        be->rope_backward(f32(x, {5, 3, 6}), i32(pos4, {4}), f32(inv3, {3}));
+      },
+      "rope positions length");
+  expect_shape_error(
+      [&] {
+        be->rope_backward(f32(x, {5, 3, 6}), f32(fpos, {5}), f32(inv3, {3}));
+      },
+      "rope F32 positions");
+  expect_shape_error(
+      [&] {
+        be->rope_backward(f32(x, {15, 6}), i32(pos, {5}), f32(inv3, {3}));
+      },
+      "rope rank 2");
 }
 
 // ============================== attention_backward ==============================
@@ -490,25 +544,34 @@ struct AttnCase {
 
 void check_attention_backward(Backend& be, const AttnCase& c, uint32_t seed) {
   const int64_t Hq = static_cast<int64_t>(c.kvh.size());
-  const AttnShape a{c.T, Hq, c.q_offset + c.T + c.extra_keys, c.Hkv, c.D, c.q_offset,
+  const AttnShape a{c.T,
+                    Hq,
+                    c.q_offset + c.T + c.extra_keys,
+                    c.Hkv,
+                    c.D,
+                    c.q_offset,
                     0.37 + 1.0 / std::sqrt(static_cast<double>(c.D))};
-  const std::string tag = cat("attention T=", a.T, " Hq=", Hq, " Hkv=", a.Hkv, " S=", a.S, " D=", a.D,
-                              " q_offset=", a.q_offset);
+  const std::string tag = cat("attention T=", a.T, " Hq=", Hq, " Hkv=", a.Hkv, " S=", a.S,
+                              " D=", a.D, " q_offset=", a.q_offset);
   veci kvh = c.kvh;
   auto q = random_vec(static_cast<size_t>(a.T * Hq * a.D), seed, -1.5f, 1.5f);
   auto k = random_vec(static_cast<size_t>(a.S * a.Hkv * a.D), seed + 1, -1.5f, 1.5f);
   auto v = random_vec(k.size(), seed + 2);
   auto Rm = random_vec(q.size(), seed + 3);
   const vecd qd = to_d(q), kd = to_d(k), vd = to_d(v), Rd = to_d(Rm);
-  const vecd gq = fd_grad(qd, [&](const vecd& x) { return dot(Rd, attention_ref(x, kd, vd, kvh, a)); });
-  const vecd gk = fd_grad(kd, [&](const vecd& x) { return dot(Rd, attention_ref(qd, x, vd, kvh, a)); });
-  const vecd gv = fd_grad(vd, [&](const vecd& x) { return dot(Rd, attention_ref(qd, kd, x, kvh, a)); });
+  const vecd gq =
+      fd_grad(qd, [&](const vecd& x) { return dot(Rd, attention_ref(x, kd, vd, kvh, a)); });
+  const vecd gk =
+      fd_grad(kd, [&](const vecd& x) { return dot(Rd, attention_ref(qd, x, vd, kvh, a)); });
+  const vecd gv =
+      fd_grad(vd, [&](const vecd& x) { return dot(Rd, attention_ref(qd, kd, x, kvh, a)); });
 
   vecf dq(q.size(), kGarbage), dk(k.size(), kGarbage), dv(v.size(), kGarbage);
   for (int call = 0; call < 2; ++call) {  // twice: dq/dk/dv are overwritten, not accumulated
-    be.attention_backward(f32(dq, {a.T, Hq, a.D}), f32(dk, {a.S, a.Hkv, a.D}), f32(dv, {a.S, a.Hkv, a.D}),
-                          f32(Rm, {a.T, Hq, a.D}), f32(q, {a.T, Hq, a.D}), f32(k, {a.S, a.Hkv, a.D}),
-                          f32(v, {a.S, a.Hkv, a.D}), i32(kvh, {Hq}), a.q_offset, static_cast<float>(a.scale));
+    be.attention_backward(
+        f32(dq, {a.T, Hq, a.D}), f32(dk, {a.S, a.Hkv, a.D}), f32(dv, {a.S, a.Hkv, a.D}),
+        f32(Rm, {a.T, Hq, a.D}), f32(q, {a.T, Hq, a.D}), f32(k, {a.S, a.Hkv, a.D}),
+        f32(v, {a.S, a.Hkv, a.D}), i32(kvh, {Hq}), a.q_offset, static_cast<float>(a.scale));
     const std::string ct = cat(tag, call ? " (second call)" : "");
     expect_grad(dq, gq, ct + " dq");
     expect_grad(dk, gk, ct + " dk");
@@ -530,7 +593,7 @@ TEST_F(CpuBackwardTest, AttentionBackwardMatchesFiniteDifferences) {
   check_attention_backward(*be, {13, 0, 0, 6, irregular, 2}, 63);  // longer causal triangle
   check_attention_backward(*be, {13, 2, 1, 6, {0, 0, 0}, 1}, 67);  // MQA
   check_attention_backward(*be, {5, 1, 1, 20, {1, 0}, 3}, 71);     // a KV head nobody reads
-  check_attention_backward(*be, {70, 3, 2, 4, {1, 0, 1}, 2}, 73);   // several blocks of query rows
+  check_attention_backward(*be, {70, 3, 2, 4, {1, 0, 1}, 2}, 73);  // several blocks of query rows
 }
 
 TEST_F(CpuBackwardTest, AttentionBackwardSingleThread) {
@@ -578,31 +641,61 @@ TEST_F(CpuBackwardTest, AttentionBackwardRejectsBadArguments) {
   veci kvh{0, 0, 1, 1, 1, 0}, bad{0, 0, 2, 1, 1, 0}, neg{0, -1, 0, 1, 1, 0}, short_kvh{0, 1};
   auto call = [&](int64_t S, int64_t off, Tensor heads, Tensor kk) {
     be->attention_backward(f32(dq, {T, Hq, D}), f32(dk, {S, Hkv, D}), f32(dv, {S, Hkv, D}),
-                           f32(dout, {T, Hq, D}), f32(q, {T, Hq, D}), kk, f32(v, {S, Hkv, D}), heads,
-                           off, 0.5f);
+                           f32(dout, {T, Hq, D}), f32(q, {T, Hq, D}), kk, f32(v, {S, Hkv, D}),
+                           heads, off, 0.5f);
   };
   call(9, 4, i32(kvh, {Hq}), f32(k, {9, Hkv, D}));  // S == q_offset + T: fine
-  expect_shape_error([&] { call(9, 5, i32(kvh, {Hq}), f32(k, {9, Hkv, D})); }, "attention S < q_offset + T");
-  expect_shape_error([&] { call(9, -1, i32(kvh, {Hq}), f32(k, {9, Hkv, D})); }, "attention q_offset < 0");
-  expect_shape_error([&] { call(9, 0, i32(bad, {Hq}), f32(k, {9, Hkv, D})); }, "attention kv head 2 of 2");
-  expect_shape_error([&] { call(9, 0, i32(neg, {Hq}), f32(k, {9, Hkv, D})); }, "attention kv head -1");
-  expect_shape_error([&] { call(9, 0, i32(short_kvh, {2}), f32(k, {9, Hkv, D})); }, "attention kv_of_head size");
-  expect_shape_error([&] { call(9, 0, f32(fk, {Hq}), f32(k, {9, Hkv, D})); }, "attention F32 kv_of_head");
-  expect_shape_error([&] {
-    be->attention_backward(f32(dq, {T, Hq, D}), f32(dk, {9, Hkv, D}), f32(dv, {9, Hkv, D}),
-                           f32(dout, {T, Hq, D}), f32(q, {T, Hq, D}), f32(k_d5, {9, Hkv, 5}),
-                           f32(v, {9, Hkv, D}), i32(kvh, {Hq}), 0, 0.5f);
-  }, "attention k head dim");
-  expect_shape_error([&] {
-    be->attention_backward(f32(dq, {T, Hq, D}), f32(dk, {8, Hkv, D}), f32(dv, {9, Hkv, D}),
-                           f32(dout, {T, Hq, D}), f32(q, {T, Hq, D}), f32(k, {9, Hkv, D}),
-                           f32(v, {9, Hkv, D}), i32(kvh, {Hq}), 0, 0.5f);
-  }, "attention dk rows");
-  expect_shape_error([&] {
-    be->attention_backward(f32(dq, {T, Hq, D}), f32(dk, {9, Hkv, D}), f32(dv, {9, Hkv, D}),
-                           f32(dout, {T - 1, Hq, D}), f32(q, {T, Hq, D}), f32(k, {9, Hkv, D}),
-                           f32(v, {9, Hkv, D}), i32(kvh, {Hq}), 0, 0.5f);
-  }, "attention dout rows");
+  expect_shape_error(
+      [&] {
+        call(9, 5, i32(kvh, {Hq}), f32(k, {9, Hkv, D}));
+      },
+      "attention S < q_offset + T");
+  expect_shape_error(
+      [&] {
+        call(9, -1, i32(kvh, {Hq}), f32(k, {9, Hkv, D}));
+      },
+      "attention q_offset < 0");
+  expect_shape_error(
+      [&] {
+        call(9, 0, i32(bad, {Hq}), f32(k, {9, Hkv, D}));
+      },
+      "attention kv head 2 of 2");
+  expect_shape_error(
+      [&] {
+        call(9, 0, i32(neg, {Hq}), f32(k, {9, Hkv, D}));
+      },
+      "attention kv head -1");
+  expect_shape_error(
+      [&] {
+        call(9, 0, i32(short_kvh, {2}), f32(k, {9, Hkv, D}));
+      },
+      "attention kv_of_head size");
+  expect_shape_error(
+      [&] {
+        call(9, 0, f32(fk, {Hq}), f32(k, {9, Hkv, D}));
+      },
+      "attention F32 kv_of_head");
+  expect_shape_error(
+      [&] {
+        be->attention_backward(f32(dq, {T, Hq, D}), f32(dk, {9, Hkv, D}), f32(dv, {9, Hkv, D}),
+                               f32(dout, {T, Hq, D}), f32(q, {T, Hq, D}), f32(k_d5, {9, Hkv, 5}),
+                               f32(v, {9, Hkv, D}), i32(kvh, {Hq}), 0, 0.5f);
+      },
+      "attention k head dim");
+  expect_shape_error(
+      [&] {
+        be->attention_backward(f32(dq, {T, Hq, D}), f32(dk, {8, Hkv, D}), f32(dv, {9, Hkv, D}),
+                               f32(dout, {T, Hq, D}), f32(q, {T, Hq, D}), f32(k, {9, Hkv, D}),
+                               f32(v, {9, Hkv, D}), i32(kvh, {Hq}), 0, 0.5f);
+      },
+      "attention dk rows");
+  expect_shape_error(
+      [&] {
+        be->attention_backward(f32(dq, {T, Hq, D}), f32(dk, {9, Hkv, D}), f32(dv, {9, Hkv, D}),
+                               f32(dout, {T - 1, Hq, D}), f32(q, {T, Hq, D}), f32(k, {9, Hkv, D}),
+                               f32(v, {9, Hkv, D}), i32(kvh, {Hq}), 0, 0.5f);
+      },
+      "attention dout rows");
 }
 
 // ============================== swiglu_backward ==============================
@@ -617,12 +710,14 @@ TEST_F(CpuBackwardTest, SwigluBackwardMatchesFiniteDifferences) {
     const vecd gg = fd_grad(gd, [&](const vecd& x) { return dot(Rd, swiglu_ref(x, ud)); });
     const vecd gu = fd_grad(ud, [&](const vecd& x) { return dot(Rd, swiglu_ref(gd, x)); });
     vecf dg(g.size(), kGarbage), du(g.size(), kGarbage);
-    be->swiglu_backward(f32(dg, {T, F}), f32(du, {T, F}), f32(Rm, {T, F}), f32(g, {T, F}), f32(u, {T, F}));
+    be->swiglu_backward(f32(dg, {T, F}), f32(du, {T, F}), f32(Rm, {T, F}), f32(g, {T, F}),
+                        f32(u, {T, F}));
     expect_grad(dg, gg, tag + " dgate");
     expect_grad(du, gu, tag + " dup");
     // dgate may alias dout.
     vecf d = Rm, du2(g.size(), kGarbage);
-    be->swiglu_backward(f32(d, {T, F}), f32(du2, {T, F}), f32(d, {T, F}), f32(g, {T, F}), f32(u, {T, F}));
+    be->swiglu_backward(f32(d, {T, F}), f32(du2, {T, F}), f32(d, {T, F}), f32(g, {T, F}),
+                        f32(u, {T, F}));
     expect_grad(d, gg, tag + " dgate aliasing dout");
     expect_grad(du2, gu, tag + " dup with dgate aliasing dout");
   }
@@ -633,7 +728,8 @@ TEST_F(CpuBackwardTest, SwigluBackwardExtremeGates) {
   vecf g{-200.0f, -90.0f, -30.0f, -1e-3f, 0.0f, 1e-3f, 30.0f, 90.0f, 200.0f};
   const int64_t n = static_cast<int64_t>(g.size());
   vecf u(g.size(), 1.5f), dout(g.size(), 1.0f), dg(g.size(), kGarbage), du(g.size(), kGarbage);
-  be->swiglu_backward(f32(dg, {1, n}), f32(du, {1, n}), f32(dout, {1, n}), f32(g, {1, n}), f32(u, {1, n}));
+  be->swiglu_backward(f32(dg, {1, n}), f32(du, {1, n}), f32(dout, {1, n}), f32(g, {1, n}),
+                      f32(u, {1, n}));
   for (int64_t i = 0; i < n; ++i) {
     const double x = g[i], s = 1.0 / (1.0 + std::exp(-x));
     const double want_du = x * s, want_dg = 1.5 * s * (1.0 + x * (1.0 - s));
@@ -650,10 +746,12 @@ TEST_F(CpuBackwardTest, SwigluBackwardThreadedMatchesSingleThread) {
   vecf dg1(g.size()), du1(g.size()), dg2(g.size()), du2(g.size());
   {
     auto one = make_cpu_backend(1);
-    one->swiglu_backward(f32(dg1, {T, F}), f32(du1, {T, F}), f32(d, {T, F}), f32(g, {T, F}), f32(u, {T, F}));
+    one->swiglu_backward(f32(dg1, {T, F}), f32(du1, {T, F}), f32(d, {T, F}), f32(g, {T, F}),
+                         f32(u, {T, F}));
   }
   auto two = make_cpu_backend(2);
-  two->swiglu_backward(f32(dg2, {T, F}), f32(du2, {T, F}), f32(d, {T, F}), f32(g, {T, F}), f32(u, {T, F}));
+  two->swiglu_backward(f32(dg2, {T, F}), f32(du2, {T, F}), f32(d, {T, F}), f32(g, {T, F}),
+                       f32(u, {T, F}));
   expect_same(dg2, dg1, "swiglu threaded dgate", 1e-7);
   expect_same(du2, du1, "swiglu threaded dup", 1e-7);
 }
@@ -661,21 +759,36 @@ TEST_F(CpuBackwardTest, SwigluBackwardThreadedMatchesSingleThread) {
 TEST_F(CpuBackwardTest, SwigluBackwardRejectsBadArguments) {
   vecf g(5 * 6), u(5 * 6), d(5 * 6), dg(5 * 6), du(5 * 6), small(4 * 6);
   veci gi(5 * 6);
-  expect_shape_error([&] {
-    be->swiglu_backward(f32(dg, {5, 6}), f32(du, {5, 6}), f32(d, {5, 6}), f32(small, {4, 6}), f32(u, {5, 6}));
-  }, "swiglu gate shape");
-  expect_shape_error([&] {
-    be->swiglu_backward(f32(small, {4, 6}), f32(du, {5, 6}), f32(d, {5, 6}), f32(g, {5, 6}), f32(u, {5, 6}));
-  }, "swiglu dgate shape");
-  expect_shape_error([&] {
-    be->swiglu_backward(f32(dg, {5, 6}), f32(du, {5, 6}), f32(d, {5, 6}), i32(gi, {5, 6}), f32(u, {5, 6}));
-  }, "swiglu I32 gate");
-  expect_shape_error([&] {
-    be->swiglu_backward(f32(g, {5, 6}), f32(du, {5, 6}), f32(d, {5, 6}), f32(g, {5, 6}), f32(u, {5, 6}));
-  }, "swiglu dgate aliasing gate");
-  expect_shape_error([&] {
-    be->swiglu_backward(f32(dg, {5, 6}), f32(u, {5, 6}), f32(d, {5, 6}), f32(g, {5, 6}), f32(u, {5, 6}));
-  }, "swiglu dup aliasing up");
+  expect_shape_error(
+      [&] {
+        be->swiglu_backward(f32(dg, {5, 6}), f32(du, {5, 6}), f32(d, {5, 6}), f32(small, {4, 6}),
+                            f32(u, {5, 6}));
+      },
+      "swiglu gate shape");
+  expect_shape_error(
+      [&] {
+        be->swiglu_backward(f32(small, {4, 6}), f32(du, {5, 6}), f32(d, {5, 6}), f32(g, {5, 6}),
+                            f32(u, {5, 6}));
+      },
+      "swiglu dgate shape");
+  expect_shape_error(
+      [&] {
+        be->swiglu_backward(f32(dg, {5, 6}), f32(du, {5, 6}), f32(d, {5, 6}), i32(gi, {5, 6}),
+                            f32(u, {5, 6}));
+      },
+      "swiglu I32 gate");
+  expect_shape_error(
+      [&] {
+        be->swiglu_backward(f32(g, {5, 6}), f32(du, {5, 6}), f32(d, {5, 6}), f32(g, {5, 6}),
+                            f32(u, {5, 6}));
+      },
+      "swiglu dgate aliasing gate");
+  expect_shape_error(
+      [&] {
+        be->swiglu_backward(f32(dg, {5, 6}), f32(u, {5, 6}), f32(d, {5, 6}), f32(g, {5, 6}),
+                            f32(u, {5, 6}));
+      },
+      "swiglu dup aliasing up");
 }
 
 // ============================== embedding_backward ==============================
@@ -685,16 +798,18 @@ TEST_F(CpuBackwardTest, EmbeddingBackwardMatchesFiniteDifferences) {
   for (auto [T, H] : {std::pair<int64_t, int64_t>{1, 6}, {5, 6}, {13, 6}}) {
     const std::string tag = cat("embedding T=", T, " H=", H);
     veci ids(static_cast<size_t>(T));
-    for (int64_t t = 0; t < T; ++t) ids[t] = static_cast<int32_t>((t * 7 + 3) % 11);  // repeats for T > 11
+    for (int64_t t = 0; t < T; ++t)
+      ids[t] = static_cast<int32_t>((t * 7 + 3) % 11);  // repeats for T > 11
     if (T >= 5) {
-      ids[2] = ids[0];      // duplicates
-      ids[4] = 36;          // last row of the table
-      ids[3] = 0;           // first row
+      ids[2] = ids[0];  // duplicates
+      ids[4] = 36;      // last row of the table
+      ids[3] = 0;       // first row
     }
     auto table = random_vec(static_cast<size_t>(V * H), 101);
     auto Rm = random_vec(static_cast<size_t>(T * H), 102);
     const vecd Rd = to_d(Rm);
-    const vecd gt = fd_grad(to_d(table), [&](const vecd& x) { return dot(Rd, embedding_ref(x, ids, H)); });
+    const vecd gt =
+        fd_grad(to_d(table), [&](const vecd& x) { return dot(Rd, embedding_ref(x, ids, H)); });
     const vecf base = random_vec(table.size(), 103);
     vecf dt = base;
     be->embedding_backward(f32(dt, {V, H}), f32(Rm, {T, H}), i32(ids, {T}));
@@ -704,7 +819,8 @@ TEST_F(CpuBackwardTest, EmbeddingBackwardMatchesFiniteDifferences) {
     // Rows no id refers to are untouched (bit-exact).
     for (int64_t r = 0; r < V; ++r) {
       if (std::find(ids.begin(), ids.end(), r) != ids.end()) continue;
-      for (int64_t c = 0; c < H; ++c) ASSERT_EQ(dt[r * H + c], base[r * H + c]) << tag << " row " << r;
+      for (int64_t c = 0; c < H; ++c)
+        ASSERT_EQ(dt[r * H + c], base[r * H + c]) << tag << " row " << r;
     }
   }
 }
@@ -728,19 +844,44 @@ TEST_F(CpuBackwardTest, EmbeddingBackwardRejectsBadArguments) {
   veci ids{0, 1, 2, 3, 4}, hi{0, 1, 37, 3, 4}, neg{0, -1, 2, 3, 4}, ids4{0, 1, 2, 3};
   vecf fids(T);
   be->embedding_backward(f32(dt, {V, H}), f32(d, {T, H}), i32(ids, {T}));  // valid
-  expect_error([&] { be->embedding_backward(f32(dt, {V, H}), f32(d, {T, H}), i32(hi, {T})); }, "embedding id == V");
-  expect_error([&] { be->embedding_backward(f32(dt, {V, H}), f32(d, {T, H}), i32(neg, {T})); }, "embedding id -1");
+  expect_error(
+      [&] {
+        be->embedding_backward(f32(dt, {V, H}), f32(d, {T, H}), i32(hi, {T}));
+      },
+      "embedding id == V");
+  expect_error(
+      [&] {
+        be->embedding_backward(f32(dt, {V, H}), f32(d, {T, H}), i32(neg, {T}));
+      },
+      "embedding id -1");
   // Nothing is written when an id is rejected.
   vecf dt2(V * H, 0.0f);
   try {
     be->embedding_backward(f32(dt2, {V, H}), f32(d, {T, H}), i32(hi, {T}));
   } catch (const Error&) {
   }
-  EXPECT_EQ(std::count(dt2.begin(), dt2.end(), 0.0f), V * H) << "embedding wrote before rejecting an id";
-  expect_shape_error([&] { be->embedding_backward(f32(dt, {V, H}), f32(d7, {T, 7}), i32(ids, {T})); }, "embedding H mismatch");
-  expect_shape_error([&] { be->embedding_backward(f32(dt, {V, H}), f32(d, {T, H}), i32(ids4, {4})); }, "embedding ids length");
-  expect_shape_error([&] { be->embedding_backward(f32(dt, {V, H}), f32(d, {T, H}), f32(fids, {T})); }, "embedding F32 ids");
-  expect_shape_error([&] { be->embedding_backward(f32(dt, {V * H}), f32(d, {T, H}), i32(ids, {T})); }, "embedding rank-1 table");
+  EXPECT_EQ(std::count(dt2.begin(), dt2.end(), 0.0f), V * H)
+      << "embedding wrote before rejecting an id";
+  expect_shape_error(
+      [&] {
+        be->embedding_backward(f32(dt, {V, H}), f32(d7, {T, 7}), i32(ids, {T}));
+      },
+      "embedding H mismatch");
+  expect_shape_error(
+      [&] {
+        be->embedding_backward(f32(dt, {V, H}), f32(d, {T, H}), i32(ids4, {4}));
+      },
+      "embedding ids length");
+  expect_shape_error(
+      [&] {
+        be->embedding_backward(f32(dt, {V, H}), f32(d, {T, H}), f32(fids, {T}));
+      },
+      "embedding F32 ids");
+  expect_shape_error(
+      [&] {
+        be->embedding_backward(f32(dt, {V * H}), f32(d, {T, H}), i32(ids, {T}));
+      },
+      "embedding rank-1 table");
 }
 
 // ============================== cross_entropy ==============================
@@ -758,7 +899,8 @@ void check_cross_entropy(Backend& be, int64_t R, int64_t V, float shift, uint32_
   if (R >= 5) w[4] = 0.0f;
   const vecd wd = to_d(w);
   const vecd ref_nll = nll_ref(to_d(logits), targets, R, V);
-  const vecd gl = fd_grad(to_d(logits), [&](const vecd& x) { return dot(wd, nll_ref(x, targets, R, V)); });
+  const vecd gl =
+      fd_grad(to_d(logits), [&](const vecd& x) { return dot(wd, nll_ref(x, targets, R, V)); });
 
   vecf grad = logits, losses(static_cast<size_t>(R), kGarbage);
   be.cross_entropy(f32(losses, {R}), f32(grad, {R, V}), i32(targets, {R}), f32(w, {R}));
@@ -813,8 +955,10 @@ TEST_F(CpuBackwardTest, CrossEntropyRejectsBadArguments) {
     be->cross_entropy(loss_t, f32(l, {R, V}), targets, weights);
   };
   call(f32(losses, {R}), i32(tg, {R}), f32(w, {R}));  // valid
-  expect_error([&] { call(f32(losses, {R}), i32(hi, {R}), f32(w, {R})); }, "cross_entropy target == V");
-  expect_error([&] { call(f32(losses, {R}), i32(neg, {R}), f32(w, {R})); }, "cross_entropy target -1");
+  expect_error([&] { call(f32(losses, {R}), i32(hi, {R}), f32(w, {R})); },
+               "cross_entropy target == V");
+  expect_error([&] { call(f32(losses, {R}), i32(neg, {R}), f32(w, {R})); },
+               "cross_entropy target -1");
   // A rejected target leaves the logits untouched.
   vecf l = logits;
   try {
@@ -822,14 +966,20 @@ TEST_F(CpuBackwardTest, CrossEntropyRejectsBadArguments) {
   } catch (const Error&) {
   }
   EXPECT_EQ(l, logits) << "cross_entropy modified logits before rejecting a target";
-  expect_shape_error([&] { call(f32(losses, {R}), i32(tg4, {4}), f32(w, {R})); }, "cross_entropy targets length");
-  expect_shape_error([&] { call(f32(losses, {R}), f32(ftg, {R}), f32(w, {R})); }, "cross_entropy F32 targets");
-  expect_shape_error([&] { call(f32(losses, {R}), i32(tg, {R}), f32(w4, {4})); }, "cross_entropy weights length");
-  expect_shape_error([&] { call(f32(losses4, {4}), i32(tg, {R}), f32(w, {R})); }, "cross_entropy losses length");
-  expect_shape_error([&] {
-    vecf l2 = logits;
-    be->cross_entropy(f32(losses, {R}), f32(l2, {R * V}), i32(tg, {R}), f32(w, {R}));
-  }, "cross_entropy rank-1 logits");
+  expect_shape_error([&] { call(f32(losses, {R}), i32(tg4, {4}), f32(w, {R})); },
+                     "cross_entropy targets length");
+  expect_shape_error([&] { call(f32(losses, {R}), f32(ftg, {R}), f32(w, {R})); },
+                     "cross_entropy F32 targets");
+  expect_shape_error([&] { call(f32(losses, {R}), i32(tg, {R}), f32(w4, {4})); },
+                     "cross_entropy weights length");
+  expect_shape_error([&] { call(f32(losses4, {4}), i32(tg, {R}), f32(w, {R})); },
+                     "cross_entropy losses length");
+  expect_shape_error(
+      [&] {
+        vecf l2 = logits;
+        be->cross_entropy(f32(losses, {R}), f32(l2, {R * V}), i32(tg, {R}), f32(w, {R}));
+      },
+      "cross_entropy rank-1 logits");
 }
 
 }  // namespace

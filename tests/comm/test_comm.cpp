@@ -47,8 +47,9 @@ TEST(Communicator, SelfIsIdentity) {
   c.all_gather(Tensor(y.data(), DType::F32, Shape{3}), Tensor(x.data(), DType::F32, Shape{3}));
   EXPECT_EQ(y, x);
   EXPECT_EQ(c.all_reduce_scalar(2.5), 2.5);
-  EXPECT_THROW(c.all_gather(Tensor(y.data(), DType::F32, Shape{2}), Tensor(x.data(), DType::F32, Shape{3})),
-               ShapeError);
+  EXPECT_THROW(
+      c.all_gather(Tensor(y.data(), DType::F32, Shape{2}), Tensor(x.data(), DType::F32, Shape{3})),
+      ShapeError);
 }
 
 TEST(Communicator, ThreadCollectivesAgree) {
@@ -62,7 +63,8 @@ TEST(Communicator, ThreadCollectivesAgree) {
       c.all_reduce(Tensor(v.data(), DType::F64, Shape{2}), ReduceOp::Sum);
       sums[static_cast<size_t>(r)] = v;
       std::vector<double> out(3), mine = {double(r * 10)};
-      c.all_gather(Tensor(out.data(), DType::F64, Shape{3}), Tensor(mine.data(), DType::F64, Shape{1}));
+      c.all_gather(Tensor(out.data(), DType::F64, Shape{3}),
+                   Tensor(mine.data(), DType::F64, Shape{1}));
       gathered[static_cast<size_t>(r)] = out;
       EXPECT_EQ(c.all_reduce_scalar(r, ReduceOp::Max), 2.0);
     });
@@ -76,8 +78,9 @@ TEST(Communicator, ThreadCollectivesAgree) {
 TEST(MpiRuntime, SingletonWithoutMpirun) {
   // The binary itself starts MPI as a singleton (resp runs without mpirun); here we check the
   // same path through the CLI so this test binary never initialises MPI twice.
-  const auto r = test::run_resp("logprobs --model " + (test::fixture_models() / "qwen3-tiny-demo").string() +
-                                " --input " + (test::fixture_models() / "qwen3-tiny-demo/input.jsonl").string());
+  const auto r = test::run_resp(
+      "logprobs --model " + (test::fixture_models() / "qwen3-tiny-demo").string() + " --input " +
+      (test::fixture_models() / "qwen3-tiny-demo/input.jsonl").string());
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(test::parse_jsonl(r.out).size(), 5u);
 }

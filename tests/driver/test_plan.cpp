@@ -55,7 +55,8 @@ TEST(Plan, GlobalRankingCumulativeAndProtected) {
     EXPECT_EQ(pruned_units(d, next), static_cast<int64_t>(r * 50 + 1e-9)) << r;
     // Never restores: every unit kept now was kept before.
     for (size_t l = 0; l < p.size(); ++l) {
-      for (int h : next[l].heads) EXPECT_NE(std::find(p[l].heads.begin(), p[l].heads.end(), h), p[l].heads.end());
+      for (int h : next[l].heads)
+        EXPECT_NE(std::find(p[l].heads.begin(), p[l].heads.end(), h), p[l].heads.end());
       for (int c : next[l].channels)
         EXPECT_NE(std::find(p[l].channels.begin(), p[l].channels.end(), c), p[l].channels.end());
     }
@@ -69,8 +70,10 @@ TEST(Plan, GlobalRankingCumulativeAndProtected) {
   EXPECT_EQ(all[4].heads.size(), 4u);
   // The lowest scores go first: with these scores heads of deep layers (score 100 - 10 l - h)
   // are below channels (~50) only from layer 5 on; channels of layer 0 with high id go first.
-  const auto first = prune_to_ratio(d, dense_plan(d), scores_for(dense_plan(d)), 0.02, Ranking::Global, prot);
-  EXPECT_EQ(first[0].channels, (std::vector<int>{0, 1, 2, 3, 4}));  // channel 5 of layer 0 (47.5) removed
+  const auto first =
+      prune_to_ratio(d, dense_plan(d), scores_for(dense_plan(d)), 0.02, Ranking::Global, prot);
+  EXPECT_EQ(first[0].channels,
+            (std::vector<int>{0, 1, 2, 3, 4}));  // channel 5 of layer 0 (47.5) removed
 }
 
 TEST(Plan, DeterministicTieBreak) {
@@ -93,7 +96,8 @@ TEST(Plan, DeterministicTieBreak) {
 TEST(Plan, PerLayerUniform) {
   const auto d = dense();
   const auto prot = default_protected_layers(5);
-  const auto p = prune_to_ratio(d, dense_plan(d), scores_for(dense_plan(d)), 0.5, Ranking::PerLayer, prot);
+  const auto p =
+      prune_to_ratio(d, dense_plan(d), scores_for(dense_plan(d)), 0.5, Ranking::PerLayer, prot);
   for (int l = 0; l < 4; ++l) {
     EXPECT_EQ(p[static_cast<size_t>(l)].heads.size(), 2u);
     EXPECT_EQ(p[static_cast<size_t>(l)].channels.size(), 3u);
@@ -123,7 +127,7 @@ TEST(Plan, MeasuredSparsityDefinition) {
   // Decoder params: norms 2*8, q 8*8, k/v 2*(4*8), o 8*8, mlp 3*6*8 = 16+64+64+64+144 = 352.
   EXPECT_NEAR(measured_sparsity(d, dense_plan(d)), 16.0 / 352.0, 1e-12);
   PrunePlan p = dense_plan(d);
-  p[0].heads = {0};      // removes 3 heads: 3 * (2*8 + 8*2) = 96 weights (k/v still counted)
+  p[0].heads = {0};        // removes 3 heads: 3 * (2*8 + 8*2) = 96 weights (k/v still counted)
   p[0].channels = {0, 1};  // removes 4 channels: 4 * 24 = 96
   EXPECT_NEAR(measured_sparsity(d, p), (16.0 + 96 + 96) / 352.0, 1e-12);
 }

@@ -54,7 +54,8 @@ TEST(PruneConfig, OverridesAndRoundTrip) {
 
 TEST(PruneConfig, ClearErrors) {
   const std::string ok = "model: m\ndata: {prompts: p}\n";
-  EXPECT_NE(err(ok + "schedul: {iterations: 3}\n").find("unknown key \"schedul\""), std::string::npos);
+  EXPECT_NE(err(ok + "schedul: {iterations: 3}\n").find("unknown key \"schedul\""),
+            std::string::npos);
   EXPECT_NE(err(ok + "schedule: {iteratons: 3}\n").find("schedule.iteratons"), std::string::npos);
   EXPECT_NE(err(ok, {"schedule.final_ratio=1.5"}).find("schedule.final_ratio"), std::string::npos);
   EXPECT_NE(err(ok, {"schedule.iterations=abc"}).find("schedule.iterations"), std::string::npos);

@@ -25,12 +25,12 @@ fs::path make_model(const TempDir& d) {
 }
 
 fs::path write_config(const TempDir& d, const fs::path& model, const std::string& extra = "") {
-  const std::string yaml = "model: " + model.string() + "\n" +
-                           "data:\n  task: gsm8k\n  prompts: " +
+  const std::string yaml = "model: " + model.string() + "\n" + "data:\n  task: gsm8k\n  prompts: " +
                            (source_dir() / "data/gsm8k/train.jsonl").string() +
                            "\n  num_prompts: 6\n"
                            "generation:\n  max_new_tokens: 12\n  batch_size: 4\n"
-                           "schedule:\n  iterations: 6\n  final_ratio: 0.6\n" + extra;
+                           "schedule:\n  iterations: 6\n  final_ratio: 0.6\n" +
+                           extra;
   write_text(d / "cfg.yaml", yaml);
   return d / "cfg.yaml";
 }
@@ -49,7 +49,8 @@ void expect_same_plan(const RunState& a, const RunState& b) {
     EXPECT_EQ(a.plan[l].channels, b.plan[l].channels) << "layer " << l;
   }
   ASSERT_EQ(a.traces.size(), b.traces.size());
-  for (size_t i = 0; i < a.traces.size(); ++i) EXPECT_EQ(a.traces[i].output, b.traces[i].output) << i;
+  for (size_t i = 0; i < a.traces.size(); ++i)
+    EXPECT_EQ(a.traces[i].output, b.traces[i].output) << i;
   ASSERT_EQ(a.history.size(), b.history.size());
   for (size_t i = 0; i < a.history.size(); ++i) {
     EXPECT_EQ(a.history[i].sparsity, b.history[i].sparsity) << i;
@@ -57,7 +58,9 @@ void expect_same_plan(const RunState& a, const RunState& b) {
   }
 }
 
-bool have_mpiexec() { return std::system("command -v mpiexec >/dev/null 2>&1") == 0; }
+bool have_mpiexec() {
+  return std::system("command -v mpiexec >/dev/null 2>&1") == 0;
+}
 
 int shell(const std::string& cmd) {
   const int s = std::system(cmd.c_str());
@@ -101,7 +104,8 @@ TEST(PruneRun, ScheduleMilestonesAndProtectedLayers) {
   EXPECT_GE(regens, 3);
   // Sparsity is monotone and measured per RESP's definition (> 0 even when nothing is pruned,
   // because norms count in the total).
-  for (size_t i = 1; i < s.history.size(); ++i) EXPECT_GE(s.history[i].sparsity, s.history[i - 1].sparsity);
+  for (size_t i = 1; i < s.history.size(); ++i)
+    EXPECT_GE(s.history[i].sparsity, s.history[i - 1].sparsity);
   EXPECT_GT(s.history[0].sparsity, 0.0);
   // inspect shows the table.
   const auto ins = run_resp("inspect " + (d / "run").string() + " --layers");
@@ -141,8 +145,9 @@ TEST(PruneRun, SigtermCheckpointsAndExitsZero) {
   const std::string bin = RESP_BINARY;
   const fs::path run = d / "run";
   // SIGTERM after a moment: the run finishes its iteration, checkpoints and exits 0.
-  const int rc = shell("timeout --preserve-status -s TERM 1.2 " + bin + " prune --config " + cfg.string() + " --out " +
-                       run.string() + " >/dev/null 2>" + (d / "err").string());
+  const int rc =
+      shell("timeout --preserve-status -s TERM 1.2 " + bin + " prune --config " + cfg.string() +
+            " --out " + run.string() + " >/dev/null 2>" + (d / "err").string());
   EXPECT_EQ(rc, 0) << read_text(d / "err");
   const auto p = latest_checkpoint(run);
   ASSERT_TRUE(p.has_value());
@@ -157,18 +162,23 @@ TEST(PruneRun, CheckpointFromTwoRanksResumesOnOne) {
   TempDir d;
   const auto cfg = write_config(d, make_model(d));
   const std::string bin = RESP_BINARY;
-  ASSERT_EQ(shell(bin + " prune --config " + cfg.string() + " --out " + (d / "ref").string() + " >/dev/null 2>&1"), 0);
+  ASSERT_EQ(shell(bin + " prune --config " + cfg.string() + " --out " + (d / "ref").string() +
+                  " >/dev/null 2>&1"),
+            0);
   // tp=2 x dp=2 for three iterations, then tp=1 to the end.
   const fs::path run = d / "run";
-  ASSERT_EQ(shell("mpiexec -n 4 " + bin + " prune --config " + cfg.string() + " --out " + run.string() +
-                  " --tp 2 --threads 1 --max-iterations 3 >/dev/null 2>" + (d / "err").string()),
-            0)
+  ASSERT_EQ(
+      shell("mpiexec -n 4 " + bin + " prune --config " + cfg.string() + " --out " + run.string() +
+            " --tp 2 --threads 1 --max-iterations 3 >/dev/null 2>" + (d / "err").string()),
+      0)
       << read_text(d / "err");
   const RunState mid = final_state(run);
   EXPECT_EQ(mid.iteration, 2);
   EXPECT_EQ(mid.layout_tp, 2);
   EXPECT_EQ(mid.layout_dp, 2);
-  ASSERT_EQ(shell(bin + " prune --config " + cfg.string() + " --out " + run.string() + " --resume >/dev/null 2>&1"), 0);
+  ASSERT_EQ(shell(bin + " prune --config " + cfg.string() + " --out " + run.string() +
+                  " --resume >/dev/null 2>&1"),
+            0);
   expect_same_plan(final_state(run), final_state(d / "ref"));
 }
 
@@ -182,26 +192,32 @@ TEST(PruneRun, BadConfigsAndCorruptCheckpoints) {
   EXPECT_NE(r.err.find("unknown key \"schedul\""), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(run));
   cfg = write_config(d, model);
-  r = run_resp("prune --config " + cfg.string() + " --out " + run.string() + " --set schedule.final_ratio=1.2");
+  r = run_resp("prune --config " + cfg.string() + " --out " + run.string() +
+               " --set schedule.final_ratio=1.2");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("final_ratio"), std::string::npos);
   if (have_mpiexec()) {
-    const int rc = shell("mpiexec -n 2 " + std::string(RESP_BINARY) + " prune --config " + cfg.string() +
-                         " --out " + run.string() + " --tp 3 >/dev/null 2>" + (d / "err").string());
+    const int rc =
+        shell("mpiexec -n 2 " + std::string(RESP_BINARY) + " prune --config " + cfg.string() +
+              " --out " + run.string() + " --tp 3 >/dev/null 2>" + (d / "err").string());
     EXPECT_NE(rc, 0);
     EXPECT_NE(read_text(d / "err").find("does not divide"), std::string::npos);
   }
   EXPECT_FALSE(fs::exists(run / "iter_0000.h5"));
 
   // A finished run is never overwritten without --resume.
-  ASSERT_EQ(run_resp("prune --config " + cfg.string() + " --out " + run.string() + " --max-iterations 2").exit_code, 0);
+  ASSERT_EQ(
+      run_resp("prune --config " + cfg.string() + " --out " + run.string() + " --max-iterations 2")
+          .exit_code,
+      0);
   const std::string before = read_text(run / "iter_0001.h5");
   r = run_resp("prune --config " + cfg.string() + " --out " + run.string());
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--resume"), std::string::npos);
   EXPECT_EQ(read_text(run / "iter_0001.h5"), before);
   // A changed configuration cannot resume the run.
-  r = run_resp("prune --config " + cfg.string() + " --out " + run.string() + " --resume --set schedule.iterations=9");
+  r = run_resp("prune --config " + cfg.string() + " --out " + run.string() +
+               " --resume --set schedule.iterations=9");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("differs"), std::string::npos);
 

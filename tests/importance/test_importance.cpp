@@ -78,7 +78,8 @@ void check_grads(const std::string& name) {
   for (size_t i = 0; i < f.samples.size(); ++i) {
     const auto r = pass.forward_backward(f.samples[i].tokens,
                                          loss_weights(f.samples[i], LossMode::DecodeOnly), g);
-    EXPECT_NEAR(r.loss, losses[i], 1e-5 * std::max(1.0, std::fabs(losses[i]))) << name << " sample " << i;
+    EXPECT_NEAR(r.loss, losses[i], 1e-5 * std::max(1.0, std::fabs(losses[i])))
+        << name << " sample " << i;
   }
   SafetensorsFile ref(f.dir / "grad_reference.safetensors");
   auto want = [&](const std::string& n) {
@@ -120,8 +121,8 @@ void check_grads(const std::string& name) {
 
 // Scores vs reference: `tol` relative to each entry, or to the layer's largest score when
 // `layer_scale` (signed sums that cancel, as in taylor-vectorize).
-void expect_scores(const ImportanceScores& s, const nlohmann::json& ref, double tol, bool layer_scale,
-                   const std::string& what) {
+void expect_scores(const ImportanceScores& s, const nlohmann::json& ref, double tol,
+                   bool layer_scale, const std::string& what) {
   const auto heads = ref["heads"].get<std::vector<std::vector<double>>>();
   const auto chans = ref["channels"].get<std::vector<std::vector<double>>>();
   ASSERT_EQ(s.layers.size(), heads.size());
@@ -133,15 +134,18 @@ void expect_scores(const ImportanceScores& s, const nlohmann::json& ref, double 
     ASSERT_EQ(s.layers[l].channels.size(), chans[l].size());
     auto check = [&](double got, double want, const char* kind, size_t i) {
       const double denom = layer_scale ? scale : std::max(std::fabs(want), 1e-300);
-      EXPECT_LE(std::fabs(got - want) / denom, tol) << what << " layer " << l << " " << kind << " " << i
-                                                    << ": " << got << " vs " << want;
+      EXPECT_LE(std::fabs(got - want) / denom, tol)
+          << what << " layer " << l << " " << kind << " " << i << ": " << got << " vs " << want;
     };
-    for (size_t i = 0; i < heads[l].size(); ++i) check(s.layers[l].heads[i], heads[l][i], "head", i);
-    for (size_t i = 0; i < chans[l].size(); ++i) check(s.layers[l].channels[i], chans[l][i], "channel", i);
+    for (size_t i = 0; i < heads[l].size(); ++i)
+      check(s.layers[l].heads[i], heads[l][i], "head", i);
+    for (size_t i = 0; i < chans[l].size(); ++i)
+      check(s.layers[l].channels[i], chans[l][i], "channel", i);
   }
 }
 
-ImportanceScores score(Fixture& f, Criterion c, LossMode loss, std::span<const CalibrationSample> samples) {
+ImportanceScores score(Fixture& f, Criterion c, LossMode loss,
+                       std::span<const CalibrationSample> samples) {
   ImportanceOptions o;
   o.criterion = c;
   o.loss = loss;
@@ -152,16 +156,16 @@ ImportanceScores score(Fixture& f, Criterion c, LossMode loss, std::span<const C
 void check_all_criteria(const std::string& name) {
   Fixture f = load(name);
   const auto& R = f.ref["scores"];
-  expect_scores(score(f, Criterion::Taylor, LossMode::DecodeOnly, f.samples), R["taylor"], 1e-4, false,
-                name + " taylor");
-  expect_scores(score(f, Criterion::Taylor, LossMode::Full, f.samples), R["taylor_full"], 1e-4, false,
-                name + " taylor full");
+  expect_scores(score(f, Criterion::Taylor, LossMode::DecodeOnly, f.samples), R["taylor"], 1e-4,
+                false, name + " taylor");
+  expect_scores(score(f, Criterion::Taylor, LossMode::Full, f.samples), R["taylor_full"], 1e-4,
+                false, name + " taylor full");
   expect_scores(score(f, Criterion::TaylorVectorize, LossMode::DecodeOnly, f.samples),
                 R["taylor-vectorize"], 1e-4, true, name + " vectorize");
   expect_scores(score(f, Criterion::WandaSp, LossMode::DecodeOnly, f.samples), R["wanda-sp"], 1e-5,
                 false, name + " wanda-sp");
-  expect_scores(score(f, Criterion::Magnitude, LossMode::DecodeOnly, {}), R["magnitude"], 1e-5, false,
-                name + " magnitude");
+  expect_scores(score(f, Criterion::Magnitude, LossMode::DecodeOnly, {}), R["magnitude"], 1e-5,
+                false, name + " magnitude");
   const auto s = score(f, Criterion::Taylor, LossMode::DecodeOnly, f.samples);
   EXPECT_EQ(s.samples, 3);
   EXPECT_EQ(s.tokens, f.ref["tokens_decode_only"].get<int64_t>());
@@ -202,15 +206,31 @@ double max_layer_rel_diff(const ImportanceScores& a, const ImportanceScores& b) 
 
 }  // namespace
 
-TEST(Gradients, Qwen3MatchesAutograd) { check_grads("qwen3-f32"); }
-TEST(Gradients, Qwen2BiasMatchesAutograd) { check_grads("qwen2-sharded-f32"); }
-TEST(Gradients, LlamaMqaMatchesAutograd) { check_grads("llama-mqa-f32"); }
-TEST(Gradients, LlamaTiedBf16MatchesAutograd) { check_grads("llama31-bf16"); }
+TEST(Gradients, Qwen3MatchesAutograd) {
+  check_grads("qwen3-f32");
+}
+TEST(Gradients, Qwen2BiasMatchesAutograd) {
+  check_grads("qwen2-sharded-f32");
+}
+TEST(Gradients, LlamaMqaMatchesAutograd) {
+  check_grads("llama-mqa-f32");
+}
+TEST(Gradients, LlamaTiedBf16MatchesAutograd) {
+  check_grads("llama31-bf16");
+}
 
-TEST(Importance, Qwen3AllCriteria) { check_all_criteria("qwen3-f32"); }
-TEST(Importance, Qwen2AllCriteria) { check_all_criteria("qwen2-sharded-f32"); }
-TEST(Importance, LlamaMqaAllCriteria) { check_all_criteria("llama-mqa-f32"); }
-TEST(Importance, LlamaTiedAllCriteria) { check_all_criteria("llama31-bf16"); }
+TEST(Importance, Qwen3AllCriteria) {
+  check_all_criteria("qwen3-f32");
+}
+TEST(Importance, Qwen2AllCriteria) {
+  check_all_criteria("qwen2-sharded-f32");
+}
+TEST(Importance, LlamaMqaAllCriteria) {
+  check_all_criteria("llama-mqa-f32");
+}
+TEST(Importance, LlamaTiedAllCriteria) {
+  check_all_criteria("llama31-bf16");
+}
 
 TEST(Importance, DecodeOnlyMaskExcludesPrompt) {
   CalibrationSample s;
@@ -240,7 +260,9 @@ TEST(Importance, SampleOrderAndMicroBatchInvariance) {
   EXPECT_LE(max_rel_diff(score(f, Criterion::Taylor, LossMode::DecodeOnly, rev), base), 1e-6);
   // Samples one per call, gradients summed across calls through the same reduction as DP.
   const auto vec = score(f, Criterion::TaylorVectorize, LossMode::DecodeOnly, f.samples);
-  EXPECT_LE(max_layer_rel_diff(score(f, Criterion::TaylorVectorize, LossMode::DecodeOnly, rev), vec), 1e-5);
+  EXPECT_LE(
+      max_layer_rel_diff(score(f, Criterion::TaylorVectorize, LossMode::DecodeOnly, rev), vec),
+      1e-5);
 }
 
 namespace {
@@ -260,22 +282,27 @@ ImportanceScores score_parallel(const std::string& name, int tp, int dp, Criteri
       ParallelContext par;
       par.layout = ParallelLayout::make(tp * dp, r, tp);
       par.world = std::make_unique<ThreadComm>(world, r);
-      par.tp = std::make_unique<ThreadComm>(*tp_groups[static_cast<size_t>(par.layout.dp_rank)], par.layout.tp_rank);
-      par.dp = std::make_unique<ThreadComm>(*dp_groups[static_cast<size_t>(par.layout.tp_rank)], par.layout.dp_rank);
+      par.tp = std::make_unique<ThreadComm>(*tp_groups[static_cast<size_t>(par.layout.dp_rank)],
+                                            par.layout.tp_rank);
+      par.dp = std::make_unique<ThreadComm>(*dp_groups[static_cast<size_t>(par.layout.tp_rank)],
+                                            par.layout.dp_rank);
       auto backend = make_cpu_backend(1);
-      const ModelWeights w = load_weights(dir, config, make_shard_plan(config, tp, par.layout.tp_rank), *backend);
+      const ModelWeights w =
+          load_weights(dir, config, make_shard_plan(config, tp, par.layout.tp_rank), *backend);
       ImportanceOptions o;
       o.criterion = c;
       out[static_cast<size_t>(r)] = compute_importance(w, *backend, par, samples, o);
     });
   for (auto& t : threads) t.join();
-  for (int r = 1; r < tp * dp; ++r) EXPECT_EQ(max_rel_diff(out[static_cast<size_t>(r)], out[0]), 0.0) << r;
+  for (int r = 1; r < tp * dp; ++r)
+    EXPECT_EQ(max_rel_diff(out[static_cast<size_t>(r)], out[0]), 0.0) << r;
   return out[0];
 }
 }  // namespace
 
 TEST(ImportanceParallel, TensorAndDataParallelEqualSingleRank) {
-  for (Criterion c : {Criterion::Taylor, Criterion::TaylorVectorize, Criterion::WandaSp, Criterion::Magnitude}) {
+  for (Criterion c :
+       {Criterion::Taylor, Criterion::TaylorVectorize, Criterion::WandaSp, Criterion::Magnitude}) {
     // Entry-wise relative for sums of non-negative terms; layer-relative for signed sums.
     auto diff = c == Criterion::TaylorVectorize ? max_layer_rel_diff : max_rel_diff;
     const auto single = score_parallel("llama-mqa-f32", 1, 1, c);

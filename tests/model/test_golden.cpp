@@ -65,12 +65,24 @@ constexpr double kTol = 1e-4;
 
 }  // namespace
 
-TEST(Golden, Qwen3F32) { EXPECT_LE(max_error("qwen3-f32"), kTol); }
-TEST(Golden, Qwen3TiedBf16) { EXPECT_LE(max_error("qwen3-tied-bf16"), kTol); }
-TEST(Golden, Qwen2ShardedWithBias) { EXPECT_LE(max_error("qwen2-sharded-f32"), kTol); }
-TEST(Golden, Llama31RopeScalingBf16) { EXPECT_LE(max_error("llama31-bf16"), kTol); }
-TEST(Golden, LlamaMqaNestedRopeParameters) { EXPECT_LE(max_error("llama-mqa-f32"), kTol); }
-TEST(Golden, Qwen3Demo) { EXPECT_LE(max_error("qwen3-tiny-demo"), kTol); }
+TEST(Golden, Qwen3F32) {
+  EXPECT_LE(max_error("qwen3-f32"), kTol);
+}
+TEST(Golden, Qwen3TiedBf16) {
+  EXPECT_LE(max_error("qwen3-tied-bf16"), kTol);
+}
+TEST(Golden, Qwen2ShardedWithBias) {
+  EXPECT_LE(max_error("qwen2-sharded-f32"), kTol);
+}
+TEST(Golden, Llama31RopeScalingBf16) {
+  EXPECT_LE(max_error("llama31-bf16"), kTol);
+}
+TEST(Golden, LlamaMqaNestedRopeParameters) {
+  EXPECT_LE(max_error("llama-mqa-f32"), kTol);
+}
+TEST(Golden, Qwen3Demo) {
+  EXPECT_LE(max_error("qwen3-tiny-demo"), kTol);
+}
 
 TEST(Golden, ReferenceIsNotTrivial) {
   // Guards against degenerate fixtures (e.g. uniform predictions) that any engine would match.
@@ -98,7 +110,8 @@ void check_tp(const std::string& name, int tp) {
       const ModelWeights w = load_weights(dir, c, make_shard_plan(c, tp, r), *backend);
       ThreadComm comm(group, r);
       Decoder dec(w, *backend, comm);
-      for (const auto& s : ref) results[static_cast<size_t>(r)].push_back(dec.sequence_logprobs(s.tokens));
+      for (const auto& s : ref)
+        results[static_cast<size_t>(r)].push_back(dec.sequence_logprobs(s.tokens));
     });
   for (auto& t : threads) t.join();
   for (int r = 0; r < tp; ++r)
@@ -109,7 +122,15 @@ void check_tp(const std::string& name, int tp) {
 }
 }  // namespace
 
-TEST(GoldenTensorParallel, Qwen3TwoRanks) { check_tp("qwen3-f32", 2); }
-TEST(GoldenTensorParallel, Qwen2BiasThreeRanks) { check_tp("qwen2-sharded-f32", 3); }
-TEST(GoldenTensorParallel, LlamaMqaReplicatedKvFourRanks) { check_tp("llama-mqa-f32", 4); }
-TEST(GoldenTensorParallel, LlamaRopeScalingThreeRanks) { check_tp("llama31-bf16", 3); }
+TEST(GoldenTensorParallel, Qwen3TwoRanks) {
+  check_tp("qwen3-f32", 2);
+}
+TEST(GoldenTensorParallel, Qwen2BiasThreeRanks) {
+  check_tp("qwen2-sharded-f32", 3);
+}
+TEST(GoldenTensorParallel, LlamaMqaReplicatedKvFourRanks) {
+  check_tp("llama-mqa-f32", 4);
+}
+TEST(GoldenTensorParallel, LlamaRopeScalingThreeRanks) {
+  check_tp("llama31-bf16", 3);
+}

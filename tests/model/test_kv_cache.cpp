@@ -65,7 +65,8 @@ TEST(KvCache, ChunkedDecodeMatchesFullForward) {
       for (size_t s = 0; s < 3; ++s) {
         if (done[s] >= seqs[s].size()) continue;
         const size_t n = std::min(step[s], seqs[s].size() - done[s]);
-        chunks.push_back({static_cast<int>(s), std::span<const int32_t>(seqs[s]).subspan(done[s], n)});
+        chunks.push_back(
+            {static_cast<int>(s), std::span<const int32_t>(seqs[s]).subspan(done[s], n)});
         which.push_back(s);
       }
       const Tensor last = inc.forward_cached(chunks, cache);
@@ -73,12 +74,16 @@ TEST(KvCache, ChunkedDecodeMatchesFullForward) {
         const size_t s = which[i];
         done[s] += chunks[i].tokens.size();
         // Compare the next-token distribution with a full forward over the prefix.
-        const std::vector<int32_t> prefix(seqs[s].begin(), seqs[s].begin() + static_cast<long>(done[s]));
+        const std::vector<int32_t> prefix(seqs[s].begin(),
+                                          seqs[s].begin() + static_cast<long>(done[s]));
         const Tensor hid = full.forward_hidden(prefix);
-        const auto ref = log_softmax_row(full, hid.slice_rows(static_cast<int64_t>(done[s]) - 1, 1), V);
+        const auto ref =
+            log_softmax_row(full, hid.slice_rows(static_cast<int64_t>(done[s]) - 1, 1), V);
         const auto got = log_softmax_row(inc, last.slice_rows(static_cast<int64_t>(i), 1), V);
         double err = 0;
-        for (int v = 0; v < V; ++v) err = std::max(err, std::fabs(double(ref[static_cast<size_t>(v)]) - got[static_cast<size_t>(v)]));
+        for (int v = 0; v < V; ++v)
+          err = std::max(
+              err, std::fabs(double(ref[static_cast<size_t>(v)]) - got[static_cast<size_t>(v)]));
         ASSERT_LT(err, 2e-5) << name << " seq " << s << " at " << done[s];
       }
     }
@@ -108,7 +113,8 @@ TEST(KvCache, GreedyDecodeEqualsRepeatedFullForward) {
   std::vector<int32_t> ref = seq;
   for (int step = 0; step < 20; ++step) {
     const Tensor hid = full.forward_hidden(ref);
-    const auto lp = log_softmax_row(full, hid.slice_rows(static_cast<int64_t>(ref.size()) - 1, 1), V);
+    const auto lp =
+        log_softmax_row(full, hid.slice_rows(static_cast<int64_t>(ref.size()) - 1, 1), V);
     ref.push_back(static_cast<int32_t>(std::max_element(lp.begin(), lp.end()) - lp.begin()));
   }
   EXPECT_EQ(cached, ref);
@@ -121,7 +127,8 @@ TEST(KvCache, RejectsOverflowAndDuplicateSlots) {
   KvCache cache(m.weights, *m.backend, 2, 8);
   std::vector<int32_t> nine(9, 1), two = {1, 2};
   EXPECT_THROW(dec.forward_cached(std::vector<Decoder::Chunk>{{0, nine}}, cache), UsageError);
-  EXPECT_THROW(dec.forward_cached(std::vector<Decoder::Chunk>{{0, two}, {0, two}}, cache), UsageError);
+  EXPECT_THROW(dec.forward_cached(std::vector<Decoder::Chunk>{{0, two}, {0, two}}, cache),
+               UsageError);
   EXPECT_EQ(cache.length(0), 0);  // failed calls leave the cache untouched
   EXPECT_THROW(KvCache(m.weights, *m.backend, 0, 8), UsageError);
 }

@@ -12,10 +12,18 @@ using nlohmann::json;
 
 namespace {
 json qwen3() {
-  return {{"architectures", {"Qwen3ForCausalLM"}}, {"hidden_size", 72}, {"num_hidden_layers", 3},
-          {"num_attention_heads", 6}, {"num_key_value_heads", 2}, {"head_dim", 20},
-          {"intermediate_size", 100}, {"vocab_size", 263}, {"rms_norm_eps", 1e-6},
-          {"rope_theta", 1e6}, {"tie_word_embeddings", false}, {"eos_token_id", 5}};
+  return {{"architectures", {"Qwen3ForCausalLM"}},
+          {"hidden_size", 72},
+          {"num_hidden_layers", 3},
+          {"num_attention_heads", 6},
+          {"num_key_value_heads", 2},
+          {"head_dim", 20},
+          {"intermediate_size", 100},
+          {"vocab_size", 263},
+          {"rms_norm_eps", 1e-6},
+          {"rope_theta", 1e6},
+          {"tie_word_embeddings", false},
+          {"eos_token_id", 5}};
 }
 }  // namespace
 
@@ -52,8 +60,11 @@ TEST(ModelConfig, LlamaRopeScalingMatchesFormula) {
   j["architectures"] = {"LlamaForCausalLM"};
   j["head_dim"] = 64;
   j["rope_theta"] = 500000.0;
-  j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
-                       {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  j["rope_scaling"] = {{"rope_type", "llama3"},
+                       {"factor", 8.0},
+                       {"low_freq_factor", 1.0},
+                       {"high_freq_factor", 4.0},
+                       {"original_max_position_embeddings", 8192}};
   const ModelConfig c = parse_model_config(j, "cfg");
   const auto inv = c.rope_inv_freq();
   ASSERT_EQ(inv.size(), 32u);
@@ -123,10 +134,11 @@ TEST(ModelConfig, FileErrors) {
 
 TEST(ModelConfig, HeteroPrunedLayers) {
   json j = qwen3();
-  j["resp_pruning"] = {{"layers",
-                        {{{"heads", {0, 4}}, {"kv_heads", {0, 1}}, {"channels", {1, 2, 50}}},
-                         {{"heads", {0, 1, 2, 3, 4, 5}}, {"kv_heads", {0, 1}}, {"channels", {0}}},
-                         {{"heads", json::array()}, {"kv_heads", json::array()}, {"channels", {7}}}}}};
+  j["resp_pruning"] = {
+      {"layers",
+       {{{"heads", {0, 4}}, {"kv_heads", {0, 1}}, {"channels", {1, 2, 50}}},
+        {{"heads", {0, 1, 2, 3, 4, 5}}, {"kv_heads", {0, 1}}, {"channels", {0}}},
+        {{"heads", json::array()}, {"kv_heads", json::array()}, {"channels", {7}}}}}};
   const ModelConfig c = parse_model_config(j, "cfg");
   EXPECT_EQ(c.layers[0].n_heads(), 2);
   EXPECT_EQ(c.layers[0].kv_of_head, (std::vector<int>{0, 1}));

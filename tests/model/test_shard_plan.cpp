@@ -30,7 +30,8 @@ void check_partition(const ModelConfig& c, int tp) {
       const auto& shape = c.layers[static_cast<size_t>(l)];
       for (size_t i = 0; i < p.head_pos.size(); ++i) {
         heads.insert(p.head_pos[i]);
-        const int kv_id = shape.kv_heads[static_cast<size_t>(p.kv_pos[static_cast<size_t>(p.kv_local_of_head[i])])];
+        const int kv_id = shape.kv_heads[static_cast<size_t>(
+            p.kv_pos[static_cast<size_t>(p.kv_local_of_head[i])])];
         EXPECT_EQ(kv_id, shape.kv_of_head[static_cast<size_t>(p.head_pos[i])]);
       }
       for (int ch : p.channel_pos) channels.insert(ch);
@@ -79,7 +80,8 @@ TEST(ShardPlan, UnevenPrunedLayers) {
   c.layers[0].channels = {3};
   check_partition(c, 2);
   // One channel on two ranks: one rank owns none and must still work.
-  EXPECT_EQ(make_shard_plan(c, 2, 0).layers[0].d_ff() + make_shard_plan(c, 2, 1).layers[0].d_ff(), 1);
+  EXPECT_EQ(make_shard_plan(c, 2, 0).layers[0].d_ff() + make_shard_plan(c, 2, 1).layers[0].d_ff(),
+            1);
 }
 
 TEST(ShardPlan, ErrorsExplain) {

@@ -235,8 +235,9 @@ void CpuBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans
   if (!trans_a && m <= 4) {
     for (int64_t r = 0; r < m; ++r)
       cblas_sgemv(CblasRowMajor, trans_b ? CblasNoTrans : CblasTrans,
-                  static_cast<blasint>(trans_b ? n : k), static_cast<blasint>(trans_b ? k : n), alpha,
-                  rb.data, static_cast<blasint>(ldb), ra.data + r * lda, 1, beta, rc.data + r * ldc, 1);
+                  static_cast<blasint>(trans_b ? n : k), static_cast<blasint>(trans_b ? k : n),
+                  alpha, rb.data, static_cast<blasint>(ldb), ra.data + r * lda, 1, beta,
+                  rc.data + r * ldc, 1);
     return;
   }
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,

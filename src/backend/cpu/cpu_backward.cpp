@@ -30,7 +30,9 @@ void need_f32(const char* op, const char* what, const Tensor& t) {
 }
 
 // Rows x cols view of a contiguous tensor whose last dimension is `cols`.
-int64_t rows_for(const Tensor& t, int64_t cols) { return cols ? t.numel() / cols : 0; }
+int64_t rows_for(const Tensor& t, int64_t cols) {
+  return cols ? t.numel() / cols : 0;
+}
 
 // The two helpers below repeat those of cpu_backend.cpp (file-local there).
 // c ? a : b without a branch, so that loops using it vectorise.
@@ -55,8 +57,9 @@ inline float exp_f32(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   const float y = (p * (r * r) + r) + 1.0f;
-  const int32_t k = static_cast<int32_t>(select(kf == kf, kf, 0.0f));  // NaN must not reach the cast
-  const float pow2 = std::bit_cast<float>((k + 127) << 23);            // 2^k
+  const int32_t k =
+      static_cast<int32_t>(select(kf == kf, kf, 0.0f));      // NaN must not reach the cast
+  const float pow2 = std::bit_cast<float>((k + 127) << 23);  // 2^k
   const float res = select(x < kLo, 0.0f, y * pow2);
   return select(x > kHi, std::numeric_limits<float>::infinity(), res);
 }
@@ -69,11 +72,12 @@ inline float row_max(const float* row, int64_t n) {
   return mx;
 }
 
-void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
+              static_cast<blasint>(ldc));
 }
 
 constexpr int64_t kAttnBlock = 64;  // query rows per attention-backward work item
@@ -149,10 +153,12 @@ void CpuBackend::sum_rows(const Tensor& out, const Tensor& x) {
 
 void CpuBackend::rmsnorm_backward(const Tensor& dx, const Tensor& dw, const Tensor& dy,
                                   const Tensor& x, const Tensor& w, float eps) {
-  for (auto [n, t] : {std::pair{"dx", &dx}, {"dy", &dy}, {"x", &x}, {"w", &w}}) need_f32("rmsnorm_backward", n, *t);
+  for (auto [n, t] : {std::pair{"dx", &dx}, {"dy", &dy}, {"x", &x}, {"w", &w}})
+    need_f32("rmsnorm_backward", n, *t);
   const int64_t D = w.numel();
   need(D > 0 && x.dim(x.rank() - 1) == D && x.numel() == dy.numel() && x.numel() == dx.numel(),
-       "rmsnorm_backward", cat("x ", x.str(), ", dy ", dy.str(), ", dx ", dx.str(), " vs w ", w.str()));
+       "rmsnorm_backward",
+       cat("x ", x.str(), ", dy ", dy.str(), ", dx ", dx.str(), " vs w ", w.str()));
   if (!dw.empty()) {
     need_f32("rmsnorm_backward", "dw", dw);
     need(dw.numel() == D, "rmsnorm_backward", cat("dw ", dw.str(), " must match w ", w.str()));
@@ -238,21 +244,29 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
                                     const Tensor& v, const Tensor& kv_of_head, int64_t q_offset,
                                     float scale) {
   const char* op = "attention_backward";
-  for (auto [n, t] : {std::pair{"dq", &dq}, {"dk", &dk}, {"dv", &dv}, {"dout", &dout}, {"q", &q},
-                      {"k", &k}, {"v", &v}})
+  for (auto [n, t] : {std::pair{"dq", &dq},
+                      {"dk", &dk},
+                      {"dv", &dv},
+                      {"dout", &dout},
+                      {"q", &q},
+                      {"k", &k},
+                      {"v", &v}})
     need_f32(op, n, *t);
   need(q.rank() == 3 && k.rank() == 3 && v.shape() == k.shape() && dq.shape() == q.shape() &&
            dout.shape() == q.shape() && dk.shape() == k.shape() && dv.shape() == k.shape() &&
            k.dim(2) == q.dim(2),
-       op, cat("q ", q.str(), " k ", k.str(), " v ", v.str(), " dq ", dq.str(), " dk ", dk.str(),
-               " dv ", dv.str(), " dout ", dout.str()));
+       op,
+       cat("q ", q.str(), " k ", k.str(), " v ", v.str(), " dq ", dq.str(), " dk ", dk.str(),
+           " dv ", dv.str(), " dout ", dout.str()));
   const int64_t T = q.dim(0), Hq = q.dim(1), D = q.dim(2), S = k.dim(0), Hkv = k.dim(1);
-  need(q_offset >= 0 && S >= q_offset + T, op, cat("S = ", S, " < q_offset ", q_offset, " + T ", T));
+  need(q_offset >= 0 && S >= q_offset + T, op,
+       cat("S = ", S, " < q_offset ", q_offset, " + T ", T));
   need(kv_of_head.dtype() == DType::I32 && kv_of_head.numel() == Hq, op,
        cat("kv_of_head ", kv_of_head.str(), " must be I32 [", Hq, "]"));
   const int32_t* kvh = kv_of_head.i32();
   for (int64_t h = 0; h < Hq; ++h)
-    need(kvh[h] >= 0 && kvh[h] < Hkv, op, cat("kv_of_head[", h, "] = ", kvh[h], " outside [0, ", Hkv, ")"));
+    need(kvh[h] >= 0 && kvh[h] < Hkv, op,
+         cat("kv_of_head[", h, "] = ", kvh[h], " outside [0, ", Hkv, ")"));
   std::fill(dk.f32(), dk.f32() + dk.numel(), 0.0f);
   std::fill(dv.f32(), dv.f32() + dv.numel(), 0.0f);
   if (T == 0 || Hq == 0 || D == 0) return;
@@ -271,11 +285,10 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
     for (int64_t g = 0; g < Hkv; ++g)
       for (int64_t h : heads_of[static_cast<size_t>(g)])
         for (int64_t b = 0; b < nblk; ++b)
-          attention_backward_block(q.f32() + h * D, dout.f32() + h * D, dq.f32() + h * D, ldq,
-                                   k.f32() + g * D, v.f32() + g * D, ldk, dk.f32() + g * D,
-                                   dv.f32() + g * D, ldk, b * kAttnBlock,
-                                   std::min(kAttnBlock, T - b * kAttnBlock), q_offset, D, scale,
-                                   P.data(), dP.data());
+          attention_backward_block(
+              q.f32() + h * D, dout.f32() + h * D, dq.f32() + h * D, ldq, k.f32() + g * D,
+              v.f32() + g * D, ldk, dk.f32() + g * D, dv.f32() + g * D, ldk, b * kAttnBlock,
+              std::min(kAttnBlock, T - b * kAttnBlock), q_offset, D, scale, P.data(), dP.data());
     return;
   }
   // One KV group at a time, its (head, query block) items spread over the threads (largest
@@ -298,16 +311,17 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
       for (int64_t it = 0; it < nh * nblk; ++it) {
         const int64_t b = nblk - 1 - it / nh, h = hs[static_cast<size_t>(it % nh)];
         attention_backward_block(q.f32() + h * D, dout.f32() + h * D, dq.f32() + h * D, ldq,
-                                 k.f32() + g * D, v.f32() + g * D, ldk, myk, myv, D,
-                                 b * kAttnBlock, std::min(kAttnBlock, T - b * kAttnBlock), q_offset,
-                                 D, scale, P.data(), dP.data());
+                                 k.f32() + g * D, v.f32() + g * D, ldk, myk, myv, D, b * kAttnBlock,
+                                 std::min(kAttnBlock, T - b * kAttnBlock), q_offset, D, scale,
+                                 P.data(), dP.data());
       }  // implicit barrier: every partial is complete
 #pragma omp for schedule(static)
       for (int64_t j = 0; j < N; ++j) {
         float* dkr = dk.f32() + j * ldk + g * D;
         float* dvr = dv.f32() + j * ldk + g * D;
         for (int t = 0; t < nth; ++t) {
-          const float* pk = part.data() + static_cast<size_t>(t) * 2 * static_cast<size_t>(N * D) + j * D;
+          const float* pk =
+              part.data() + static_cast<size_t>(t) * 2 * static_cast<size_t>(N * D) + j * D;
           const float* pv = pk + N * D;
 #pragma omp simd
           for (int64_t d = 0; d < D; ++d) {
@@ -322,10 +336,11 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
 
 void CpuBackend::swiglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
                                  const Tensor& gate, const Tensor& up) {
-  for (auto [n, t] : {std::pair{"dgate", &dgate}, {"dup", &dup}, {"dout", &dout}, {"gate", &gate}, {"up", &up}})
+  for (auto [n, t] :
+       {std::pair{"dgate", &dgate}, {"dup", &dup}, {"dout", &dout}, {"gate", &gate}, {"up", &up}})
     need_f32("swiglu_backward", n, *t);
-  need(dgate.shape() == gate.shape() && dup.shape() == gate.shape() && dout.shape() == gate.shape() &&
-           up.shape() == gate.shape(),
+  need(dgate.shape() == gate.shape() && dup.shape() == gate.shape() &&
+           dout.shape() == gate.shape() && up.shape() == gate.shape(),
        "swiglu_backward", cat("all tensors must have the shape of gate ", gate.str()));
   need(dgate.data() != gate.data() && dgate.data() != up.data() && dup.data() != gate.data() &&
            dup.data() != up.data() && dgate.data() != dup.data(),
@@ -351,7 +366,8 @@ void CpuBackend::embedding_backward(const Tensor& dtable, const Tensor& dout, co
   need_f32("embedding_backward", "dout", dout);
   need(dtable.rank() == 2 && dout.rank() == 2 && dout.dim(1) == dtable.dim(1) &&
            ids.dtype() == DType::I32 && ids.numel() == dout.dim(0),
-       "embedding_backward", cat("dtable ", dtable.str(), ", dout ", dout.str(), ", ids ", ids.str()));
+       "embedding_backward",
+       cat("dtable ", dtable.str(), ", dout ", dout.str(), ", ids ", ids.str()));
   const int64_t T = dout.dim(0), H = dout.dim(1), V = dtable.dim(0);
   const int32_t* id = ids.i32();
   for (int64_t t = 0; t < T; ++t)
@@ -371,8 +387,9 @@ void CpuBackend::cross_entropy(const Tensor& losses, const Tensor& logits, const
   need_f32("cross_entropy", "weights", weights);
   need(logits.rank() == 2 && targets.dtype() == DType::I32 && targets.numel() == logits.dim(0) &&
            weights.numel() == logits.dim(0) && losses.numel() == logits.dim(0),
-       "cross_entropy", cat("logits ", logits.str(), " targets ", targets.str(), " weights ",
-                            weights.str(), " losses ", losses.str()));
+       "cross_entropy",
+       cat("logits ", logits.str(), " targets ", targets.str(), " weights ", weights.str(),
+           " losses ", losses.str()));
   const int64_t R = logits.dim(0), V = logits.dim(1);
   const int32_t* tg = targets.i32();
   for (int64_t r = 0; r < R; ++r)
