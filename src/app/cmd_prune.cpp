@@ -29,6 +29,10 @@ struct PruneCliOptions {
 };
 
 int run_prune_cmd(const PruneCliOptions& o) {
+  // First thing: a signal that arrives during start-up must also mean "stop after the next
+  // checkpoint", not "die".
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGUSR1, on_stop_signal);
   std::vector<std::string> sets = o.sets;
   if (o.tp > 0) sets.push_back(cat("parallel.tp=", o.tp));
   if (o.threads >= 0) sets.push_back(cat("parallel.threads=", o.threads));
@@ -41,8 +45,6 @@ int run_prune_cmd(const PruneCliOptions& o) {
     std::fprintf(stderr, "# resp prune: effective configuration (saved as %s)\n%s",
                  (out / "config.yaml").string().c_str(), to_yaml(cfg).c_str());
   }
-  std::signal(SIGTERM, on_stop_signal);
-  std::signal(SIGUSR1, on_stop_signal);
   PruneRunOptions ro;
   ro.config = cfg;
   ro.run_dir = out;
