@@ -19,7 +19,7 @@ int64_t Communicator::all_reduce_scalar_i64(int64_t v, ReduceOp op) {
 void SelfCommunicator::all_gather(const Tensor& out, const Tensor& in) {
   if (out.numel() != in.numel() || out.dtype() != in.dtype())
     throw ShapeError(cat("all_gather: out ", out.str(), " != in ", in.str(), " for one rank"));
-  if (out.data() != in.data()) std::memmove(out.data(), in.data(), in.nbytes());
+  if (in.nbytes() > 0 && out.data() != in.data()) std::memmove(out.data(), in.data(), in.nbytes());
 }
 
 }  // namespace resp

@@ -96,6 +96,7 @@ uint16_t f32_to_f16(float f) {
 }
 
 void convert_to_f32(DType t, const void* src, float* dst, size_t n) {
+  if (n == 0) return;  // empty slices may come with null pointers
   switch (t) {
     case DType::F32:
       std::memcpy(dst, src, n * 4);
