@@ -12,6 +12,7 @@
 #include <limits>
 #include <vector>
 
+#include "backend/cpu/fast_math.h"
 #include "core/error.h"
 
 namespace resp {
@@ -102,37 +103,6 @@ void check_alias(const char* op, const char* out_name, const Rows& out, const ch
 }
 
 // ---- math helpers -----------------------------------------------------------------------------
-
-// c ? a : b without a branch. GCC (with the default -ftrapping-math) turns a float `?:` that
-// feeds further arithmetic into control flow and then refuses to vectorise the loop.
-inline float select(bool c, float a, float b) {
-  const uint32_t m = 0u - static_cast<uint32_t>(c);
-  return std::bit_cast<float>((std::bit_cast<uint32_t>(a) & m) | (std::bit_cast<uint32_t>(b) & ~m));
-}
-
-// exp(x) in f32 within 1.5 ulp (Cephes expf polynomial), branch-free so that loops calling it
-// vectorise (glibc's expf does not). Returns 0 below -87.3 (where the result would be
-// subnormal), +inf above 88.3, NaN for NaN.
-inline float exp_f32(float x) {
-  constexpr float kLo = -87.3f, kHi = 88.3f;
-  float xc = select(x < kLo, kLo, x);
-  xc = select(xc > kHi, kHi, xc);
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding and subtracting rounds to integer
-  const float kf = (xc * 1.44269504088896341f + kRound) - kRound;   // round(x / ln 2)
-  const float r = (xc - kf * 0.693359375f) - kf * -2.12194440e-4f;  // x - k ln 2 (two parts)
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = (p * (r * r) + r) + 1.0f;
-  const int32_t k =
-      static_cast<int32_t>(select(kf == kf, kf, 0.0f));      // NaN must not reach the cast
-  const float pow2 = std::bit_cast<float>((k + 127) << 23);  // 2^k
-  const float res = select(x < kLo, 0.0f, y * pow2);
-  return select(x > kHi, std::numeric_limits<float>::infinity(), res);
-}
 
 // Runs body(begin, end) over [0, n) in chunks, in parallel when the work is large enough.
 template <typename Body>
