@@ -7,6 +7,7 @@
 #include <regex>
 
 #include "ckpt/h5.h"
+#include "ckpt/scores_file.h"
 #include "core/error.h"
 
 namespace resp {
@@ -146,11 +147,7 @@ void write_run_checkpoint(const fs::path& run_dir, const RunState& s) {
     f.set_attr("/scores", "num_layers", static_cast<int64_t>(s.scores.layers.size()));
     for (size_t l = 0; l < s.scores.layers.size(); ++l) {
       const std::string g = layer_name("/scores", l);
-      const LayerScores& L = s.scores.layers[l];
-      f.write(g + "/heads", L.heads);
-      f.write(g + "/channels", L.channels);
-      f.write(g + "/head_ids", std::vector<int32_t>(L.head_ids.begin(), L.head_ids.end()));
-      f.write(g + "/channel_ids", std::vector<int32_t>(L.channel_ids.begin(), L.channel_ids.end()));
+      write_layer_scores(f, g, s.scores.layers[l]);
     }
     std::vector<int32_t> tokens, prompt_lengths, finish_codes;
     std::vector<int64_t> offsets = {0};
@@ -221,15 +218,7 @@ RunState read_run_checkpoint(const fs::path& path) {
   if (ns != n) throw FormatError(cat(p, ": scores cover ", ns, " layers, plan ", n));
   for (int64_t l = 0; l < ns; ++l) {
     const std::string g = layer_name("/scores", static_cast<size_t>(l));
-    LayerScores L;
-    L.heads = f.read_f64(g + "/heads");
-    L.channels = f.read_f64(g + "/channels");
-    const auto hi = f.read_i32(g + "/head_ids");
-    const auto ci = f.read_i32(g + "/channel_ids");
-    L.head_ids.assign(hi.begin(), hi.end());
-    L.channel_ids.assign(ci.begin(), ci.end());
-    if (L.heads.size() != L.head_ids.size() || L.channels.size() != L.channel_ids.size())
-      throw FormatError(cat(p, ": ", g, ": score and id counts differ"));
+    LayerScores L = read_layer_scores(f, g);
     s.scores.layers.push_back(std::move(L));
   }
   const auto tokens = f.read_i32("/traces/tokens");

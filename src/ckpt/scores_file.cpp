@@ -15,6 +15,26 @@ std::string layer_group(size_t l) {
 }
 }  // namespace
 
+void write_layer_scores(h5::File& f, const std::string& g, const LayerScores& L) {
+  f.write(g + "/heads", L.heads);
+  f.write(g + "/channels", L.channels);
+  f.write(g + "/head_ids", std::vector<int32_t>(L.head_ids.begin(), L.head_ids.end()));
+  f.write(g + "/channel_ids", std::vector<int32_t>(L.channel_ids.begin(), L.channel_ids.end()));
+}
+
+LayerScores read_layer_scores(const h5::File& f, const std::string& g) {
+  LayerScores L;
+  L.heads = f.read_f64(g + "/heads");
+  L.channels = f.read_f64(g + "/channels");
+  const auto hi = f.read_i32(g + "/head_ids");
+  const auto ci = f.read_i32(g + "/channel_ids");
+  L.head_ids.assign(hi.begin(), hi.end());
+  L.channel_ids.assign(ci.begin(), ci.end());
+  if (L.heads.size() != L.head_ids.size() || L.channels.size() != L.channel_ids.size())
+    throw FormatError(cat(f.path(), ": ", g, ": score and id counts differ"));
+  return L;
+}
+
 void write_scores_h5(const std::filesystem::path& path, const ImportanceScores& s,
                      const std::string& model) {
   std::filesystem::path tmp = path;
@@ -34,11 +54,7 @@ void write_scores_h5(const std::filesystem::path& path, const ImportanceScores& 
     f.create_group("/layers");
     for (size_t l = 0; l < s.layers.size(); ++l) {
       const std::string g = layer_group(l);
-      const LayerScores& L = s.layers[l];
-      f.write(g + "/heads", L.heads);
-      f.write(g + "/channels", L.channels);
-      f.write(g + "/head_ids", std::vector<int32_t>(L.head_ids.begin(), L.head_ids.end()));
-      f.write(g + "/channel_ids", std::vector<int32_t>(L.channel_ids.begin(), L.channel_ids.end()));
+      write_layer_scores(f, g, s.layers[l]);
     }
     f.close();
   }
@@ -68,15 +84,7 @@ ImportanceScores read_scores_h5(const std::filesystem::path& path) {
   if (n < 0 || n > 4096) throw FormatError(cat(p, ": num_layers ", n, " out of range"));
   for (int64_t l = 0; l < n; ++l) {
     const std::string g = layer_group(static_cast<size_t>(l));
-    LayerScores L;
-    L.heads = f.read_f64(g + "/heads");
-    L.channels = f.read_f64(g + "/channels");
-    const auto hi = f.read_i32(g + "/head_ids");
-    const auto ci = f.read_i32(g + "/channel_ids");
-    L.head_ids.assign(hi.begin(), hi.end());
-    L.channel_ids.assign(ci.begin(), ci.end());
-    if (L.heads.size() != L.head_ids.size() || L.channels.size() != L.channel_ids.size())
-      throw FormatError(cat(p, ": ", g, ": score and id counts differ"));
+    LayerScores L = read_layer_scores(f, g);
     s.layers.push_back(std::move(L));
   }
   return s;

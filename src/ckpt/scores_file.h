@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <string>
 
+#include "ckpt/h5.h"
 #include "importance/criterion.h"
 
 namespace resp {
@@ -21,5 +22,9 @@ void write_scores_h5(const std::filesystem::path& path, const ImportanceScores& 
                      const std::string& model);
 // Reads and validates a scores file; throws FormatError naming the problem.
 ImportanceScores read_scores_h5(const std::filesystem::path& path);
+
+// One layer's scores under HDF5 group `g` (shared with run checkpoints).
+void write_layer_scores(h5::File& f, const std::string& g, const LayerScores& scores);
+LayerScores read_layer_scores(const h5::File& f, const std::string& g);
 
 }  // namespace resp
