@@ -61,10 +61,10 @@ struct BenchOptions {
   int batch = 8;
   int seq = 512;
   int threads = 0;
+  std::string device = "auto";
   int tp = 1;
   std::string json_out;
 };
-
 
 // Sustained sgemm rate of this backend on the model's dominant GEMM shape (GFLOP/s).
 double sgemm_rate(Backend& be, int64_t M, int64_t N, int64_t K) {
@@ -88,7 +88,7 @@ double sgemm_rate(Backend& be, int64_t M, int64_t N, int64_t K) {
 }
 
 int run_bench_forward(const BenchOptions& o) {
-  Runtime rt = start_runtime(o.tp, o.threads);
+  Runtime rt = start_runtime(o.tp, o.threads, o.device);
   const ModelConfig config = parse_model_config(bench_preset(o.config), o.config);
   if (o.seq < 2 || o.seq > config.max_position_embeddings)
     throw UsageError(cat("--seq must be in [2, ", config.max_position_embeddings, "]"));
@@ -168,6 +168,8 @@ void register_bench(CLI::App& root, Action* selected) {
   fwd->add_option("--batch", opts->batch, "Sequences")->check(CLI::PositiveNumber);
   fwd->add_option("--seq", opts->seq, "Tokens per sequence")->check(CLI::PositiveNumber);
   fwd->add_option("--threads", opts->threads, "CPU threads (default: all)");
+  fwd->add_option("--device", opts->device, kDeviceHelp)
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   fwd->add_option("--tp", opts->tp, "Tensor-parallel ranks")->check(CLI::PositiveNumber);
   fwd->add_option("--json", opts->json_out, "Also write the result JSON here");
   fwd->callback([opts, selected] { *selected = [opts] { return run_bench_forward(*opts); }; });

@@ -41,10 +41,10 @@ struct BackwardBenchOptions {
   int seq = 2048;
   int samples = 2;
   int threads = 0;
+  std::string device = "auto";
   std::string json_out;
   bool profile = false;
 };
-
 
 // Peak resident set size (VmHWM) in MiB, or -1 where /proc is unavailable.
 double peak_rss_mib() {
@@ -192,7 +192,7 @@ class TimingBackend final : public Backend {
 };
 
 int run_bench_backward(const BackwardBenchOptions& o) {
-  Runtime rt = start_runtime(1, o.threads);
+  Runtime rt = start_runtime(1, o.threads, o.device);
   const ModelConfig config = parse_model_config(bench_preset(o.config), o.config);
   if (o.seq < 2 || o.seq > config.max_position_embeddings)
     throw UsageError(cat("--seq must be in [2, ", config.max_position_embeddings, "]"));
@@ -387,6 +387,8 @@ void register_bench_backward(CLI::App& bench, Action* selected) {
   cmd->add_option("--seq", opts->seq, "Tokens per sequence")->check(CLI::PositiveNumber);
   cmd->add_option("--samples", opts->samples, "Sequences")->check(CLI::PositiveNumber);
   cmd->add_option("--threads", opts->threads, "CPU threads (default: all)");
+  cmd->add_option("--device", opts->device, kDeviceHelp)
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--json", opts->json_out, "Also write the result JSON here");
   cmd->add_flag("--profile", opts->profile, "Time every backend op (synchronizes after each)");
   cmd->callback([opts, selected] { *selected = [opts] { return run_bench_backward(*opts); }; });

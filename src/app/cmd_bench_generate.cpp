@@ -36,10 +36,10 @@ struct BenchGenerateOptions {
   int prompt_len = 256;
   int new_tokens = 256;
   int threads = 0;
+  std::string device = "auto";
   int tp = 1;
   std::string json_out;
 };
-
 
 std::vector<int> parse_batches(const std::string& s) {
   std::vector<int> out;
@@ -62,7 +62,7 @@ std::vector<int> parse_batches(const std::string& s) {
 
 int run_bench_generate(const BenchGenerateOptions& o) {
   const std::vector<int> batches = parse_batches(o.batches);
-  Runtime rt = start_runtime(o.tp, o.threads);
+  Runtime rt = start_runtime(o.tp, o.threads, o.device);
   const ModelConfig config = parse_model_config(bench_preset(o.config), o.config);
   if (o.prompt_len < 1 || o.new_tokens < 1 ||
       o.prompt_len + o.new_tokens > config.max_position_embeddings)
@@ -164,6 +164,8 @@ void register_bench_generate(CLI::App& bench, Action* selected) {
   gen->add_option("--prompt-len", opts->prompt_len, "Prompt tokens per sequence (default 256)");
   gen->add_option("--new-tokens", opts->new_tokens, "Generated tokens per sequence (default 256)");
   gen->add_option("--threads", opts->threads, "CPU threads (default: all)");
+  gen->add_option("--device", opts->device, kDeviceHelp)
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   gen->add_option("--tp", opts->tp, "Tensor-parallel ranks")->check(CLI::PositiveNumber);
   gen->add_option("--json", opts->json_out, "Also write the result JSON here");
   gen->callback([opts, selected] { *selected = [opts] { return run_bench_generate(*opts); }; });

@@ -26,6 +26,7 @@ namespace {
 struct ImportanceCliOptions {
   std::string model, traces, out, criterion = "taylor", loss, source = "self", task, chat_format;
   int tp = 1, threads = 0;
+  std::string device = "auto";
   int64_t limit = 0;
 };
 
@@ -42,7 +43,7 @@ int run_importance(const ImportanceCliOptions& o) {
     throw UsageError(
         cat("--criterion ", o.criterion, " needs calibration data: pass --traces FILE.jsonl"));
 
-  Runtime rt = start_runtime(o.tp, o.threads);
+  Runtime rt = start_runtime(o.tp, o.threads, o.device);
   const ParallelLayout& L = rt.par.layout;
   const ModelConfig config = load_model_config(o.model);
   std::vector<CalibrationSample> samples;
@@ -97,6 +98,8 @@ void register_importance(CLI::App& root, Action* selected) {
   cmd->add_option("--out", o->out, "Output scores (.h5)")->required();
   cmd->add_option("--tp", o->tp, "Tensor-parallel ranks per replica")->check(CLI::PositiveNumber);
   cmd->add_option("--threads", o->threads, "CPU threads per rank");
+  cmd->add_option("--device", o->device, kDeviceHelp)
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->callback([o, selected] { *selected = [o] { return run_importance(*o); }; });
 }
 

@@ -22,10 +22,11 @@ struct LogprobsOptions {
   std::string model, input, out;
   int tp = 1;
   int threads = 0;
+  std::string device = "auto";
 };
 
 int run_logprobs(const LogprobsOptions& o) {
-  Runtime rt = start_runtime(o.tp, o.threads);
+  Runtime rt = start_runtime(o.tp, o.threads, o.device);
   const ParallelLayout& L = rt.par.layout;
   const ModelConfig config = load_model_config(o.model);
   const ShardPlan plan = make_shard_plan(config, L.tp, L.tp_rank);
@@ -97,6 +98,8 @@ void register_logprobs(CLI::App& root, Action* selected) {
   cmd->add_option("--out", opts->out, "Output JSONL (default: stdout)");
   cmd->add_option("--tp", opts->tp, "Tensor-parallel ranks per replica (world = tp x dp)")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--device", opts->device, kDeviceHelp)
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--threads", opts->threads,
                   "CPU threads per rank (default: OMP_NUM_THREADS or all)");
   cmd->callback([opts, selected] { *selected = [opts] { return run_logprobs(*opts); }; });

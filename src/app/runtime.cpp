@@ -3,6 +3,12 @@
 #include <cstdlib>
 
 #include "core/log.h"
+#if RESP_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
+#if RESP_HAVE_NCCL
+#include "comm/nccl_communicator.h"
+#endif
 
 namespace resp::app {
 
@@ -16,6 +22,29 @@ Runtime start_runtime(int tp, int threads) {
   check_world_against_slurm(rt.mpi->world_size(), std::getenv("SLURM_NTASKS"));
   rt.par = make_parallel_context(*rt.mpi, tp);
   rt.backend = make_cpu_backend(threads);
+  return rt;
+}
+
+Runtime start_runtime(int tp, int threads, const std::string& device) {
+  if (device != "auto" && device != "cpu" && device != "cuda")
+    throw UsageError(cat("--device must be cpu, cuda or auto, not \"", device, "\""));
+  const int visible = cuda_device_count();
+  if (device == "cuda" && visible == 0)
+    throw UsageError("--device cuda: no CUDA device is visible (or this build has no CUDA)");
+  Runtime rt = start_runtime(tp, threads);
+  if (device == "cpu" || visible == 0) return rt;
+#if RESP_HAVE_CUDA
+  const int dev = rt.mpi->local_rank() % visible;
+  auto cuda = std::make_unique<CudaBackend>(dev);
+#if RESP_HAVE_NCCL
+  rt.par.tp = std::make_unique<NcclCommunicator>(std::move(rt.par.tp), cuda->stream(), dev, "tp");
+  rt.par.dp = std::make_unique<NcclCommunicator>(std::move(rt.par.dp), cuda->stream(), dev, "dp");
+#else
+  if (rt.par.layout.world > 1)
+    throw UnsupportedError("several ranks on cuda need NCCL, which this build did not find");
+#endif
+  rt.backend = std::move(cuda);
+#endif
   return rt;
 }
 

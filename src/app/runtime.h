@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "backend/backend.h"
 #include "comm/mpi_communicator.h"
@@ -12,11 +13,20 @@ namespace resp::app {
 
 struct Runtime {
   std::unique_ptr<MpiRuntime> mpi;
-  ParallelContext par;
+  // Declared before `par`, so destroyed after it: its NCCL communicators use the backend's
+  // stream until they are gone.
   std::unique_ptr<Backend> backend;
+  ParallelContext par;
 };
 
 // Collective over all ranks. threads <= 0: OMP_NUM_THREADS or all cores.
 Runtime start_runtime(int tp, int threads);
+// The same on `device`: "cpu", "cuda", or "auto" (cuda when a CUDA device is visible, else
+// cpu). On cuda each rank takes device local_rank % visible devices and the TP and DP
+// communicators become NCCL communicators over the MPI ones (host tensors still use MPI).
+Runtime start_runtime(int tp, int threads, const std::string& device);
+// Help text of the --device option.
+inline constexpr const char* kDeviceHelp =
+    "cpu | cuda | auto (default auto: cuda when a GPU is visible)";
 
 }  // namespace resp::app

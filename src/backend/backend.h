@@ -14,6 +14,10 @@ class Backend {
   virtual ~Backend() = default;
   virtual Device device() const = 0;
   virtual std::string name() const = 0;
+  // The dtype the model should store its weight matrices in. gemm() accepts it as an operand
+  // and copy() converts to and from F32 host staging; everything else stays F32. The CPU
+  // backend keeps F32; the CUDA backend may use BF16 (see make_cuda_backend).
+  virtual DType weight_dtype() const { return DType::F32; }
 
   // ---- memory -------------------------------------------------------------------------------
   virtual Buffer allocate(size_t bytes) = 0;
@@ -122,5 +126,12 @@ class Backend {
 
 // The CPU backend (OpenBLAS + OpenMP). `threads` <= 0 means "all available cores".
 std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
+
+// The CUDA backend on `device` (< 0: device 0), storing weight matrices as `weight_dtype` (F32
+// or BF16). Throws UnsupportedError when this build has no CUDA, DeviceError when the device
+// cannot be used.
+std::unique_ptr<Backend> make_cuda_backend(int device = -1, DType weight_dtype = DType::F32);
+// Visible CUDA devices: 0 without CUDA support in the build, without a driver or a device.
+int cuda_device_count();
 
 }  // namespace resp

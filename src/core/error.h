@@ -51,6 +51,12 @@ class CommError : public Error {
  public:
   using Error::Error;
 };
+// The GPU runtime, cuBLAS or NCCL reported an error (the message names the op and the library's
+// own error string).
+class DeviceError : public Error {
+ public:
+  using Error::Error;
+};
 // A requested feature exists in the input but is not supported (yet).
 class UnsupportedError : public Error {
  public:

@@ -1,0 +1,109 @@
+// Host-side launchers of the CUDA kernels in this folder. Only the CUDA backend includes this
+// header. Launchers take raw device pointers plus explicit sizes and leading strides (in
+// elements) and enqueue on `stream`; they never synchronise and never validate shapes (the
+// backend does that on the host). Index checks that need device data (token ids, targets,
+// kv_of_head) set bits in `status`, a word of mapped pinned host memory the backend reads after
+// the next synchronisation, because a kernel cannot throw.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace resp::kernels {
+
+// Bits of the status word.
+enum StatusBit : unsigned {
+  kBadTokenId = 1u << 0,
+  kBadTarget = 1u << 1,
+  kBadKvHead = 1u << 2,
+};
+
+// `rows` rows of `cols` contiguous floats, `ld` elements apart (ld >= cols).
+struct Rows {
+  float* p;
+  int64_t rows;
+  int64_t cols;
+  int64_t ld;
+};
+
+// Raises the dynamic shared-memory limit of the attention kernels (once per device/process).
+void init_attention(int device);
+// Largest head dim the attention kernels support.
+constexpr int kMaxHeadDim = 256;
+
+// ---- elementwise --------------------------------------------------------------------------
+void fill(Rows x, float value, cudaStream_t s);
+void scale(Rows x, float alpha, cudaStream_t s);
+void add(Rows out, Rows a, Rows b, cudaStream_t s);
+void add_bias(Rows y, const float* bias, cudaStream_t s);
+void swiglu(Rows out, Rows gate, Rows up, cudaStream_t s);
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                     const float* up, int64_t n, cudaStream_t s);
+void embedding(Rows out, const float* table, int64_t vocab, const int32_t* ids, unsigned* status,
+               cudaStream_t s);
+void embedding_backward(float* dtable, int64_t vocab, const float* dout, int64_t T, int64_t H,
+                        const int32_t* ids, unsigned* status, cudaStream_t s);
+void f32_to_bf16(uint16_t* dst, const float* src, int64_t n, cudaStream_t s);
+void bf16_to_f32(float* dst, const uint16_t* src, int64_t n, cudaStream_t s);
+// Rows of f32 `src` (ld_src) to a packed bf16 [rows, cols] matrix (GEMM operand staging).
+void f32_rows_to_bf16(uint16_t* dst, Rows src, cudaStream_t s);
+
+// Column sums out[c] += sum_r a[r, c] * (b ? b[r, c] : 1) * (row_scale ? row_scale[r] : 1) of
+// [R, C] matrices (contiguous rows). Deterministic two-stage reduction; `partial` needs
+// column_sum_partials(R) * C floats.
+int64_t column_sum_partials(int64_t R);
+void column_sum(float* out, const float* a, const float* b, const float* row_scale, int64_t R,
+                int64_t C, float* partial, cudaStream_t s);
+
+// ---- normalisation and rotary embedding ---------------------------------------------------
+void rmsnorm(Rows out, Rows x, const float* w, float eps, cudaStream_t s);
+// dx [R, D] (may alias dy) overwritten, dw [D] (nullable) accumulated; x, dy contiguous.
+// `scratch` needs rmsnorm_backward_scratch(R, D) floats.
+int64_t rmsnorm_backward_scratch(int64_t R, int64_t D);
+void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w,
+                      int64_t R, int64_t D, float eps, float* scratch, cudaStream_t s);
+// In place on x [T, H, D] (row stride ld for dimension 0, heads contiguous); `sign` -1 rotates
+// by the negative angle (the backward op).
+void rope(float* x, int64_t T, int64_t H, int64_t D, int64_t ld, const int32_t* positions,
+          const float* inv_freq, float sign, cudaStream_t s);
+
+// ---- softmax family -----------------------------------------------------------------------
+void softmax(Rows out, Rows x, bool log, cudaStream_t s);
+void cross_entropy(float* losses, float* logits, int64_t R, int64_t V, const int32_t* targets,
+                   const float* weights, unsigned* status, cudaStream_t s);
+
+// ---- attention ----------------------------------------------------------------------------
+struct AttnArgs {
+  const float* q;  // [T, Hq, D], row stride ldq
+  const float* k;  // [S, Hkv, D], row stride ldk
+  const float* v;  // [S, Hkv, D], row stride ldv
+  const int32_t* kv_of_head;
+  int64_t T, Hq, Hkv, D, S;
+  int64_t ldq, ldk, ldv;
+  int64_t q_offset;
+  float scale;
+};
+// Scratch floats attention() needs for the decode (split-key) path, 0 for prefill.
+int64_t attention_scratch(const AttnArgs& a);
+// out [T, Hq, D] (row stride ldo). lse (nullable) receives log-sum-exp of the scaled scores
+// per (t, h) ([T, Hq]); when it is requested the prefill kernel is always used.
+void attention(float* out, int64_t ldo, float* lse, const AttnArgs& a, float* scratch,
+               unsigned* status, cudaStream_t s);
+// dq [T, Hq, D], dk/dv [S, Hkv, D] (contiguous), overwritten. o and lse come from a forward
+// with lse; delta is scratch [T, Hq].
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* o,
+                        const float* lse, float* delta, const AttnArgs& a, cudaStream_t s);
+
+// ---- importance reductions ----------------------------------------------------------------
+// out[g] += sum over rows r in group g (r / rows_per_group) and all columns of |w * gr| * factor,
+// w/gr [R, C] contiguous: Taylor scores of heads (rows of q_proj) or channels (gate/up rows).
+void abs_product_row_groups(double* out, const float* w, const float* gr, int64_t R, int64_t C,
+                            int64_t rows_per_group, double factor, cudaStream_t s);
+// out[g] += sum over columns c in group g (c / cols_per_group) and all rows of |w * gr| *
+// factor: o_proj (head column blocks) and down_proj (channel columns).
+void abs_product_col_groups(double* out, const float* w, const float* gr, int64_t R, int64_t C,
+                            int64_t cols_per_group, double factor, cudaStream_t s);
+
+}  // namespace resp::kernels

@@ -1,0 +1,622 @@
+#include "backend/cuda/cuda_backend.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "kernels.h"
+
+namespace resp {
+
+namespace {
+
+namespace k = kernels;
+
+void check_device(const char* op, const char* what, const Tensor& t) {
+  if (t.device() != Device::CUDA)
+    throw ShapeError(cat(op, ": ", what, " ", t.str(), " is not device memory (cuda backend)"));
+  if (t.data() == nullptr && t.numel() != 0)
+    throw ShapeError(cat(op, ": ", what, " ", t.str(), " has no data"));
+}
+
+void check_dtype(const char* op, const char* what, const Tensor& t, DType want) {
+  check_device(op, what, t);
+  if (t.dtype() != want)
+    throw ShapeError(cat(op, ": ", what, " ", t.str(), " must be ", dtype_name(want)));
+}
+
+// A device tensor as rows of contiguous elements (inner dimensions contiguous, dimension 0
+// possibly padded), like the CPU backend's views.
+k::Rows rows_of(const char* op, const char* what, const Tensor& t) {
+  if (t.rank() == 0) return {static_cast<float*>(t.data()), 1, 1, 1};
+  int64_t expect = 1;
+  for (int i = t.rank() - 1; i >= 1; --i) {
+    if (t.dim(i) != 1 && t.stride(i) != expect)
+      throw ShapeError(cat(op, ": ", what, " ", t.str(), " has non-contiguous inner dimensions"));
+    expect *= t.dim(i);
+  }
+  const int64_t rows = t.dim(0);
+  const int64_t ld = rows <= 1 ? expect : t.stride(0);
+  if (ld < expect)
+    throw ShapeError(
+        cat(op, ": ", what, " ", t.str(), " has row stride ", ld, " < row size ", expect));
+  return {static_cast<float*>(t.data()), rows, expect, ld};
+}
+
+k::Rows f32_rows(const char* op, const char* what, const Tensor& t) {
+  check_dtype(op, what, t, DType::F32);
+  return rows_of(op, what, t);
+}
+
+// Contiguous F32 device tensor (the backward ops' requirement, as on the CPU).
+float* f32_contig(const char* op, const char* what, const Tensor& t) {
+  check_dtype(op, what, t, DType::F32);
+  if (!t.is_contiguous())
+    throw ShapeError(cat(op, ": ", what, " ", t.str(), " must be contiguous"));
+  return static_cast<float*>(t.data());
+}
+
+const int32_t* i32_contig(const char* op, const char* what, const Tensor& t) {
+  check_dtype(op, what, t, DType::I32);
+  if (!t.is_contiguous())
+    throw ShapeError(cat(op, ": ", what, " ", t.str(), " must be contiguous"));
+  return static_cast<const int32_t*>(t.data());
+}
+
+struct Span {
+  const char* b;
+  const char* e;
+};
+Span span_of(const k::Rows& r) {
+  const char* b = reinterpret_cast<const char*>(r.p);
+  if (r.rows == 0 || r.cols == 0) return {b, b};
+  return {b, b + ((r.rows - 1) * r.ld + r.cols) * static_cast<int64_t>(sizeof(float))};
+}
+bool overlaps(const k::Rows& x, const k::Rows& y) {
+  const Span a = span_of(x), b = span_of(y);
+  return a.b < b.e && b.b < a.e;
+}
+bool same_view(const k::Rows& x, const k::Rows& y) {
+  return x.p == y.p && x.rows == y.rows && x.cols == y.cols && x.ld == y.ld;
+}
+void check_alias(const char* op, const char* out_name, const k::Rows& out, const char* in_name,
+                 const k::Rows& in) {
+  if (overlaps(out, in) && !same_view(out, in))
+    throw ShapeError(cat(op, ": ", out_name, " partially overlaps ", in_name));
+}
+
+k::AttnArgs attn_args(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                      const Tensor& kv_of_head, int64_t q_offset, float scale) {
+  const k::Rows rq = f32_rows(op, "q", q), rk = f32_rows(op, "k", k), rv = f32_rows(op, "v", v);
+  RESP_CHECK_SHAPE(q.rank() == 3 && k.rank() == 3 && v.rank() == 3, "q ", q.str(), ", k ", k.str(),
+                   ", v ", v.str(), " must be [T, Hq, D], [S, Hkv, D], [S, Hkv, D]");
+  RESP_CHECK_SHAPE(k.shape() == v.shape() && k.dim(2) == q.dim(2), "k ", k.str(), " and v ",
+                   v.str(), " must both be [S, Hkv, D] with D of q ", q.str());
+  RESP_CHECK_SHAPE(kv_of_head.rank() == 1 && kv_of_head.dim(0) == q.dim(1), "kv_of_head ",
+                   kv_of_head.str(), " must be [Hq] for q ", q.str());
+  RESP_CHECK_SHAPE(q_offset >= 0 && k.dim(0) >= q_offset + q.dim(0), "S = ", k.dim(0), " of k ",
+                   k.str(), " must be >= q_offset ", q_offset, " + T ", q.dim(0));
+  RESP_CHECK_SHAPE(q.dim(2) <= k::kMaxHeadDim, "head dim ", q.dim(2), " of q ", q.str(),
+                   " exceeds the CUDA attention kernels' limit ", k::kMaxHeadDim);
+  k::AttnArgs a{};
+  a.q = rq.p;
+  a.k = rk.p;
+  a.v = rv.p;
+  a.kv_of_head = i32_contig(op, "kv_of_head", kv_of_head);
+  a.T = q.dim(0);
+  a.Hq = q.dim(1);
+  a.D = q.dim(2);
+  a.S = k.dim(0);
+  a.Hkv = k.dim(1);
+  a.ldq = rq.ld;
+  a.ldk = rk.ld;
+  a.ldv = rv.ld;
+  a.q_offset = q_offset;
+  a.scale = scale;
+  return a;
+}
+
+}  // namespace
+
+// ---- construction ------------------------------------------------------------------------
+
+CudaBackend::CudaBackend(int device, DType weight_dtype)
+    : device_(device < 0 ? 0 : device), weight_dtype_(weight_dtype) {
+  if (weight_dtype_ != DType::F32 && weight_dtype_ != DType::BF16)
+    throw ConfigError(
+        cat("cuda backend: weights can be F32 or BF16, not ", dtype_name(weight_dtype_)));
+  const int n = cuda::device_count();
+  if (device_ >= n)
+    throw DeviceError(
+        cat("cuda backend: device ", device_, " requested but ", n, " device(s) are visible"));
+  cuda::check(cudaSetDevice(device_), "cudaSetDevice");
+  cudaStream_t s = nullptr;
+  cuda::check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
+  stream_.reset(s);
+  cublasHandle_t h = nullptr;
+  cuda::check(cublasCreate(&h), "cublasCreate");
+  cublas_.reset(h);
+  cuda::check(cublasSetStream(h, s), "cublasSetStream");
+  // Default math: no TF32 for f32 products (the CPU backend is the accuracy reference).
+  cuda::check(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+  void* st = nullptr;
+  cuda::check(cudaHostAlloc(&st, sizeof(unsigned), cudaHostAllocMapped), "cudaHostAlloc status");
+  status_host_.reset(st);
+  *static_cast<volatile unsigned*>(st) = 0;
+  void* st_dev = nullptr;
+  cuda::check(cudaHostGetDevicePointer(&st_dev, st, 0), "cudaHostGetDevicePointer");
+  status_dev_ = static_cast<unsigned*>(st_dev);
+  k::init_attention(device_);
+  cuda::check_launch("attention kernel attributes");
+}
+
+CudaBackend::~CudaBackend() {
+  if (stream_) cudaStreamSynchronize(stream_.get());  // errors cannot be reported here
+}
+
+std::string CudaBackend::name() const {
+  cudaDeviceProp p{};
+  if (cudaGetDeviceProperties(&p, device_) != cudaSuccess) return cat("cuda:", device_);
+  return cat("cuda:", device_, " (", p.name, ", weights ", dtype_name(weight_dtype_), ")");
+}
+
+std::unique_ptr<Backend> make_cuda_backend(int device, DType weight_dtype) {
+  return std::make_unique<CudaBackend>(device, weight_dtype);
+}
+
+int cuda_device_count() {
+  return cuda::device_count();
+}
+
+// ---- memory ------------------------------------------------------------------------------
+
+Buffer CudaBackend::allocate(size_t bytes) {
+  cuda::check(cudaSetDevice(device_), "cudaSetDevice");
+  cuda::DevicePtr p = cuda::device_alloc(bytes, "cudaMalloc");
+  return Buffer(p.release(), bytes, Device::CUDA, [](void* q) { cudaFree(q); });
+}
+
+void CudaBackend::sync_and_check(const char* op) {
+  cuda::check(cudaStreamSynchronize(stream_.get()), op);
+  auto* st = static_cast<volatile unsigned*>(status_host_.get());
+  const unsigned bits = *st;
+  if (bits == 0) return;
+  *st = 0;
+  std::string what;
+  if (bits & k::kBadTokenId) what += " token id outside the embedding table;";
+  if (bits & k::kBadTarget) what += " cross-entropy target outside the vocabulary;";
+  if (bits & k::kBadKvHead) what += " kv_of_head entry outside [0, Hkv);";
+  throw ShapeError(
+      cat("cuda backend: a kernel queued before ", op, " found an invalid index:", what));
+}
+
+void CudaBackend::synchronize() {
+  sync_and_check("synchronize");
+}
+
+void CudaBackend::copy(const Tensor& dst, const Tensor& src) {
+  RESP_CHECK_SHAPE(dst.numel() == src.numel(), "dst ", dst.str(), " and src ", src.str(),
+                   " differ in element count");
+  RESP_CHECK_SHAPE(dst.is_contiguous() && src.is_contiguous(), "dst ", dst.str(), " and src ",
+                   src.str(), " must be contiguous");
+  const int64_t n = dst.numel();
+  if (n == 0) return;
+  const bool dh = dst.device() == Device::CPU, sh = src.device() == Device::CPU;
+  cudaStream_t s = stream_.get();
+  if (dst.dtype() == src.dtype()) {
+    if (dh && sh) {
+      if (dst.data() != src.data()) std::memmove(dst.data(), src.data(), dst.nbytes());
+      return;
+    }
+    const cudaMemcpyKind kind =
+        dh ? cudaMemcpyDeviceToHost : (sh ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToDevice);
+    if (dst.data() == src.data()) return;
+    cuda::check(cudaMemcpyAsync(dst.data(), src.data(), dst.nbytes(), kind, s), "copy");
+    // A host buffer may be reused (H2D) or read (D2H) as soon as copy() returns.
+    if (dh || sh) sync_and_check("copy");
+    return;
+  }
+  // F32 <-> BF16: weights stored in bf16 are loaded from and read back to f32 host staging.
+  const bool f2b = src.dtype() == DType::F32 && dst.dtype() == DType::BF16;
+  const bool b2f = src.dtype() == DType::BF16 && dst.dtype() == DType::F32;
+  RESP_CHECK_SHAPE((f2b || b2f) && !(dh && sh), "dst ", dst.str(), " and src ", src.str(),
+                   " differ in dtype (only F32 <-> BF16 with a device side converts)");
+  const size_t f32_bytes = static_cast<size_t>(n) * sizeof(float);
+  const size_t b16_bytes = static_cast<size_t>(n) * sizeof(uint16_t);
+  if (f2b) {
+    const float* from = static_cast<const float*>(src.data());
+    if (sh) {
+      void* stage = scratch(f32_bytes);
+      cuda::check(cudaMemcpyAsync(stage, src.data(), f32_bytes, cudaMemcpyHostToDevice, s),
+                  "copy f32 -> bf16 (upload)");
+      from = static_cast<const float*>(stage);
+    }
+    if (dh) {
+      void* stage = scratch(b16_bytes);
+      k::f32_to_bf16(static_cast<uint16_t*>(stage), from, n, s);
+      cuda::check_launch("copy f32 -> bf16");
+      cuda::check(cudaMemcpyAsync(dst.data(), stage, b16_bytes, cudaMemcpyDeviceToHost, s),
+                  "copy f32 -> bf16 (download)");
+    } else {
+      k::f32_to_bf16(static_cast<uint16_t*>(dst.data()), from, n, s);
+      cuda::check_launch("copy f32 -> bf16");
+    }
+  } else {
+    const uint16_t* from = static_cast<const uint16_t*>(src.data());
+    if (sh) {
+      void* stage = scratch(b16_bytes + f32_bytes);
+      cuda::check(cudaMemcpyAsync(stage, src.data(), b16_bytes, cudaMemcpyHostToDevice, s),
+                  "copy bf16 -> f32 (upload)");
+      from = static_cast<const uint16_t*>(stage);
+    }
+    if (dh) {
+      void* stage = static_cast<char*>(scratch(b16_bytes + f32_bytes)) + b16_bytes;
+      k::bf16_to_f32(static_cast<float*>(stage), from, n, s);
+      cuda::check_launch("copy bf16 -> f32");
+      cuda::check(cudaMemcpyAsync(dst.data(), stage, f32_bytes, cudaMemcpyDeviceToHost, s),
+                  "copy bf16 -> f32 (download)");
+    } else {
+      k::bf16_to_f32(static_cast<float*>(dst.data()), from, n, s);
+      cuda::check_launch("copy bf16 -> f32");
+    }
+  }
+  if (dh || sh) sync_and_check("copy");
+}
+
+void CudaBackend::fill(const Tensor& dst, float value) {
+  k::fill(f32_rows("fill", "dst", dst), value, stream_.get());
+  cuda::check_launch("fill");
+}
+
+// ---- gemm --------------------------------------------------------------------------------
+
+const void* CudaBackend::to_bf16(const Tensor& t, size_t offset) {
+  const k::Rows r = f32_rows("gemm", "operand", t);
+  const size_t bytes = static_cast<size_t>(r.rows * r.cols) * sizeof(uint16_t);
+  auto* dst = reinterpret_cast<uint16_t*>(static_cast<char*>(scratch(offset + bytes)) + offset);
+  k::f32_rows_to_bf16(dst, r, stream_.get());
+  cuda::check_launch("gemm bf16 staging");
+  return dst;
+}
+
+void CudaBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                       const Tensor& c, float alpha, float beta) {
+  check_device("gemm", "A", a);
+  check_device("gemm", "B", b);
+  check_dtype("gemm", "C", c, DType::F32);
+  RESP_CHECK_SHAPE((a.dtype() == DType::F32 || a.dtype() == DType::BF16) &&
+                       (b.dtype() == DType::F32 || b.dtype() == DType::BF16),
+                   "A ", a.str(), " and B ", b.str(), " must be F32 or BF16");
+  RESP_CHECK_SHAPE(a.rank() == 2 && b.rank() == 2 && c.rank() == 2, "A ", a.str(), ", B ", b.str(),
+                   ", C ", c.str(), " must all be 2-D");
+  const int64_t m = trans_a ? a.dim(1) : a.dim(0);
+  const int64_t kk = trans_a ? a.dim(0) : a.dim(1);
+  const int64_t kb = trans_b ? b.dim(1) : b.dim(0);
+  const int64_t n = trans_b ? b.dim(0) : b.dim(1);
+  RESP_CHECK_SHAPE(kk == kb && c.dim(0) == m && c.dim(1) == n, "op(A) [", m, ", ", kk,
+                   "] @ op(B) [", kb, ", ", n, "] -> C [", m, ", ", n, "] does not fit: A ",
+                   a.str(), (trans_a ? "^T" : ""), ", B ", b.str(), (trans_b ? "^T" : ""), ", C ",
+                   c.str());
+  RESP_CHECK_SHAPE(a.stride(1) == 1 || a.dim(1) <= 1, "A ", a.str(), " needs contiguous rows");
+  RESP_CHECK_SHAPE(b.stride(1) == 1 || b.dim(1) <= 1, "B ", b.str(), " needs contiguous rows");
+  const k::Rows rc = rows_of("gemm", "C", c);
+  if (m == 0 || n == 0) return;
+  cudaStream_t s = stream_.get();
+  if (kk == 0) {  // C = beta * C, exactly 0 when beta == 0 (whatever C held)
+    if (beta == 0.0f)
+      k::fill(rc, 0.0f, s);
+    else
+      k::scale(rc, beta, s);
+    cuda::check_launch("gemm (k = 0)");
+    return;
+  }
+  auto ld_of = [](const Tensor& t) {
+    const int64_t cols = t.dim(1);
+    const int64_t ld = t.dim(0) <= 1 ? cols : t.stride(0);
+    return std::max<int64_t>({ld, cols, 1});
+  };
+  const bool mixed = a.dtype() == DType::BF16 || b.dtype() == DType::BF16;
+  const void* pa = a.data();
+  const void* pb = b.data();
+  int64_t lda = ld_of(a), ldb = ld_of(b);
+  if (mixed) {
+    // Both inputs must be bf16 for a bf16 tensor-core product: round the f32 one.
+    if (a.dtype() == DType::F32) {
+      pa = to_bf16(a, 0);
+      lda = std::max<int64_t>(a.dim(1), 1);
+    }
+    if (b.dtype() == DType::F32) {
+      pb = to_bf16(b, 0);
+      ldb = std::max<int64_t>(b.dim(1), 1);
+    }
+  }
+  const int64_t ldc = std::max<int64_t>({rc.ld, rc.cols, 1});
+  constexpr int64_t kMax = INT32_MAX;
+  RESP_CHECK_SHAPE(
+      m <= kMax && n <= kMax && kk <= kMax && lda <= kMax && ldb <= kMax && ldc <= kMax,
+      "dimensions exceed the cuBLAS integer range");
+  const cudaDataType_t in_type = mixed ? CUDA_R_16BF : CUDA_R_32F;
+  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
+  cuda::check(
+      cublasGemmEx(cublas_.get(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                   trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
+                   static_cast<int>(kk), &alpha, pb, in_type, static_cast<int>(ldb), pa, in_type,
+                   static_cast<int>(lda), &beta, rc.p, CUDA_R_32F, static_cast<int>(ldc),
+                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+      "cublasGemmEx");
+}
+
+// ---- row-wise ops ------------------------------------------------------------------------
+
+void CudaBackend::add_bias(const Tensor& y, const Tensor& bias) {
+  const k::Rows ry = f32_rows("add_bias", "y", y);
+  const k::Rows rb = f32_rows("add_bias", "bias", bias);
+  RESP_CHECK_SHAPE(y.rank() == 2 && bias.rank() == 1 && bias.dim(0) == y.dim(1), "y ", y.str(),
+                   " must be [R, N] and bias ", bias.str(), " [N]");
+  RESP_CHECK_SHAPE(!overlaps(ry, rb), "y ", y.str(), " overlaps bias ", bias.str());
+  k::add_bias(ry, rb.p, stream_.get());
+  cuda::check_launch("add_bias");
+}
+
+void CudaBackend::rmsnorm(const Tensor& out, const Tensor& x, const Tensor& w, float eps) {
+  const k::Rows ro = f32_rows("rmsnorm", "out", out);
+  const k::Rows rx = f32_rows("rmsnorm", "x", x);
+  const k::Rows rw = f32_rows("rmsnorm", "w", w);
+  RESP_CHECK_SHAPE(
+      x.rank() == 2 && out.shape() == x.shape() && w.rank() == 1 && w.dim(0) == x.dim(1), "x ",
+      x.str(), " and out ", out.str(), " must be [R, D] and w ", w.str(), " [D]");
+  check_alias("rmsnorm", "out", ro, "x", rx);
+  k::rmsnorm(ro, rx, rw.p, eps, stream_.get());
+  cuda::check_launch("rmsnorm");
+}
+
+void CudaBackend::rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq) {
+  const k::Rows rx = f32_rows("rope", "x", x);
+  RESP_CHECK_SHAPE(x.rank() == 3 && x.dim(2) % 2 == 0, "x ", x.str(),
+                   " must be [T, H, D] with D even");
+  RESP_CHECK_SHAPE(positions.rank() == 1 && positions.dim(0) == x.dim(0), "positions ",
+                   positions.str(), " must be [T] for x ", x.str());
+  RESP_CHECK_SHAPE(inv_freq.rank() == 1 && inv_freq.dim(0) == x.dim(2) / 2, "inv_freq ",
+                   inv_freq.str(), " must be [D/2] for x ", x.str());
+  k::rope(rx.p, x.dim(0), x.dim(1), x.dim(2), rx.ld, i32_contig("rope", "positions", positions),
+          f32_contig("rope", "inv_freq", inv_freq), 1.0f, stream_.get());
+  cuda::check_launch("rope");
+}
+
+void CudaBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
+                            const Tensor& kv_of_head, int64_t q_offset, float scale) {
+  const k::AttnArgs a = attn_args("attention", q, k, v, kv_of_head, q_offset, scale);
+  const k::Rows ro = f32_rows("attention", "out", out);
+  RESP_CHECK_SHAPE(out.shape() == q.shape(), "out ", out.str(), " must match q ", q.str());
+  check_alias("attention", "out", ro, "q", rows_of("attention", "q", q));
+  RESP_CHECK_SHAPE(
+      !overlaps(ro, rows_of("attention", "k", k)) && !overlaps(ro, rows_of("attention", "v", v)),
+      "out ", out.str(), " overlaps k or v");
+  const int64_t need = k::attention_scratch(a);
+  float* sc =
+      need > 0 ? static_cast<float*>(scratch(static_cast<size_t>(need) * sizeof(float))) : nullptr;
+  k::attention(ro.p, ro.ld, nullptr, a, sc, status_dev_, stream_.get());
+  cuda::check_launch("attention");
+}
+
+void CudaBackend::swiglu(const Tensor& out, const Tensor& gate, const Tensor& up) {
+  const k::Rows ro = f32_rows("swiglu", "out", out);
+  const k::Rows rg = f32_rows("swiglu", "gate", gate);
+  const k::Rows ru = f32_rows("swiglu", "up", up);
+  RESP_CHECK_SHAPE(out.shape() == gate.shape() && up.shape() == gate.shape(), "out ", out.str(),
+                   ", gate ", gate.str(), ", up ", up.str(), " must have the same shape");
+  check_alias("swiglu", "out", ro, "gate", rg);
+  check_alias("swiglu", "out", ro, "up", ru);
+  k::swiglu(ro, rg, ru, stream_.get());
+  cuda::check_launch("swiglu");
+}
+
+void CudaBackend::embedding(const Tensor& out, const Tensor& table, const Tensor& ids) {
+  const k::Rows ro = f32_rows("embedding", "out", out);
+  const k::Rows rt = f32_rows("embedding", "table", table);
+  RESP_CHECK_SHAPE(table.rank() == 2 && ids.rank() == 1 && out.rank() == 2 &&
+                       out.dim(0) == ids.dim(0) && out.dim(1) == table.dim(1),
+                   "table ", table.str(), " must be [V, H], ids ", ids.str(), " [T], out ",
+                   out.str(), " [T, H]");
+  RESP_CHECK_SHAPE(rt.ld == rt.cols || rt.rows <= 1, "table ", table.str(), " must be contiguous");
+  k::embedding(ro, rt.p, table.dim(0), i32_contig("embedding", "ids", ids), status_dev_,
+               stream_.get());
+  cuda::check_launch("embedding");
+}
+
+void CudaBackend::add(const Tensor& out, const Tensor& a, const Tensor& b) {
+  const k::Rows ro = f32_rows("add", "out", out);
+  const k::Rows ra = f32_rows("add", "a", a);
+  const k::Rows rb = f32_rows("add", "b", b);
+  RESP_CHECK_SHAPE(out.shape() == a.shape() && b.shape() == a.shape(), "out ", out.str(), ", a ",
+                   a.str(), ", b ", b.str(), " must have the same shape");
+  check_alias("add", "out", ro, "a", ra);
+  check_alias("add", "out", ro, "b", rb);
+  k::add(ro, ra, rb, stream_.get());
+  cuda::check_launch("add");
+}
+
+void CudaBackend::scale(const Tensor& x, float alpha) {
+  k::scale(f32_rows("scale", "x", x), alpha, stream_.get());
+  cuda::check_launch("scale");
+}
+
+void CudaBackend::softmax(const Tensor& out, const Tensor& x) {
+  const k::Rows ro = f32_rows("softmax", "out", out);
+  const k::Rows rx = f32_rows("softmax", "x", x);
+  RESP_CHECK_SHAPE(x.rank() == 2 && out.shape() == x.shape(), "x ", x.str(), " and out ", out.str(),
+                   " must be the same [R, N]");
+  check_alias("softmax", "out", ro, "x", rx);
+  k::softmax(ro, rx, false, stream_.get());
+  cuda::check_launch("softmax");
+}
+
+void CudaBackend::log_softmax(const Tensor& out, const Tensor& x) {
+  const k::Rows ro = f32_rows("log_softmax", "out", out);
+  const k::Rows rx = f32_rows("log_softmax", "x", x);
+  RESP_CHECK_SHAPE(x.rank() == 2 && out.shape() == x.shape(), "x ", x.str(), " and out ", out.str(),
+                   " must be the same [R, N]");
+  check_alias("log_softmax", "out", ro, "x", rx);
+  k::softmax(ro, rx, true, stream_.get());
+  cuda::check_launch("log_softmax");
+}
+
+// ---- backward ops ------------------------------------------------------------------------
+
+void CudaBackend::sum_rows(const Tensor& out, const Tensor& x) {
+  float* o = f32_contig("sum_rows", "out", out);
+  const float* xp = f32_contig("sum_rows", "x", x);
+  const int64_t N = out.numel();
+  RESP_CHECK_SHAPE(N > 0 && x.numel() % N == 0 && x.dim(x.rank() - 1) == N, "x ", x.str(),
+                   " must be [R, ", N, "] for out ", out.str());
+  const int64_t R = x.numel() / N;
+  auto* partial = static_cast<float*>(
+      scratch(static_cast<size_t>(k::column_sum_partials(R) * N) * sizeof(float)));
+  k::column_sum(o, xp, nullptr, nullptr, R, N, partial, stream_.get());
+  cuda::check_launch("sum_rows");
+}
+
+void CudaBackend::rmsnorm_backward(const Tensor& dx, const Tensor& dw, const Tensor& dy,
+                                   const Tensor& x, const Tensor& w, float eps) {
+  const char* op = "rmsnorm_backward";
+  float* dxp = f32_contig(op, "dx", dx);
+  const float* dyp = f32_contig(op, "dy", dy);
+  const float* xp = f32_contig(op, "x", x);
+  const float* wp = f32_contig(op, "w", w);
+  const int64_t D = w.numel();
+  RESP_CHECK_SHAPE(
+      D > 0 && x.dim(x.rank() - 1) == D && x.numel() == dy.numel() && x.numel() == dx.numel(), "x ",
+      x.str(), ", dy ", dy.str(), ", dx ", dx.str(), " vs w ", w.str());
+  float* dwp = nullptr;
+  if (!dw.empty()) {
+    dwp = f32_contig(op, "dw", dw);
+    RESP_CHECK_SHAPE(dw.numel() == D, "dw ", dw.str(), " must match w ", w.str());
+  }
+  const int64_t R = x.numel() / D;
+  auto* sc = static_cast<float*>(
+      scratch(static_cast<size_t>(k::rmsnorm_backward_scratch(R, D)) * sizeof(float)));
+  k::rmsnorm_backward(dxp, dwp, dyp, xp, wp, R, D, eps, sc, stream_.get());
+  cuda::check_launch(op);
+}
+
+void CudaBackend::rope_backward(const Tensor& dx, const Tensor& positions, const Tensor& inv_freq) {
+  float* p = f32_contig("rope_backward", "dx", dx);
+  RESP_CHECK_SHAPE(dx.rank() == 3 && dx.dim(2) % 2 == 0 && inv_freq.numel() == dx.dim(2) / 2, "dx ",
+                   dx.str(), " must be [T, H, D] with inv_freq [D/2], got ", inv_freq.str());
+  RESP_CHECK_SHAPE(positions.numel() == dx.dim(0), "positions ", positions.str(),
+                   " must be I32 [T] for dx ", dx.str());
+  k::rope(p, dx.dim(0), dx.dim(1), dx.dim(2), dx.dim(1) * dx.dim(2),
+          i32_contig("rope_backward", "positions", positions),
+          f32_contig("rope_backward", "inv_freq", inv_freq), -1.0f, stream_.get());
+  cuda::check_launch("rope_backward");
+}
+
+void CudaBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                                     const Tensor& dout, const Tensor& q, const Tensor& k,
+                                     const Tensor& v, const Tensor& kv_of_head, int64_t q_offset,
+                                     float scale) {
+  const char* op = "attention_backward";
+  for (auto [n, t] : {std::pair{"dq", &dq},
+                      {"dk", &dk},
+                      {"dv", &dv},
+                      {"dout", &dout},
+                      {"q", &q},
+                      {"k", &k},
+                      {"v", &v}})
+    f32_contig(op, n, *t);
+  const k::AttnArgs a = attn_args(op, q, k, v, kv_of_head, q_offset, scale);
+  RESP_CHECK_SHAPE(dq.shape() == q.shape() && dout.shape() == q.shape() &&
+                       dk.shape() == k.shape() && dv.shape() == k.shape(),
+                   "dq ", dq.str(), " dk ", dk.str(), " dv ", dv.str(), " dout ", dout.str(),
+                   " must match q ", q.str(), " and k ", k.str());
+  const int64_t th = a.T * a.Hq;
+  auto* sc = static_cast<float*>(scratch(static_cast<size_t>(th * a.D + 2 * th) * sizeof(float)));
+  float* o = sc;
+  float* lse = o + th * a.D;
+  float* delta = lse + th;
+  cudaStream_t s = stream_.get();
+  // The forward is recomputed for its output and log-sum-exp (the interface passes neither).
+  k::attention(o, a.Hq * a.D, lse, a, nullptr, status_dev_, s);
+  k::attention_backward(static_cast<float*>(dq.data()), static_cast<float*>(dk.data()),
+                        static_cast<float*>(dv.data()), static_cast<const float*>(dout.data()), o,
+                        lse, delta, a, s);
+  cuda::check_launch(op);
+}
+
+void CudaBackend::swiglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
+                                  const Tensor& gate, const Tensor& up) {
+  const char* op = "swiglu_backward";
+  for (auto [n, t] :
+       {std::pair{"dgate", &dgate}, {"dup", &dup}, {"dout", &dout}, {"gate", &gate}, {"up", &up}})
+    f32_contig(op, n, *t);
+  RESP_CHECK_SHAPE(dgate.shape() == gate.shape() && dup.shape() == gate.shape() &&
+                       dout.shape() == gate.shape() && up.shape() == gate.shape(),
+                   "all tensors must have the shape of gate ", gate.str());
+  RESP_CHECK_SHAPE(dgate.data() != gate.data() && dgate.data() != up.data() &&
+                       dup.data() != gate.data() && dup.data() != up.data() &&
+                       dgate.data() != dup.data(),
+                   "dgate/dup must not alias gate, up or each other");
+  k::swiglu_backward(static_cast<float*>(dgate.data()), static_cast<float*>(dup.data()),
+                     static_cast<const float*>(dout.data()), static_cast<const float*>(gate.data()),
+                     static_cast<const float*>(up.data()), gate.numel(), stream_.get());
+  cuda::check_launch(op);
+}
+
+void CudaBackend::embedding_backward(const Tensor& dtable, const Tensor& dout, const Tensor& ids) {
+  const char* op = "embedding_backward";
+  float* tab = f32_contig(op, "dtable", dtable);
+  const float* d = f32_contig(op, "dout", dout);
+  RESP_CHECK_SHAPE(dtable.rank() == 2 && dout.rank() == 2 && dout.dim(1) == dtable.dim(1) &&
+                       ids.numel() == dout.dim(0),
+                   "dtable ", dtable.str(), ", dout ", dout.str(), ", ids ", ids.str());
+  k::embedding_backward(tab, dtable.dim(0), d, dout.dim(0), dout.dim(1), i32_contig(op, "ids", ids),
+                        status_dev_, stream_.get());
+  cuda::check_launch(op);
+}
+
+void CudaBackend::cross_entropy(const Tensor& losses, const Tensor& logits, const Tensor& targets,
+                                const Tensor& weights) {
+  const char* op = "cross_entropy";
+  float* ls = f32_contig(op, "losses", losses);
+  float* x = f32_contig(op, "logits", logits);
+  const float* w = f32_contig(op, "weights", weights);
+  RESP_CHECK_SHAPE(logits.rank() == 2 && targets.numel() == logits.dim(0) &&
+                       weights.numel() == logits.dim(0) && losses.numel() == logits.dim(0),
+                   "logits ", logits.str(), " targets ", targets.str(), " weights ", weights.str(),
+                   " losses ", losses.str());
+  k::cross_entropy(ls, x, logits.dim(0), logits.dim(1), i32_contig(op, "targets", targets), w,
+                   status_dev_, stream_.get());
+  cuda::check_launch(op);
+}
+
+// ---- importance reductions ---------------------------------------------------------------
+
+void CudaBackend::abs_product_groups(std::vector<double>& out, const Tensor& w, const Tensor& g,
+                                     bool by_rows, int64_t per_group, double factor) {
+  const char* op = "abs_product_groups";
+  const float* wp = f32_contig(op, "w", w);
+  const float* gp = f32_contig(op, "g", g);
+  RESP_CHECK_SHAPE(w.rank() == 2 && g.shape() == w.shape() && per_group > 0, "w ", w.str(),
+                   " and g ", g.str(), " must be the same [R, C]");
+  const int64_t R = w.dim(0), C = w.dim(1);
+  const int64_t groups = ((by_rows ? R : C) + per_group - 1) / per_group;
+  RESP_CHECK_SHAPE(static_cast<int64_t>(out.size()) >= groups, "out has ", out.size(),
+                   " entries for ", groups, " groups");
+  if (groups == 0) return;
+  const size_t bytes = static_cast<size_t>(groups) * sizeof(double);
+  auto* dev = static_cast<double*>(scratch(bytes));
+  cudaStream_t s = stream_.get();
+  cuda::check(cudaMemsetAsync(dev, 0, bytes, s), op);
+  if (by_rows)
+    k::abs_product_row_groups(dev, wp, gp, R, C, per_group, factor, s);
+  else
+    k::abs_product_col_groups(dev, wp, gp, R, C, per_group, factor, s);
+  cuda::check_launch(op);
+  std::vector<double> host(static_cast<size_t>(groups));
+  cuda::check(cudaMemcpyAsync(host.data(), dev, bytes, cudaMemcpyDeviceToHost, s), op);
+  sync_and_check(op);
+  for (size_t i = 0; i < host.size(); ++i) out[i] += host[i];
+}
+
+}  // namespace resp

@@ -1,0 +1,92 @@
+// The CUDA backend: cuBLAS for matrix products, the kernels of kernels/ for everything else,
+// all enqueued on one stream owned by the backend.
+//
+// Memory: plain cudaMalloc per allocate() (no managed memory); the model allocates a few large
+// arenas, so allocation speed does not matter. copy() moves data in any direction; copies that
+// involve host memory synchronise the stream (the host buffer may be reused or read at once),
+// device-to-device copies are stream-ordered. Every other op is asynchronous.
+//
+// Device-side index checks (token ids, targets, kv_of_head) cannot throw from a kernel: they
+// set bits in a mapped pinned status word, and the next synchronising call (copy to or from the
+// host, synchronize()) throws ShapeError naming them.
+//
+// Precision: f32 tensors compute in f32 (cuBLAS with TF32 disabled). A BF16 operand of gemm()
+// (weights stored in bf16) switches that product to bf16 inputs with f32 accumulation and f32
+// output; the f32 operand is rounded to bf16 in a scratch buffer first.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <string>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_util.h"
+
+namespace resp {
+
+class CudaBackend final : public Backend {
+ public:
+  // device < 0: device 0.
+  explicit CudaBackend(int device = -1, DType weight_dtype = DType::F32);
+  ~CudaBackend() override;
+
+  Device device() const override { return Device::CUDA; }
+  std::string name() const override;
+  DType weight_dtype() const override { return weight_dtype_; }
+  int device_index() const { return device_; }
+  cudaStream_t stream() const { return stream_.get(); }
+  cublasHandle_t cublas() const { return cublas_.get(); }
+
+  Buffer allocate(size_t bytes) override;
+  void copy(const Tensor& dst, const Tensor& src) override;
+  void fill(const Tensor& dst, float value) override;
+  void synchronize() override;
+
+  void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c,
+            float alpha = 1.0f, float beta = 0.0f) override;
+  void add_bias(const Tensor& y, const Tensor& bias) override;
+  void rmsnorm(const Tensor& out, const Tensor& x, const Tensor& w, float eps) override;
+  void rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq) override;
+  void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
+                 const Tensor& kv_of_head, int64_t q_offset, float scale) override;
+  void swiglu(const Tensor& out, const Tensor& gate, const Tensor& up) override;
+  void embedding(const Tensor& out, const Tensor& table, const Tensor& ids) override;
+  void add(const Tensor& out, const Tensor& a, const Tensor& b) override;
+  void scale(const Tensor& x, float alpha) override;
+  void softmax(const Tensor& out, const Tensor& x) override;
+  void log_softmax(const Tensor& out, const Tensor& x) override;
+
+  void sum_rows(const Tensor& out, const Tensor& x) override;
+  void rmsnorm_backward(const Tensor& dx, const Tensor& dw, const Tensor& dy, const Tensor& x,
+                        const Tensor& w, float eps) override;
+  void rope_backward(const Tensor& dx, const Tensor& positions, const Tensor& inv_freq) override;
+  void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
+                          const Tensor& q, const Tensor& k, const Tensor& v,
+                          const Tensor& kv_of_head, int64_t q_offset, float scale) override;
+  void swiglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
+                       const Tensor& gate, const Tensor& up) override;
+  void embedding_backward(const Tensor& dtable, const Tensor& dout, const Tensor& ids) override;
+  void cross_entropy(const Tensor& losses, const Tensor& logits, const Tensor& targets,
+                     const Tensor& weights) override;
+
+  // Importance reductions (Taylor): out[group] += factor * sum |w * g| over the rows (or columns)
+  // of each group of `per_group` rows (columns). w, g: [R, C] F32 on this device; out: host.
+  void abs_product_groups(std::vector<double>& out, const Tensor& w, const Tensor& g, bool by_rows,
+                          int64_t per_group, double factor);
+
+ private:
+  void* scratch(size_t bytes) { return scratch_.get(bytes, stream_.get()); }
+  void sync_and_check(const char* op);
+  // bf16 copy of an f32 operand (packed rows), placed at `offset` bytes into the scratch.
+  const void* to_bf16(const Tensor& t, size_t offset);
+
+  int device_ = 0;
+  DType weight_dtype_ = DType::F32;
+  cuda::Stream stream_;
+  cuda::Cublas cublas_;
+  cuda::PinnedPtr status_host_;  // mapped: kernels write it, the host reads it after a sync
+  unsigned* status_dev_ = nullptr;
+  cuda::Scratch scratch_;
+};
+
+}  // namespace resp

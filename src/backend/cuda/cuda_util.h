@@ -1,0 +1,88 @@
+// Error checks and owning wrappers for CUDA runtime and cuBLAS objects. Everything the CUDA
+// backend and the NCCL communicator hold on the device is one of these types, so an exception
+// thrown halfway through construction releases what was already made.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <memory>
+
+#include "core/error.h"
+
+namespace resp::cuda {
+
+inline void check(cudaError_t rc, const char* op) {
+  if (rc != cudaSuccess)
+    throw DeviceError(cat("CUDA: ", op, ": ", cudaGetErrorName(rc), ": ", cudaGetErrorString(rc)));
+}
+
+inline void check(cublasStatus_t rc, const char* op) {
+  if (rc != CUBLAS_STATUS_SUCCESS)
+    throw DeviceError(
+        cat("cuBLAS: ", op, ": ", cublasGetStatusName(rc), ": ", cublasGetStatusString(rc)));
+}
+
+// Kernel launches report configuration errors only through cudaGetLastError.
+inline void check_launch(const char* op) {
+  check(cudaGetLastError(), op);
+}
+
+// Number of visible devices; 0 when there is no driver or no device (never throws, so callers
+// can probe for a GPU on any machine).
+inline int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no device" error for later calls
+    return 0;
+  }
+  return n;
+}
+
+struct DeviceFree {
+  void operator()(void* p) const noexcept { cudaFree(p); }
+};
+struct HostFree {
+  void operator()(void* p) const noexcept { cudaFreeHost(p); }
+};
+struct StreamDestroy {
+  void operator()(cudaStream_t s) const noexcept { cudaStreamDestroy(s); }
+};
+struct CublasDestroy {
+  void operator()(cublasHandle_t h) const noexcept { cublasDestroy(h); }
+};
+
+using DevicePtr = std::unique_ptr<void, DeviceFree>;
+using PinnedPtr = std::unique_ptr<void, HostFree>;
+using Stream = std::unique_ptr<std::remove_pointer_t<cudaStream_t>, StreamDestroy>;
+using Cublas = std::unique_ptr<std::remove_pointer_t<cublasHandle_t>, CublasDestroy>;
+
+inline DevicePtr device_alloc(size_t bytes, const char* what) {
+  void* p = nullptr;
+  if (bytes > 0) check(cudaMalloc(&p, bytes), what);
+  return DevicePtr(p);
+}
+
+// Device memory that only grows; contents are not kept across growth. Scratch for ops on one
+// stream: reuse across ops is safe because the stream orders them.
+class Scratch {
+ public:
+  void* get(size_t bytes, cudaStream_t stream) {
+    if (bytes > bytes_) {
+      // Kernels still queued may use the old block: let them finish before it is freed.
+      check(cudaStreamSynchronize(stream), "scratch resize");
+      mem_.reset();
+      bytes_ = 0;
+      mem_ = device_alloc(bytes + bytes / 2, "scratch cudaMalloc");
+      bytes_ = bytes + bytes / 2;
+    }
+    return mem_.get();
+  }
+
+ private:
+  DevicePtr mem_;
+  size_t bytes_ = 0;
+};
+
+}  // namespace resp::cuda

@@ -1,0 +1,277 @@
+#include "comm/nccl_communicator.h"
+
+#include <nccl.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "core/error.h"
+
+namespace resp {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void check_cuda(cudaError_t rc, const std::string& what) {
+  if (rc != cudaSuccess)
+    throw CommError(cat(what, ": ", cudaGetErrorName(rc), ": ", cudaGetErrorString(rc)));
+}
+
+ncclDataType_t nccl_type(DType t, const std::string& what) {
+  switch (t) {
+    case DType::F32:
+      return ncclFloat32;
+    case DType::F64:
+      return ncclFloat64;
+    case DType::BF16:
+      return ncclBfloat16;
+    case DType::F16:
+      return ncclFloat16;
+    case DType::I32:
+      return ncclInt32;
+    case DType::I64:
+      return ncclInt64;
+    case DType::U8:
+      return ncclUint8;
+  }
+  throw CommError(cat(what, ": unsupported dtype ", dtype_name(t)));
+}
+
+ncclRedOp_t nccl_op(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::Max:
+      return ncclMax;
+    case ReduceOp::Min:
+      return ncclMin;
+    case ReduceOp::Sum:
+      break;
+  }
+  return ncclSum;
+}
+
+bool on_device(const Tensor& t) {
+  return t.device() == Device::CUDA;
+}
+
+}  // namespace
+
+int device_for_local_rank(int local_rank, int visible_devices) {
+  if (visible_devices <= 0) throw CommError("no visible CUDA device for NCCL");
+  return local_rank % visible_devices;
+}
+
+// Everything that touches the NCCL handle from two threads lives here, under `mu`.
+struct NcclCommunicator::State {
+  ncclComm_t comm = nullptr;
+  cudaStream_t stream = nullptr;
+  int device = 0;
+  int rank = 0, size = 1;
+  double timeout_s = 900.0;
+  std::string name;
+
+  std::mutex mu;
+  struct Pending {
+    cudaEvent_t done;
+    Clock::time_point start;
+    std::string what;
+  };
+  std::deque<Pending> pending;   // collectives in flight, oldest first
+  std::deque<cudaEvent_t> free;  // finished events for reuse
+  std::string failure;           // set once; every later call throws it
+  bool aborted = false;
+  std::atomic<bool> stop{false};
+  std::thread watchdog;
+
+  // Retires finished collectives; records a failure on an async NCCL error or a timeout.
+  // Caller holds `mu`. Returns true while something is still in flight.
+  bool poll_locked() {
+    if (aborted) return false;
+    ncclResult_t async = ncclSuccess;
+    if (ncclCommGetAsyncError(comm, &async) != ncclSuccess || async != ncclSuccess) {
+      fail_locked(cat("NCCL asynchronous error on ", name, ": ", ncclGetErrorString(async)));
+      return false;
+    }
+    while (!pending.empty()) {
+      const cudaError_t q = cudaEventQuery(pending.front().done);
+      if (q == cudaErrorNotReady) break;
+      if (q != cudaSuccess) {
+        fail_locked(cat("CUDA error while ", pending.front().what, " on ", name, ": ",
+                        cudaGetErrorString(q)));
+        return false;
+      }
+      free.push_back(pending.front().done);
+      pending.pop_front();
+    }
+    if (pending.empty()) return false;
+    const double age = std::chrono::duration<double>(Clock::now() - pending.front().start).count();
+    if (age > timeout_s) {
+      fail_locked(cat(pending.front().what, " on ", name, " did not finish within ", timeout_s,
+                      " s (a peer rank is dead or stuck)"));
+      return false;
+    }
+    return true;
+  }
+
+  void fail_locked(std::string why) {
+    if (failure.empty()) failure = std::move(why);
+    if (!aborted && comm) {
+      ncclCommAbort(comm);  // releases kernels blocked in the collective
+      comm = nullptr;
+      aborted = true;
+    }
+  }
+
+  void throw_if_failed_locked() {
+    if (!failure.empty()) throw CommError(failure);
+  }
+
+  void record_locked(const std::string& what) {
+    cudaEvent_t ev = nullptr;
+    if (!free.empty()) {
+      ev = free.front();
+      free.pop_front();
+    } else {
+      check_cuda(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
+    }
+    check_cuda(cudaEventRecord(ev, stream), "cudaEventRecord");
+    pending.push_back({ev, Clock::now(), what});
+  }
+
+  void watch() {
+    while (!stop.load()) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        poll_locked();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+};
+
+NcclCommunicator::NcclCommunicator(std::unique_ptr<Communicator> host, cudaStream_t stream,
+                                   int device, std::string name, double timeout_s)
+    : host_(std::move(host)), st_(std::make_unique<State>()), name_(std::move(name)) {
+  if (!host_) throw CommError("NcclCommunicator needs a host communicator");
+  State& s = *st_;
+  s.stream = stream;
+  s.device = device;
+  s.rank = host_->rank();
+  s.size = host_->size();
+  s.timeout_s = timeout_s;
+  s.name = name_;
+  check_cuda(cudaSetDevice(device), cat("cudaSetDevice(", device, ") for ", name_));
+  ncclUniqueId id;
+  std::memset(&id, 0, sizeof(id));
+  if (s.rank == 0) {
+    const ncclResult_t rc = ncclGetUniqueId(&id);
+    if (rc != ncclSuccess)
+      throw CommError(cat("ncclGetUniqueId for ", name_, ": ", ncclGetErrorString(rc)));
+  }
+  host_->broadcast(Tensor(&id, DType::U8, Shape{static_cast<int64_t>(sizeof(id))}, Device::CPU), 0);
+  const ncclResult_t rc = ncclCommInitRank(&s.comm, s.size, id, s.rank);
+  if (rc != ncclSuccess)
+    throw CommError(cat("ncclCommInitRank for ", name_, " (rank ", s.rank, " of ", s.size,
+                        ", device ", device, "): ", ncclGetErrorString(rc)));
+  s.watchdog = std::thread([&s] { s.watch(); });
+}
+
+NcclCommunicator::~NcclCommunicator() {
+  State& s = *st_;
+  s.stop.store(true);
+  if (s.watchdog.joinable()) s.watchdog.join();
+  std::lock_guard<std::mutex> lock(s.mu);
+  cudaStreamSynchronize(s.stream);  // no event or comm is released while the stream uses it
+  for (auto& p : s.pending) cudaEventDestroy(p.done);
+  for (auto& e : s.free) cudaEventDestroy(e);
+  if (s.comm) ncclCommDestroy(s.comm);
+}
+
+int NcclCommunicator::rank() const {
+  return st_->rank;
+}
+
+int NcclCommunicator::size() const {
+  return st_->size;
+}
+
+void NcclCommunicator::all_reduce(const Tensor& x, ReduceOp op) {
+  if (!on_device(x)) return host_->all_reduce(x, op);
+  if (!x.is_contiguous()) throw CommError(cat("all_reduce on ", name_, ": tensor not contiguous"));
+  State& s = *st_;
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.throw_if_failed_locked();
+  if (s.size == 1 || x.numel() == 0) return;
+  const std::string what = cat("all_reduce of ", x.numel(), " elements");
+  const ncclResult_t rc = ncclAllReduce(x.data(), x.data(), static_cast<size_t>(x.numel()),
+                                        nccl_type(x.dtype(), what), nccl_op(op), s.comm, s.stream);
+  if (rc != ncclSuccess) s.fail_locked(cat(what, " on ", name_, ": ", ncclGetErrorString(rc)));
+  s.throw_if_failed_locked();
+  s.record_locked(what);
+}
+
+void NcclCommunicator::all_gather(const Tensor& out, const Tensor& in) {
+  if (out.dtype() != in.dtype() || out.numel() != in.numel() * size())
+    throw ShapeError(cat("all_gather on ", name_, ": out ", out.str(), " must hold ", size(),
+                         " x in ", in.str()));
+  if (!on_device(out) && !on_device(in)) return host_->all_gather(out, in);
+  if (!on_device(out) || !on_device(in))
+    throw CommError(cat("all_gather on ", name_, ": in and out must both be device tensors"));
+  if (!out.is_contiguous() || !in.is_contiguous())
+    throw CommError(cat("all_gather on ", name_, ": tensors must be contiguous"));
+  State& s = *st_;
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.throw_if_failed_locked();
+  if (in.numel() == 0) return;
+  const std::string what = cat("all_gather of ", in.numel(), " elements per rank");
+  if (s.size == 1) {
+    if (out.data() != in.data())
+      check_cuda(
+          cudaMemcpyAsync(out.data(), in.data(), in.nbytes(), cudaMemcpyDeviceToDevice, s.stream),
+          what);
+    return;
+  }
+  const ncclResult_t rc = ncclAllGather(in.data(), out.data(), static_cast<size_t>(in.numel()),
+                                        nccl_type(in.dtype(), what), s.comm, s.stream);
+  if (rc != ncclSuccess) s.fail_locked(cat(what, " on ", name_, ": ", ncclGetErrorString(rc)));
+  s.throw_if_failed_locked();
+  s.record_locked(what);
+}
+
+void NcclCommunicator::broadcast(const Tensor& x, int root) {
+  if (!on_device(x)) return host_->broadcast(x, root);
+  if (!x.is_contiguous()) throw CommError(cat("broadcast on ", name_, ": tensor not contiguous"));
+  State& s = *st_;
+  if (root < 0 || root >= s.size)
+    throw CommError(cat("broadcast on ", name_, ": root ", root, " outside [0, ", s.size, ")"));
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.throw_if_failed_locked();
+  if (s.size == 1 || x.numel() == 0) return;
+  const std::string what = cat("broadcast of ", x.numel(), " elements");
+  const ncclResult_t rc = ncclBroadcast(x.data(), x.data(), static_cast<size_t>(x.numel()),
+                                        nccl_type(x.dtype(), what), root, s.comm, s.stream);
+  if (rc != ncclSuccess) s.fail_locked(cat(what, " on ", name_, ": ", ncclGetErrorString(rc)));
+  s.throw_if_failed_locked();
+  s.record_locked(what);
+}
+
+void NcclCommunicator::barrier() {
+  State& s = *st_;
+  // Poll rather than block in cudaStreamSynchronize, so a timeout can still abort.
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(s.mu);
+      const bool busy = s.poll_locked();
+      s.throw_if_failed_locked();
+      if (!busy) break;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  host_->barrier();
+}
+
+}  // namespace resp

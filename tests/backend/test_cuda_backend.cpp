@@ -1,0 +1,400 @@
+// Every op of the CUDA backend against the CPU backend on random, deliberately odd shapes
+// (pruned widths have no nice divisors): prefill and decode attention with unequal GQA groups
+// and garbage past the causal range, the backward ops, the bf16 weight path of gemm, copies
+// that convert, device-side index errors and the importance reductions. Each comparison checks
+// max |gpu - cpu| <= atol + rtol * max |cpu| and the normalised mean squared error. Without a
+// CUDA device every test is skipped, and ctest reports it so (gtest_discover_tests sets the
+// SKIP_REGULAR_EXPRESSION). Built only when the build has the CUDA backend.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/tensor.h"
+
+namespace resp {
+namespace {
+
+using vecf = std::vector<float>;
+using veci = std::vector<int32_t>;
+
+vecf random_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  vecf v(n);
+  for (auto& x : v) x = dist(gen);
+  return v;
+}
+
+int64_t numel(Shape s) {
+  return s.numel();
+}
+
+// The same data on the host (for the CPU backend) and on the device.
+class Both {
+ public:
+  Both(Backend& gpu, vecf host, Shape shape) : gpu_(&gpu), f_(std::move(host)), shape_(shape) {
+    buf_ = gpu.allocate_tensor(DType::F32, shape);
+    if (numel(shape) > 0) gpu.copy(dev(), cpu());
+  }
+  Both(Backend& gpu, veci host, Shape shape) : gpu_(&gpu), i_(std::move(host)), shape_(shape) {
+    dtype_ = DType::I32;
+    buf_ = gpu.allocate_tensor(DType::I32, shape);
+    if (numel(shape) > 0) gpu.copy(dev(), cpu());
+  }
+  Tensor cpu() {
+    return Tensor(dtype_ == DType::F32 ? static_cast<void*>(f_.data()) : i_.data(), dtype_, shape_);
+  }
+  Tensor dev() const { return buf_.tensor(dtype_, shape_); }
+  vecf download() const {
+    vecf out(static_cast<size_t>(numel(shape_)));
+    if (!out.empty()) gpu_->copy(Tensor(out.data(), DType::F32, shape_), dev());
+    return out;
+  }
+  const vecf& host() const { return f_; }
+  vecf& host() { return f_; }
+
+ private:
+  Backend* gpu_;
+  vecf f_;
+  veci i_;
+  Shape shape_;
+  DType dtype_ = DType::F32;
+  Buffer buf_;
+};
+
+void expect_close(const vecf& got, const vecf& ref, double rtol, const std::string& what,
+                  double atol = 1e-6) {
+  ASSERT_EQ(got.size(), ref.size()) << what;
+  double err = 0, scale = 0, se = 0, sr = 0;
+  size_t worst = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double d = std::fabs(double(got[i]) - ref[i]);
+    ASSERT_FALSE(std::isnan(got[i])) << what << ": NaN at " << i;
+    if (d > err) {
+      err = d;
+      worst = i;
+    }
+    scale = std::max(scale, std::fabs(double(ref[i])));
+    se += d * d;
+    sr += double(ref[i]) * ref[i];
+  }
+  EXPECT_LE(err, atol + rtol * scale) << what << ": worst at " << worst << " got " << got[worst]
+                                      << " want " << ref[worst] << " (scale " << scale << ")";
+  if (sr > 0) {
+    EXPECT_LE(se / sr, rtol * rtol) << what << ": normalised MSE";
+  }
+}
+
+class CudaOps : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device (or no CUDA in this build)";
+    cpu = make_cpu_backend(1);
+    gpu = make_cuda_backend(0);
+  }
+  Both make(vecf v, Shape s) { return Both(*gpu, std::move(v), s); }
+  Both rnd(Shape s, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+    return make(random_vec(static_cast<size_t>(numel(s)), seed, lo, hi), s);
+  }
+  Both ids(veci v) {
+    const auto n = static_cast<int64_t>(v.size());
+    return Both(*gpu, std::move(v), Shape{n});
+  }
+  std::unique_ptr<Backend> cpu, gpu;
+};
+
+// ---- device plumbing -----------------------------------------------------------------------
+
+TEST_F(CudaOps, ReportsDeviceAndRoundTripsCopies) {
+  EXPECT_EQ(gpu->device(), Device::CUDA);
+  EXPECT_NE(gpu->name().find("cuda:0"), std::string::npos);
+  Both a = rnd({1001}, 1);
+  EXPECT_EQ(a.download(), a.host());
+  Both b = make(vecf(1001, 0.0f), {1001});
+  gpu->copy(b.dev(), a.dev());  // device to device
+  EXPECT_EQ(b.download(), a.host());
+}
+
+TEST_F(CudaOps, CopyConvertsF32AndBf16) {
+  vecf h = random_vec(777, 2, -100.0f, 100.0f);
+  Buffer d = gpu->allocate_tensor(DType::BF16, {777});
+  gpu->copy(d.tensor(DType::BF16, {777}), Tensor(h.data(), DType::F32, Shape{777}));
+  vecf back(777);
+  gpu->copy(Tensor(back.data(), DType::F32, Shape{777}), d.tensor(DType::BF16, {777}));
+  std::vector<uint16_t> raw(777);
+  gpu->copy(Tensor(raw.data(), DType::BF16, Shape{777}), d.tensor(DType::BF16, {777}));
+  for (size_t i = 0; i < h.size(); ++i) {
+    EXPECT_EQ(raw[i], f32_to_bf16(h[i])) << i;  // round to nearest even, as on the host
+    EXPECT_EQ(back[i], bf16_to_f32(f32_to_bf16(h[i]))) << i;
+  }
+}
+
+TEST_F(CudaOps, FillScaleAddBias) {
+  Both x = rnd({37, 53}, 3);
+  gpu->fill(x.dev(), 2.5f);
+  EXPECT_EQ(x.download(), vecf(37 * 53, 2.5f));
+  Both y = rnd({37, 53}, 4), bias = rnd({53}, 5);
+  cpu->add_bias(y.cpu(), bias.cpu());
+  gpu->add_bias(y.dev(), bias.dev());
+  expect_close(y.download(), y.host(), 1e-7, "add_bias");
+  cpu->scale(y.cpu(), -0.37f);
+  gpu->scale(y.dev(), -0.37f);
+  expect_close(y.download(), y.host(), 1e-7, "scale");
+  Both z = rnd({37, 53}, 6);
+  cpu->add(y.cpu(), y.cpu(), z.cpu());  // out aliases a
+  gpu->add(y.dev(), y.dev(), z.dev());
+  expect_close(y.download(), y.host(), 1e-7, "add");
+}
+
+// ---- gemm ----------------------------------------------------------------------------------
+
+TEST_F(CudaOps, GemmAllTransposesOddSizes) {
+  const int64_t m = 37, n = 53, k = 29;
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb) {
+      Both a = rnd(ta ? Shape{k, m} : Shape{m, k}, 10 + ta);
+      Both b = rnd(tb ? Shape{n, k} : Shape{k, n}, 20 + tb);
+      Both c = rnd({m, n}, 30);
+      cpu->gemm(a.cpu(), ta, b.cpu(), tb, c.cpu(), 0.75f, 0.5f);
+      gpu->gemm(a.dev(), ta, b.dev(), tb, c.dev(), 0.75f, 0.5f);
+      expect_close(c.download(), c.host(), 2e-6,
+                   "gemm ta=" + std::to_string(ta) + " tb=" + std::to_string(tb));
+    }
+}
+
+TEST_F(CudaOps, GemmSingleRowAndEmptyInner) {
+  Both x = rnd({1, 301}, 40), w = rnd({97, 301}, 41), y = rnd({1, 97}, 42);
+  cpu->linear(y.cpu(), x.cpu(), w.cpu());
+  gpu->linear(y.dev(), x.dev(), w.dev());
+  expect_close(y.download(), y.host(), 2e-6, "linear, one row");
+  // k = 0: C = beta * C, exactly zero for beta = 0.
+  Both a = make({}, {5, 0}), b = make({}, {0, 7}), c = rnd({5, 7}, 43);
+  gpu->gemm(a.dev(), false, b.dev(), false, c.dev(), 1.0f, 0.0f);
+  EXPECT_EQ(c.download(), vecf(35, 0.0f));
+}
+
+TEST_F(CudaOps, GemmWithBf16WeightsAccumulatesInF32) {
+  const int64_t T = 33, in = 257, out = 71;
+  Both x = rnd({T, in}, 50), y = make(vecf(T * out, 0.0f), {T, out});
+  vecf w = random_vec(static_cast<size_t>(out * in), 51);
+  Buffer wb = gpu->allocate_tensor(DType::BF16, {out, in});
+  gpu->copy(wb.tensor(DType::BF16, {out, in}), Tensor(w.data(), DType::F32, Shape{out, in}));
+  gpu->linear(y.dev(), x.dev(), wb.tensor(DType::BF16, {out, in}));
+  // Reference: both inputs rounded to bf16, products summed in f32 on the CPU.
+  vecf xr = x.host(), wr = w;
+  for (auto& v : xr) v = bf16_to_f32(f32_to_bf16(v));
+  for (auto& v : wr) v = bf16_to_f32(f32_to_bf16(v));
+  vecf ref(static_cast<size_t>(T * out));
+  cpu->linear(Tensor(ref.data(), DType::F32, Shape{T, out}),
+              Tensor(xr.data(), DType::F32, Shape{T, in}),
+              Tensor(wr.data(), DType::F32, Shape{out, in}));
+  expect_close(y.download(), ref, 1e-5, "bf16 linear");
+  // dX = dY W with W in bf16 (the backward of a bf16 layer).
+  Both dy = rnd({T, out}, 52), dx = make(vecf(T * in, 0.0f), {T, in});
+  gpu->gemm(dy.dev(), false, wb.tensor(DType::BF16, {out, in}), false, dx.dev());
+  vecf dyr = dy.host();
+  for (auto& v : dyr) v = bf16_to_f32(f32_to_bf16(v));
+  vecf dref(static_cast<size_t>(T * in));
+  cpu->gemm(Tensor(dyr.data(), DType::F32, Shape{T, out}), false,
+            Tensor(wr.data(), DType::F32, Shape{out, in}), false,
+            Tensor(dref.data(), DType::F32, Shape{T, in}));
+  expect_close(dx.download(), dref, 1e-5, "bf16 dX");
+}
+
+// ---- normalisation, rope, elementwise --------------------------------------------------------
+
+TEST_F(CudaOps, RmsNormRowsAndPerHead) {
+  for (auto [R, D] : {std::pair<int64_t, int64_t>{37, 131}, {37 * 5, 96}, {3, 2049}}) {
+    Both x = rnd({R, D}, 60), w = rnd({D}, 61, 0.5f, 1.5f);
+    Both out = make(vecf(static_cast<size_t>(R * D), 0.0f), {R, D});
+    cpu->rmsnorm(out.cpu(), x.cpu(), w.cpu(), 1e-6f);
+    gpu->rmsnorm(out.dev(), x.dev(), w.dev(), 1e-6f);
+    expect_close(out.download(), out.host(), 2e-6, "rmsnorm D=" + std::to_string(D));
+    cpu->rmsnorm(x.cpu(), x.cpu(), w.cpu(), 1e-6f);  // in place
+    gpu->rmsnorm(x.dev(), x.dev(), w.dev(), 1e-6f);
+    expect_close(x.download(), x.host(), 2e-6, "rmsnorm in place");
+  }
+}
+
+TEST_F(CudaOps, RopeForwardAndBackwardAtLargePositions) {
+  const int64_t T = 19, H = 3, D = 74;
+  veci pos(T);
+  std::mt19937 gen(7);
+  for (auto& p : pos) p = static_cast<int32_t>(gen() % 40000);
+  vecf inv(D / 2);
+  for (int64_t i = 0; i < D / 2; ++i) inv[size_t(i)] = std::pow(1e4f, -2.0f * i / D);
+  Both x = rnd({T, H, D}, 70), p = ids(pos), f = make(inv, {D / 2});
+  cpu->rope(x.cpu(), p.cpu(), f.cpu());
+  gpu->rope(x.dev(), p.dev(), f.dev());
+  expect_close(x.download(), x.host(), 2e-6, "rope");
+  cpu->rope_backward(x.cpu(), p.cpu(), f.cpu());
+  gpu->rope_backward(x.dev(), p.dev(), f.dev());
+  expect_close(x.download(), x.host(), 2e-6, "rope_backward");
+}
+
+TEST_F(CudaOps, SwigluForwardBackward) {
+  const Shape s{41, 173};
+  Both g = rnd(s, 80, -6.0f, 6.0f), u = rnd(s, 81), o = make(vecf(41 * 173, 0.0f), s);
+  cpu->swiglu(o.cpu(), g.cpu(), u.cpu());
+  gpu->swiglu(o.dev(), g.dev(), u.dev());
+  expect_close(o.download(), o.host(), 2e-6, "swiglu");
+  Both d = rnd(s, 82), du = make(vecf(41 * 173, 0.0f), s);
+  cpu->swiglu_backward(d.cpu(), du.cpu(), d.cpu(), g.cpu(), u.cpu());  // dgate aliases dout
+  gpu->swiglu_backward(d.dev(), du.dev(), d.dev(), g.dev(), u.dev());
+  expect_close(d.download(), d.host(), 2e-6, "swiglu dgate");
+  expect_close(du.download(), du.host(), 2e-6, "swiglu dup");
+}
+
+TEST_F(CudaOps, EmbeddingForwardBackwardWithDuplicates) {
+  const int64_t V = 301, H = 67;
+  veci tok = {5, 300, 0, 5, 17, 5, 299};
+  const int64_t T = static_cast<int64_t>(tok.size());
+  Both table = rnd({V, H}, 90), t = ids(tok), out = make(vecf(T * H, 0.0f), {T, H});
+  cpu->embedding(out.cpu(), table.cpu(), t.cpu());
+  gpu->embedding(out.dev(), table.dev(), t.dev());
+  EXPECT_EQ(out.download(), out.host());
+  Both dout = rnd({T, H}, 91), dtab = rnd({V, H}, 92);
+  cpu->embedding_backward(dtab.cpu(), dout.cpu(), t.cpu());
+  gpu->embedding_backward(dtab.dev(), dout.dev(), t.dev());
+  expect_close(dtab.download(), dtab.host(), 1e-6, "embedding_backward");
+}
+
+TEST_F(CudaOps, BadTokenIdIsReportedAtTheNextSync) {
+  Both table = rnd({11, 5}, 93), t = ids({3, 11}), out = make(vecf(10, 0.0f), {2, 5});
+  gpu->embedding(out.dev(), table.dev(), t.dev());
+  EXPECT_THROW(gpu->synchronize(), ShapeError);
+  gpu->synchronize();  // reported once, then clear
+}
+
+TEST_F(CudaOps, SoftmaxAndLogSoftmax) {
+  for (auto [R, N] : {std::pair<int64_t, int64_t>{7, 1001}, {3, 50021}, {2, 1}}) {
+    Both x = rnd({R, N}, 100, -20.0f, 20.0f), o = make(vecf(size_t(R * N), 0.0f), {R, N});
+    cpu->softmax(o.cpu(), x.cpu());
+    gpu->softmax(o.dev(), x.dev());
+    expect_close(o.download(), o.host(), 1e-5, "softmax N=" + std::to_string(N));
+    cpu->log_softmax(x.cpu(), x.cpu());
+    gpu->log_softmax(x.dev(), x.dev());
+    expect_close(x.download(), x.host(), 1e-6, "log_softmax N=" + std::to_string(N), 1e-5);
+  }
+}
+
+TEST_F(CudaOps, CrossEntropyWithWeightsAndMaskedRows) {
+  const int64_t R = 9, V = 3001;
+  veci tg = {0, 3000, 17, 17, 5, 2999, 1, 1500, 42};
+  vecf w = {1.0f, 0.0f, 0.5f, 2.0f, 1.0f, 0.0f, 1.0f, 0.25f, 1.0f};
+  Both lg = rnd({R, V}, 110, -8.0f, 8.0f), t = ids(tg), wt = make(w, {R});
+  Both loss = make(vecf(R, 0.0f), {R});
+  cpu->cross_entropy(loss.cpu(), lg.cpu(), t.cpu(), wt.cpu());
+  gpu->cross_entropy(loss.dev(), lg.dev(), t.dev(), wt.dev());
+  expect_close(loss.download(), loss.host(), 1e-6, "losses", 1e-5);
+  expect_close(lg.download(), lg.host(), 1e-5, "dlogits");
+}
+
+TEST_F(CudaOps, SumRowsAndRmsNormBackward) {
+  const int64_t R = 523, D = 97;
+  Both x = rnd({R, D}, 120), acc = rnd({D}, 121);
+  cpu->sum_rows(acc.cpu(), x.cpu());
+  gpu->sum_rows(acc.dev(), x.dev());
+  expect_close(acc.download(), acc.host(), 1e-5, "sum_rows");
+  Both w = rnd({D}, 122, 0.5f, 1.5f), dy = rnd({R, D}, 123), dw = rnd({D}, 124);
+  cpu->rmsnorm_backward(dy.cpu(), dw.cpu(), dy.cpu(), x.cpu(), w.cpu(), 1e-6f);  // dx aliases dy
+  gpu->rmsnorm_backward(dy.dev(), dw.dev(), dy.dev(), x.dev(), w.dev(), 1e-6f);
+  expect_close(dy.download(), dy.host(), 1e-5, "rmsnorm dx");
+  expect_close(dw.download(), dw.host(), 1e-5, "rmsnorm dw");
+}
+
+// ---- attention -----------------------------------------------------------------------------
+
+struct AttnCase {
+  int64_t T, q_offset, extra;  // extra: cache rows past q_offset + T (garbage, must not be read)
+  int64_t Hq, Hkv, D;
+  veci kv_of_head;
+};
+
+void PrintTo(const AttnCase& c, std::ostream* os) {
+  *os << "T=" << c.T << " off=" << c.q_offset << " Hq=" << c.Hq << " Hkv=" << c.Hkv << " D=" << c.D;
+}
+
+class CudaAttention : public CudaOps, public ::testing::WithParamInterface<AttnCase> {};
+
+TEST_P(CudaAttention, ForwardMatchesCpu) {
+  const AttnCase& c = GetParam();
+  const int64_t S = c.q_offset + c.T + c.extra;
+  Both q = rnd({c.T, c.Hq, c.D}, 200), k = rnd({S, c.Hkv, c.D}, 201, -2.0f, 2.0f);
+  Both v = rnd({S, c.Hkv, c.D}, 202);
+  for (int64_t i = (c.q_offset + c.T) * c.Hkv * c.D; i < S * c.Hkv * c.D; ++i)
+    k.host()[size_t(i)] = v.host()[size_t(i)] = NAN;  // past the causal range
+  Both kd = make(k.host(), {S, c.Hkv, c.D}), vd = make(v.host(), {S, c.Hkv, c.D});
+  Both map = ids(c.kv_of_head);
+  Both out = make(vecf(size_t(c.T * c.Hq * c.D), 0.0f), {c.T, c.Hq, c.D});
+  const float scale = 1.0f / std::sqrt(float(c.D));
+  cpu->attention(out.cpu(), q.cpu(), kd.cpu(), vd.cpu(), map.cpu(), c.q_offset, scale);
+  gpu->attention(out.dev(), q.dev(), kd.dev(), vd.dev(), map.dev(), c.q_offset, scale);
+  expect_close(out.download(), out.host(), 1e-5, "attention");
+  // out aliasing q (the decoder does not, but the contract allows it).
+  gpu->attention(q.dev(), q.dev(), kd.dev(), vd.dev(), map.dev(), c.q_offset, scale);
+  expect_close(q.download(), out.host(), 1e-5, "attention in place");
+}
+
+TEST_P(CudaAttention, BackwardMatchesCpu) {
+  const AttnCase& c = GetParam();
+  if (c.D > 128 && c.T > 40) GTEST_SKIP() << "covered by smaller cases";
+  const int64_t S = c.q_offset + c.T + c.extra;
+  const Shape qs{c.T, c.Hq, c.D}, ks{S, c.Hkv, c.D};
+  Both q = rnd(qs, 210), k = rnd(ks, 211), v = rnd(ks, 212), dout = rnd(qs, 213);
+  Both map = ids(c.kv_of_head);
+  Both dq = make(vecf(size_t(numel(qs)), 7.0f), qs);
+  Both dk = make(vecf(size_t(numel(ks)), 7.0f), ks), dv = make(vecf(size_t(numel(ks)), 7.0f), ks);
+  const float scale = 1.0f / std::sqrt(float(c.D));
+  cpu->attention_backward(dq.cpu(), dk.cpu(), dv.cpu(), dout.cpu(), q.cpu(), k.cpu(), v.cpu(),
+                          map.cpu(), c.q_offset, scale);
+  gpu->attention_backward(dq.dev(), dk.dev(), dv.dev(), dout.dev(), q.dev(), k.dev(), v.dev(),
+                          map.dev(), c.q_offset, scale);
+  expect_close(dq.download(), dq.host(), 2e-5, "dq");
+  expect_close(dk.download(), dk.host(), 2e-5, "dk");
+  expect_close(dv.download(), dv.host(), 2e-5, "dv");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    OddShapes, CudaAttention,
+    ::testing::Values(AttnCase{37, 0, 0, 5, 2, 72, {0, 1, 1, 1, 0}},  // prefill, unequal groups
+                      AttnCase{50, 21, 3, 4, 3, 40, {2, 0, 2, 1}},    // prefill after a cache
+                      AttnCase{1, 300, 5, 6, 2, 128, {0, 0, 0, 0, 0, 1}},  // decode
+                      AttnCase{3, 1000, 0, 3, 1, 64, {0, 0, 0}},           // decode, split keys
+                      AttnCase{7, 2, 1, 2, 2, 256, {1, 0}},                // decode, D = 256
+                      AttnCase{33, 0, 0, 2, 1, 256, {0, 0}},               // prefill, D = 256
+                      AttnCase{129, 0, 2, 3, 3, 18, {0, 1, 2}}));          // tiny heads
+
+// ---- importance reductions -------------------------------------------------------------------
+
+TEST_F(CudaOps, AbsProductGroupsMatchHostSums) {
+  const int64_t R = 70, C = 33;
+  Both w = rnd({R, C}, 300), g = rnd({R, C}, 301);
+  auto* cuda = dynamic_cast<CudaBackend*>(gpu.get());
+  ASSERT_NE(cuda, nullptr);
+  // Rows grouped by 7 (heads of a q_proj with head_dim 7), columns by 11.
+  std::vector<double> rows(10, 0.0), cols(3, 0.0), want_rows(10, 0.0), want_cols(3, 0.0);
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t c = 0; c < C; ++c) {
+      const double p = std::fabs(double(w.host()[size_t(r * C + c)]) * g.host()[size_t(r * C + c)]);
+      want_rows[size_t(r / 7)] += 0.5 * p;
+      want_cols[size_t(c / 11)] += 0.5 * p;
+    }
+  cuda->abs_product_groups(rows, w.dev(), g.dev(), true, 7, 0.5);
+  cuda->abs_product_groups(cols, w.dev(), g.dev(), false, 11, 0.5);
+  for (size_t i = 0; i < rows.size(); ++i) EXPECT_NEAR(rows[i], want_rows[i], 1e-9 * want_rows[i]);
+  for (size_t i = 0; i < cols.size(); ++i) EXPECT_NEAR(cols[i], want_cols[i], 1e-9 * want_cols[i]);
+}
+
+}  // namespace
+}  // namespace resp
