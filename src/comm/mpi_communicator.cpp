@@ -3,6 +3,8 @@
 #include <mpi.h>
 
 #include <exception>
+#include <string>
+#include <utility>
 
 namespace resp {
 
@@ -122,6 +124,47 @@ void MpiCommunicator::all_reduce(const Tensor& x, ReduceOp op) {
   check(MPI_Allreduce(MPI_IN_PLACE, x.data(), static_cast<int>(x.numel()), mpi_type(x.dtype()),
                       mpi_op(op), h_->comm),
         cat("MPI_Allreduce on ", name_).c_str());
+}
+
+namespace {
+class MpiRequest final : public CommRequest {
+ public:
+  MpiRequest(MPI_Request r, std::string what) : r_(r), what_(std::move(what)) {}
+  MpiRequest(const MpiRequest&) = delete;
+  MpiRequest& operator=(const MpiRequest&) = delete;
+  // A request dropped without wait() (an exception unwinding) is still completed: MPI owns the
+  // buffer until then. Errors cannot be thrown from here; they were or will be seen elsewhere.
+  ~MpiRequest() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (r_ != MPI_REQUEST_NULL && !finalized) MPI_Wait(&r_, MPI_STATUS_IGNORE);
+  }
+  void wait() override {
+    if (r_ == MPI_REQUEST_NULL) return;
+    check(MPI_Wait(&r_, MPI_STATUS_IGNORE), what_.c_str());
+  }
+  bool test() override {
+    if (r_ == MPI_REQUEST_NULL) return true;
+    int done = 0;
+    check(MPI_Test(&r_, &done, MPI_STATUS_IGNORE), what_.c_str());
+    return done != 0;
+  }
+
+ private:
+  MPI_Request r_;
+  std::string what_;
+};
+}  // namespace
+
+std::unique_ptr<CommRequest> MpiCommunicator::all_reduce_async(const Tensor& x, ReduceOp op) {
+  require_host(x, "all_reduce_async");
+  if (size_ == 1) return Communicator::all_reduce_async(x, op);
+  MPI_Request r = MPI_REQUEST_NULL;
+  const std::string what = cat("MPI_Iallreduce on ", name_);
+  check(MPI_Iallreduce(MPI_IN_PLACE, x.data(), static_cast<int>(x.numel()), mpi_type(x.dtype()),
+                       mpi_op(op), h_->comm, &r),
+        what.c_str());
+  return std::make_unique<MpiRequest>(r, what);
 }
 
 void MpiCommunicator::all_gather(const Tensor& out, const Tensor& in) {

@@ -42,6 +42,9 @@ class MpiCommunicator final : public Communicator {
   int size() const override { return size_; }
   std::string name() const override { return name_; }
   void all_reduce(const Tensor& x, ReduceOp op = ReduceOp::Sum) override;
+  // MPI_Iallreduce: progresses while the caller computes (inside later MPI calls or test()).
+  std::unique_ptr<CommRequest> all_reduce_async(const Tensor& x,
+                                                ReduceOp op = ReduceOp::Sum) override;
   void all_gather(const Tensor& out, const Tensor& in) override;
   void broadcast(const Tensor& x, int root) override;
   void barrier() override;

@@ -1,8 +1,10 @@
 #include "comm/parallel_layout.h"
 
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 
+#include "comm/checked_communicator.h"
 #include "comm/mpi_communicator.h"
 
 namespace resp {
@@ -37,13 +39,37 @@ ParallelContext ParallelContext::single() {
 }
 
 ParallelContext make_parallel_context(const MpiRuntime& mpi, int tp) {
+  return make_parallel_context(mpi, tp, comm_check_from_env());
+}
+
+ParallelContext make_parallel_context(const MpiRuntime& mpi, int tp, bool verify) {
   ParallelContext c;
   c.layout = ParallelLayout::make(mpi.world_size(), mpi.world_rank(), tp);
   auto world = mpi.world();
-  c.tp = world->split(c.layout.dp_rank, c.layout.tp_rank, "tp");
-  c.dp = world->split(c.layout.tp_rank, c.layout.dp_rank, "dp");
-  c.world = std::move(world);
+  const CheckedCommunicator::Options opt{verify};
+  c.tp = std::make_unique<CheckedCommunicator>(
+      world->split(c.layout.dp_rank, c.layout.tp_rank, "tp"), opt);
+  c.dp = std::make_unique<CheckedCommunicator>(
+      world->split(c.layout.tp_rank, c.layout.dp_rank, "dp"), opt);
+  c.world = std::make_unique<CheckedCommunicator>(std::move(world), opt);
+  if (const char* dir = std::getenv("RESP_COMM_STATS"); dir && *dir) {
+    std::error_code ec;  // every rank tries; the report says so if the directory is unusable
+    std::filesystem::create_directories(dir, ec);
+    const ParallelLayout& L = c.layout;
+    c.stats_report = std::make_shared<CommStatsReport>(
+        (std::filesystem::path(dir) / cat("comm_stats.rank", L.rank, ".json")).string(),
+        cat("\"rank\": ", L.rank, ", \"world\": ", L.world, ", \"tp\": ", L.tp, ", \"dp\": ", L.dp),
+        std::vector<CommStatsReport::Entry>{
+            {"world", c.world.get()}, {"tp", c.tp.get()}, {"dp", c.dp.get()}});
+  }
   return c;
+}
+
+CommStats comm_stats(const ParallelContext& par) {
+  CommStats s;
+  for (const auto* c : {par.world.get(), par.tp.get(), par.dp.get()})
+    if (c) s += c->stats();
+  return s;
 }
 
 void check_world_against_slurm(int world_size, const char* slurm_ntasks) {

@@ -1,6 +1,8 @@
 #include "importance/scorer.h"
 
 #include <cmath>
+#include <memory>
+#include <optional>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -40,11 +42,53 @@ void grouped_dot(const std::vector<float>& x, const std::vector<float>& y, int64
           y[static_cast<size_t>(t * n + c)];
 }
 
+// Sums taylor's gradients G across DP replicas layer by layer. A layer's G is final once the
+// backward of the replica's last local sample has passed it, so its all-reduce starts there and
+// runs while the layers below are differentiated (the backward visits layers last to first).
+// Ranks whose last sample had no backward (no local samples, or nothing to predict) start the
+// same reductions after their loop, in the same order, so every rank issues one identical
+// sequence. Reducing tensor by tensor is elementwise the same sum as one reduction at the end.
+class LayerGradReducer {
+ public:
+  LayerGradReducer(Communicator& dp, const ModelGrads& g)
+      : dp_(dp), g_(g), started_(g.layers.size(), false) {}
+
+  void start(size_t layer) {
+    if (started_[layer]) return;
+    started_[layer] = true;
+    const LayerGrads& L = g_.layers[layer];
+    for (const Tensor* t : {&L.attn_norm, &L.wq, &L.bq, &L.wk, &L.bk, &L.wv, &L.bv, &L.q_norm,
+                            &L.k_norm, &L.wo, &L.bo, &L.mlp_norm, &L.wg, &L.wu, &L.wd})
+      if (!t->empty()) pending_.push_back(dp_.all_reduce_async(*t));
+    // Without an asynchronous progress thread MPI advances non-blocking collectives only inside
+    // MPI calls: poking the earlier ones here keeps them moving during the backward.
+    for (auto& r : pending_) r->test();
+  }
+  // Starts what the backward did not, then waits for everything.
+  void finish() {
+    for (size_t l = started_.size(); l-- > 0;) start(l);
+    for (const Tensor* t : {&g_.embed, &g_.final_norm, &g_.lm_head}) {
+      if (t->empty() || (t == &g_.lm_head && t->data() == g_.embed.data())) continue;
+      pending_.push_back(dp_.all_reduce_async(*t));
+    }
+    for (auto& r : pending_) r->wait();
+    pending_.clear();
+  }
+
+ private:
+  Communicator& dp_;
+  const ModelGrads& g_;
+  std::vector<bool> started_;
+  std::vector<std::unique_ptr<CommRequest>> pending_;
+};
+
 class Observer final : public ActivationObserver {
  public:
   Observer(Backend& be, std::vector<LocalSums>& sums, int64_t head_dim)
       : be_(be), sums_(sums), D_(head_dim) {}
   bool want_forward = false, want_backward = false;
+  // Set during the last local sample's backward: start each layer's DP gradient reduction.
+  LayerGradReducer* reduce_after_layer = nullptr;
 
   void on_forward(const LayerActivations& a) override {
     if (!want_forward) return;
@@ -54,6 +98,7 @@ class Observer final : public ActivationObserver {
   }
 
   void on_backward(const LayerActivations& a) override {
+    if (reduce_after_layer) reduce_after_layer->start(static_cast<size_t>(a.layer));
     if (!want_backward) return;
     LocalSums& s = sums_[static_cast<size_t>(a.layer)];
     const int64_t T = a.tokens;
@@ -126,6 +171,9 @@ ImportanceScores compute_importance(const ModelWeights& w, Backend& be, const Pa
     grads = make_grads(w, be, GradSelection::Prunable);
   double loss_sum = 0;
   int64_t used = 0, tokens = 0;
+  std::optional<LayerGradReducer> grad_reducer;
+  if (opt.criterion == Criterion::Taylor && par.dp->size() > 1)
+    grad_reducer.emplace(*par.dp, grads);
   if (needs_data(opt.criterion)) {
     if (samples.empty()) throw UsageError("no calibration samples");
     GradientPass pass(w, be, *par.tp);
@@ -133,8 +181,12 @@ ImportanceScores compute_importance(const ModelWeights& w, Backend& be, const Pa
     obs.want_forward = opt.criterion == Criterion::WandaSp;
     obs.want_backward = opt.criterion == Criterion::TaylorVectorize;
     int64_t local_total = 0, local_done = 0;
+    size_t last_local = samples.size();
     for (size_t i = 0; i < samples.size(); ++i)
-      if (static_cast<int>(i % static_cast<size_t>(L.dp)) == L.dp_rank) ++local_total;
+      if (static_cast<int>(i % static_cast<size_t>(L.dp)) == L.dp_rank) {
+        ++local_total;
+        last_local = i;
+      }
     for (size_t i = 0; i < samples.size(); ++i) {
       if (static_cast<int>(i % static_cast<size_t>(L.dp)) != L.dp_rank) continue;
       const CalibrationSample& s = samples[i];
@@ -150,7 +202,9 @@ ImportanceScores compute_importance(const ModelWeights& w, Backend& be, const Pa
         if (weights.empty()) {
           log_warn("calibration sample ", s.id, " has no tokens to predict; skipped");
         } else {
+          if (i == last_local && grad_reducer) obs.reduce_after_layer = &*grad_reducer;
           const auto r = pass.forward_backward(s.tokens, weights, grads, &obs);
+          obs.reduce_after_layer = nullptr;
           loss_sum += r.loss;
           tokens += r.predicted;
           ++used;
@@ -162,6 +216,7 @@ ImportanceScores compute_importance(const ModelWeights& w, Backend& be, const Pa
   }
 
   // ---- reduce across data-parallel replicas (before any absolute value) ----------------------
+  if (grad_reducer) grad_reducer->finish();
   std::vector<double> counters = {loss_sum, static_cast<double>(used), static_cast<double>(tokens)};
   reduce(*par.dp, counters);
   out.samples = static_cast<int64_t>(counters[1]);
@@ -170,8 +225,6 @@ ImportanceScores compute_importance(const ModelWeights& w, Backend& be, const Pa
   if (needs_data(opt.criterion) && out.samples == 0)
     throw UsageError("no calibration sample had a token to score");
   const double N = std::max<int64_t>(out.samples, 1);
-  if (opt.criterion == Criterion::Taylor)
-    for (const Tensor& g : grads.tensors()) par.dp->all_reduce(g);
   for (auto& s : sums) {
     for (auto* v : {&s.head_q, &s.head_o, &s.ch_gate, &s.ch_up, &s.ch_down, &s.attn_sq, &s.act_sq})
       reduce(*par.dp, *v);
@@ -272,6 +325,10 @@ ImportanceScores compute_importance(const ModelWeights& w, Backend& be, const Pa
     reduce(*par.tp, ls.channels);
     out.layers.push_back(std::move(ls));
   }
+  // With RESP_COMM_CHECK, a rank that skipped or added a collective above fails here, on every
+  // rank, instead of pairing with whatever collective comes next.
+  par.tp->check_in_sync("end of importance");
+  par.dp->check_in_sync("end of importance");
   return out;
 }
 
