@@ -6,17 +6,20 @@
 #   tools/setup.sh                 # packages + build
 #   tools/setup.sh --no-install    # build only (packages already present)
 #   tools/setup.sh --with-python   # also the Python packages of the reference tools in tools/
+#   tools/setup.sh --with-slurm    # also slurm-wlm + munge (the local Slurm test, label slurm)
 #   BUILD_DIR=... CMAKE_ARGS="..." tools/setup.sh
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 install=1
 python=0
+slurm=0
 for arg in "$@"; do
   case "$arg" in
     --no-install) install=0 ;;
     --with-python) python=1 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --with-slurm) slurm=1 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -31,6 +34,9 @@ packages=(
 )
 if [[ $python == 1 ]]; then
   packages+=(python3-torch python3-numpy python3-h5py python3-matplotlib)
+fi
+if [[ $slurm == 1 ]]; then
+  packages+=(slurm-wlm munge)  # tools/slurm_local_test.sh starts its own daemons
 fi
 
 if [[ $install == 1 ]]; then

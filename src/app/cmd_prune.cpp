@@ -41,7 +41,9 @@ int run_prune_cmd(const PruneCliOptions& o) {
   if (out.empty()) out = std::filesystem::path("runs") / std::filesystem::path(o.config).stem();
 
   Runtime rt = start_runtime(cfg.tp, cfg.threads);
+  const std::string layout = describe_layout(rt);  // collective
   if (rt.par.layout.rank == 0) {
+    std::fprintf(stderr, "# resp prune: %s\n", layout.c_str());
     std::fprintf(stderr, "# resp prune: effective configuration (saved as %s)\n%s",
                  (out / "config.yaml").string().c_str(), to_yaml(cfg).c_str());
   }

@@ -1,7 +1,9 @@
 #include "app/runtime.h"
 
 #include <cstdlib>
+#include <string>
 
+#include "backend/cpu/cpu_backend.h"
 #include "core/log.h"
 #if RESP_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
@@ -46,6 +48,31 @@ Runtime start_runtime(int tp, int threads, const std::string& device) {
   rt.backend = std::move(cuda);
 #endif
   return rt;
+}
+
+std::string describe_layout(const Runtime& rt) {
+  const ParallelLayout& L = rt.par.layout;
+  // A node is the group of ranks sharing memory (MPI_COMM_TYPE_SHARED); its local rank 0 counts it.
+  const int local_size = rt.mpi->local_size();
+  const auto nodes = rt.par.world->all_reduce_scalar_i64(rt.mpi->local_rank() == 0 ? 1 : 0);
+  const auto min_local = rt.par.world->all_reduce_scalar_i64(local_size, ReduceOp::Min);
+  const auto max_local = rt.par.world->all_reduce_scalar_i64(local_size, ReduceOp::Max);
+  std::string s = cat("layout: ", nodes, nodes == 1 ? " node, " : " nodes, ", L.world,
+                      L.world == 1 ? " rank (" : " ranks (");
+  s += min_local == max_local ? cat(max_local, " per node)")
+                              : cat(min_local, "-", max_local, " per node)");
+  s += cat(", tp=", L.tp, " x dp=", L.dp, ", devices: ", rt.backend->name());
+  if (const auto* cpu = dynamic_cast<const CpuBackend*>(rt.backend.get()))
+    s += cat(" (", cpu->threads(), cpu->threads() == 1 ? " thread" : " threads", " per rank)");
+  else
+    s += cat(" (", cuda_device_count(), " visible per rank, device = local rank % visible)");
+  if (const char* job = std::getenv("SLURM_JOB_ID")) {
+    const char* step = std::getenv("SLURM_STEP_ID");
+    const char* ntasks = std::getenv("SLURM_NTASKS");
+    s += cat("; slurm job ", job, step ? cat(".", step) : std::string(),
+             ntasks ? cat(", SLURM_NTASKS=", ntasks) : std::string());
+  }
+  return s;
 }
 
 }  // namespace resp::app

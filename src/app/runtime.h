@@ -19,7 +19,8 @@ struct Runtime {
   ParallelContext par;
 };
 
-// Collective over all ranks. threads <= 0: OMP_NUM_THREADS or all cores.
+// Collective over all ranks. threads <= 0: OMP_NUM_THREADS or all cores. Under Slurm
+// (SLURM_NTASKS set) the MPI world must have SLURM_NTASKS ranks, else a CommError.
 Runtime start_runtime(int tp, int threads);
 // The same on `device`: "cpu", "cuda", or "auto" (cuda when a CUDA device is visible, else
 // cpu). On cuda each rank takes device local_rank % visible devices and the TP and DP
@@ -28,5 +29,10 @@ Runtime start_runtime(int tp, int threads, const std::string& device);
 // Help text of the --device option.
 inline constexpr const char* kDeviceHelp =
     "cpu | cuda | auto (default auto: cuda when a GPU is visible)";
+
+// One line for the job log: nodes, ranks (per node), tp x dp, devices, and the Slurm job when
+// there is one, e.g. "layout: 2 nodes, 16 ranks (8 per node), tp=8 x dp=2, devices: ...".
+// Collective over the world communicator (it counts nodes); the text is the same on every rank.
+std::string describe_layout(const Runtime& rt);
 
 }  // namespace resp::app
