@@ -183,6 +183,8 @@ def main():
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3, help="best of N runs per point")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--check", action="store_true",
+                    help="exit 1 unless measured bytes equal the formulas (for ctest)")
     a = ap.parse_args()
 
     work = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="resp-pbench-"))
@@ -262,6 +264,16 @@ def main():
               f"{r['comm_seconds']:>8.3f}{r['bytes_per_rank']:>12d}"
               f"{r['predicted_bytes_per_rank'] if r['tp'] > 1 or r['workload'] == 'importance' else '-':>11}"
               f"{r['bytes_per_iteration']:>12.0f}")
+    if a.check:
+        bad = [r for r in results if (r["workload"] == "importance" or r["tp"] > 1)
+               and r["bytes_per_rank"] != r["predicted_bytes_per_rank"]]
+        for r in bad:
+            print(f"parallel_bench --check: {r['workload']} {r['ranks']}x{r['tp']}: measured "
+                  f"{r['bytes_per_rank']} bytes, formula {r['predicted_bytes_per_rank']}",
+                  file=sys.stderr)
+        if bad or any(r["ranks"] > 1 and r["bytes_per_rank"] == 0 for r in results):
+            sys.exit(1)
+        print("parallel_bench --check: measured bytes equal the formulas")
     if a.json:
         Path(a.json).write_text(json.dumps({"config": vars(a), "results": results}, indent=1))
     if not a.out:

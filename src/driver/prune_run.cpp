@@ -219,16 +219,23 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
     rec.iteration = t;
     rec.ratio = cfg.ratio_at(t);
     const ModelConfig current = apply_plan(dense, state.plan);
-    Stopwatch phase;
+    Stopwatch phase, whole;
+    // Phase timings and traffic for timings.jsonl (scaling studies: tools/scaling_study.py).
+    const CommStats comm_start = comm_stats(par);
+    CommStats comm_gen, comm_imp;
+    double t_load = 0;
+    int64_t generated_tokens = 0, generated_sequences = 0;
     const ModelWeights weights =
         load_weights(reader, current, make_shard_plan(current, L.tp, L.tp_rank), backend,
                      FileNumbering::Original);
     Decoder decoder(weights, backend, *par.tp);
-    rec.t_prune += phase.seconds();
+    t_load = phase.seconds();
+    rec.t_prune += t_load;
 
     // Regenerate the traces with the current (pruned) model.
     if (self_source && state.regen_pending) {
       phase.reset();
+      const CommStats before_gen = comm_stats(par);
       GenerationConfig g = gen_cfg;
       // Each round draws fresh samples: the round number is folded into the seed.
       g.seed = cfg.seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(state.regen_round);
@@ -258,7 +265,10 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
         tr.prompt = calib.requests[subset[k]].prompt;
         tr.output = results[k].tokens;
         tr.finish = finish_reason_name(results[k].finish);
+        generated_tokens += static_cast<int64_t>(results[k].tokens.size());
       }
+      generated_sequences = static_cast<int64_t>(subset.size());
+      comm_gen = comm_stats(par) - before_gen;
       state.regen_pending = false;
       ++state.regen_round;
       rec.regenerated = true;
@@ -278,6 +288,7 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
 
     // Importance on the current model, then the cumulative prune to r_t.
     phase.reset();
+    const CommStats before_imp = comm_stats(par);
     ImportanceOptions io;
     io.criterion = criterion;
     io.loss = parse_loss_mode(cfg.loss);
@@ -285,6 +296,7 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
     const auto samples = samples_of(state.traces);
     state.scores = compute_importance(weights, backend, par, samples, io);
     rec.t_importance = phase.seconds();
+    comm_imp = comm_stats(par) - before_imp;
     rec.mean_loss = state.scores.mean_loss;
 
     phase.reset();
@@ -318,6 +330,40 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
              state.regen_pending ? " -> milestone crossed: traces will be regenerated" : "");
     result.last_iteration = t;
     ++done_here;
+    if (L.rank == 0) {
+      nlohmann::json j = {{"iteration", t},
+                          {"world", L.world},
+                          {"tp", L.tp},
+                          {"dp", L.dp},
+                          {"regenerated", r.regenerated},
+                          {"generated_sequences", generated_sequences},
+                          {"generated_tokens", generated_tokens},
+                          {"calibration_samples", state.scores.samples},
+                          {"importance_tokens", state.scores.tokens},
+                          {"t_load", t_load},
+                          {"t_generate", r.t_generate},
+                          {"t_importance", r.t_importance},
+                          {"t_prune", r.t_prune - t_load},
+                          {"t_checkpoint", r.t_checkpoint},
+                          {"t_iteration", whole.seconds()}};
+      const CommStats all = comm_stats(par) - comm_start;
+      auto comm_json = [](const CommStats& c) {
+        return nlohmann::json{{"bytes", c.total_bytes()},
+                              {"all_reduce_bytes", c.all_reduce.bytes},
+                              {"all_gather_bytes", c.all_gather.bytes},
+                              {"broadcast_bytes", c.broadcast.bytes},
+                              {"calls", c.all_reduce.calls + c.all_gather.calls +
+                                            c.broadcast.calls + c.barrier.calls},
+                              {"seconds", c.seconds}};
+      };
+      j["comm"] = {{"generate", comm_json(comm_gen)},
+                   {"importance", comm_json(comm_imp)},
+                   {"total", comm_json(all)}};
+      // Rank 0's view; appended per iteration, so a resumed run continues the file.
+      std::ofstream f(run / "timings.jsonl", std::ios::app);
+      f << j.dump() << '\n';
+      if (!f) log_warn("cannot append to ", (run / "timings.jsonl").string());
+    }
 
     // Signals: every rank votes; all stop together after a complete checkpoint.
     const double want_stop = (opt.stop_requested && opt.stop_requested()) ? 1.0 : 0.0;
