@@ -128,18 +128,17 @@ def run_point(a, out: Path, mode, ranks, tp):
 
 
 def add_scaling(rows):
-    """Strong: speed-up T1/TN, efficiency speed-up/N. Weak (work grows with dp): efficiency
-    T1/TN, speed-up N*T1/TN (scaled)."""
+    """Speed-up = throughput (prompts per second of the whole workload) relative to 1 rank of
+    the same mode; efficiency = speed-up / ranks. For strong scaling the work is fixed, so this
+    is T1/TN; for weak scaling the prompts grow with dp, so it is (dp*T1/TN) -- tensor
+    parallelism adds ranks without adding prompts, and pays for it here."""
     for r in rows:
         one = next((x for x in rows if x["mode"] == r["mode"] and x["ranks"] == 1), None)
         if not one or r["t_total"] <= 0:
             r["speedup"] = r["efficiency"] = ""
             continue
-        ratio = one["t_total"] / r["t_total"]
-        if r["mode"] == "strong":
-            r["speedup"], r["efficiency"] = ratio, ratio / r["ranks"]
-        else:
-            r["speedup"], r["efficiency"] = ratio * r["ranks"], ratio
+        r["speedup"] = (r["prompts"] / r["t_total"]) / (one["prompts"] / one["t_total"])
+        r["efficiency"] = r["speedup"] / r["ranks"]
 
 
 def write_csv(rows, path: Path):
