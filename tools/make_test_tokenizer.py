@@ -52,9 +52,12 @@ def bytes_to_unicode():
     return {b: chr(c) for b, c in zip(bs, cs)}
 
 
-def tokenizer_json():
+def tokenizer_json(vocab=None, merges=(), added=ADDED):
+    """tokenizer.json for a byte-level BPE: `vocab` maps byte-level strings to ids (default:
+    the 256 bytes), `merges` lists "a b" pairs in rank order, `added` the added tokens."""
     b2u = bytes_to_unicode()
-    vocab = {b2u[b]: b for b in range(256)}
+    if vocab is None:
+        vocab = {b2u[b]: b for b in range(256)}
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
                   "use_regex": False}
     return {
@@ -63,7 +66,7 @@ def tokenizer_json():
         "padding": None,
         "added_tokens": [{"id": i, "content": c, "single_word": False, "lstrip": False,
                           "rstrip": False, "normalized": False, "special": s}
-                         for i, c, s in ADDED],
+                         for i, c, s in added],
         "normalizer": {"type": "NFC"},
         "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
             {"type": "Split", "pattern": {"Regex": QWEN2_REGEX}, "behavior": "Isolated",
@@ -73,24 +76,24 @@ def tokenizer_json():
         "decoder": byte_level,
         "model": {"type": "BPE", "dropout": None, "unk_token": None,
                   "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": False,
-                  "byte_fallback": False, "ignore_merges": False, "vocab": vocab, "merges": []},
+                  "byte_fallback": False, "ignore_merges": False, "vocab": vocab, "merges": list(merges)},
     }
 
 
-def tokenizer_config(template):
+def tokenizer_config(template, added=ADDED, model_max_length=512):
     return {
         "add_bos_token": False,
         "add_prefix_space": False,
         "added_tokens_decoder": {str(i): {"content": c, "lstrip": False, "normalized": False,
                                           "rstrip": False, "single_word": False, "special": s}
-                                 for i, c, s in ADDED},
+                                 for i, c, s in added},
         "additional_special_tokens": ["<|im_start|>", "<|im_end|>"],
         "bos_token": None,
         "chat_template": template,
         "clean_up_tokenization_spaces": False,
         "eos_token": "<|im_end|>",
         "errors": "replace",
-        "model_max_length": 512,
+        "model_max_length": model_max_length,
         "pad_token": "<|endoftext|>",
         "split_special_tokens": False,
         "tokenizer_class": "Qwen2Tokenizer",

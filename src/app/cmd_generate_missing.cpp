@@ -11,4 +11,6 @@ void register_prune(CLI::App&, Action*) {}
 void register_export(CLI::App&, Action*) {}
 void register_bench_generate(CLI::App&, Action*) {}
 void register_bench_checkpoint(CLI::App&, Action*) {}
+void register_synth(CLI::App&, Action*) {}
+void register_train(CLI::App&, Action*) {}
 }  // namespace resp::app

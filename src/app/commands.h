@@ -21,5 +21,7 @@ void register_eval(CLI::App& root, Action* selected);
 void register_importance(CLI::App& root, Action* selected);
 void register_prune(CLI::App& root, Action* selected);  // prune + inspect
 void register_export(CLI::App& root, Action* selected);
+void register_synth(CLI::App& root, Action* selected);  // synth-math
+void register_train(CLI::App& root, Action* selected);
 
 }  // namespace resp::app

@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   resp::app::register_importance(root, &selected);
   resp::app::register_prune(root, &selected);
   resp::app::register_export(root, &selected);
+  resp::app::register_synth(root, &selected);
+  resp::app::register_train(root, &selected);
 
   try {
     root.parse(argc, argv);

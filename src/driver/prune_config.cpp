@@ -9,8 +9,11 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "driver/yaml_schema.h"
 
 namespace resp {
+
+using namespace yaml_schema;
 
 namespace {
 
@@ -52,74 +55,6 @@ parallel:
   threads: 0
 )";
 
-// Overlays `user` onto `base`, refusing keys the schema does not have.
-void merge(YAML::Node base, const YAML::Node& user, const std::string& path,
-           const std::string& src) {
-  if (!user.IsMap())
-    throw ConfigError(cat(src, ": ", path.empty() ? "the file" : path, " must be a mapping"));
-  for (auto it = user.begin(); it != user.end(); ++it) {
-    const std::string key = it->first.as<std::string>();
-    const std::string full = path.empty() ? key : path + "." + key;
-    const YAML::Node& cbase = base;  // const lookup: operator[] on a non-const node inserts
-    if (!cbase[key]) throw ConfigError(cat(src, ": unknown key \"", full, "\""));
-    YAML::Node b = base[key];
-    if (b.IsMap()) {
-      merge(b, it->second, full, src);
-    } else {
-      if (it->second.IsMap())
-        throw ConfigError(cat(src, ": \"", full, "\" is a value, not a section"));
-      base[key] = it->second;
-    }
-  }
-}
-
-void set_override(YAML::Node root, const std::string& kv) {
-  const auto eq = kv.find('=');
-  if (eq == std::string::npos || eq == 0)
-    throw ConfigError(cat("--set \"", kv, "\": expected section.key=value"));
-  const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
-  std::vector<std::string> parts;
-  std::stringstream ss(key);
-  for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
-  YAML::Node parsed;
-  try {
-    parsed = YAML::Load(value);
-  } catch (const YAML::Exception& e) {
-    throw ConfigError(cat("--set ", key, ": cannot parse value \"", value, "\""));
-  }
-  // Build the nested mapping {a: {b: value}} and merge it like a file. (Node::reset rebinds;
-  // operator= would assign through the reference.)
-  YAML::Node leaf = parsed;
-  for (size_t i = parts.size(); i-- > 1;) {
-    YAML::Node m(YAML::NodeType::Map);
-    m[parts[i]] = leaf;
-    leaf.reset(m);
-  }
-  YAML::Node user(YAML::NodeType::Map);
-  user[parts[0]] = leaf;
-  merge(root, user, "", "--set");
-}
-
-template <typename T>
-T get(const YAML::Node& n, const std::string& key, const std::string& src) {
-  try {
-    return n.as<T>();
-  } catch (const YAML::Exception&) {
-    throw ConfigError(cat(src, ": \"", key, "\" has the wrong type (", YAML::Dump(n), ")"));
-  }
-}
-
-bool is_auto(const YAML::Node& n) {
-  return n.IsScalar() && n.as<std::string>() == "auto";
-}
-
-std::string absolute(const std::string& p, const std::string& base) {
-  if (p.empty()) return p;
-  std::filesystem::path path(p);
-  if (path.is_absolute()) return p;
-  return (std::filesystem::path(base) / path).lexically_normal().string();
-}
-
 }  // namespace
 
 double PruneConfig::ratio_at(int t) const {
@@ -129,14 +64,7 @@ double PruneConfig::ratio_at(int t) const {
 
 PruneConfig parse_prune_config(const std::string& text, const std::vector<std::string>& overrides,
                                const std::string& src, const std::string& base_dir) {
-  YAML::Node root = YAML::Load(kDefaults);
-  try {
-    const YAML::Node user = YAML::Load(text);
-    if (user && !user.IsNull()) merge(root, user, "", src);
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError(cat(src, ": malformed YAML (", e.msg, " at line ", e.mark.line + 1, ")"));
-  }
-  for (const auto& o : overrides) set_override(root, o);
+  YAML::Node root = load_with_schema(kDefaults, text, overrides, src);
 
   PruneConfig c;
   const auto s = [&](const char* sec, const char* key) { return root[sec][key]; };

@@ -1,0 +1,34 @@
+// The YAML configuration files of `resp prune` and `resp train`: a schema given as a YAML text
+// of defaults, a user file overlaid on it (unknown keys are errors naming the key), then
+// `--set section.key=value` overrides. Typed reads name the key when the type is wrong.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+namespace resp::yaml_schema {
+
+// The defaults with `text` (named `src` in errors) and the overrides applied.
+YAML::Node load_with_schema(const char* defaults, const std::string& text,
+                            const std::vector<std::string>& overrides, const std::string& src);
+
+template <typename T>
+T get(const YAML::Node& n, const std::string& key, const std::string& src) {
+  try {
+    return n.as<T>();
+  } catch (const YAML::Exception&) {
+    throw ConfigError(cat(src, ": \"", key, "\" has the wrong type (", YAML::Dump(n), ")"));
+  }
+}
+
+// The scalar "auto" (take the value from the model / data).
+bool is_auto(const YAML::Node& n);
+
+// `p` made absolute against `base` unless empty or already absolute.
+std::string absolute(const std::string& p, const std::string& base);
+
+}  // namespace resp::yaml_schema
