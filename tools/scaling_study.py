@@ -87,6 +87,9 @@ def run_point(a, out: Path, mode, ranks, tp):
         shutil.rmtree(run_dir)
     sets = {
         "model": str(model_dir(a, out)),
+        # Explicit, so the study does not change when configs/default.yaml does.
+        "data.task": a.task,
+        "data.prompts": a.prompts_file,
         "data.num_prompts": prompts,
         "generation.max_new_tokens": a.max_new_tokens,
         "generation.batch_size": a.batch_size,
@@ -263,6 +266,9 @@ def main():
     ap.add_argument("--prompts", type=int, default=16, help="strong scaling: prompts in total")
     ap.add_argument("--prompts-per-replica", type=int, default=8,
                     help="weak scaling: prompts per data-parallel replica")
+    ap.add_argument("--task", default="gsm8k", help="calibration task (data.task)")
+    ap.add_argument("--prompts-file", default="data/gsm8k/train.jsonl",
+                    help="calibration prompts (data.prompts; relative to the repository)")
     ap.add_argument("--iterations", type=int, default=3)
     ap.add_argument("--final-ratio", type=float, default=0.3)
     ap.add_argument("--max-new-tokens", type=int, default=48)

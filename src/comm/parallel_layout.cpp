@@ -6,6 +6,7 @@
 
 #include "comm/checked_communicator.h"
 #include "comm/mpi_communicator.h"
+#include "core/log.h"
 
 namespace resp {
 
@@ -52,6 +53,10 @@ ParallelContext make_parallel_context(const MpiRuntime& mpi, int tp, bool verify
   c.dp = std::make_unique<CheckedCommunicator>(
       world->split(c.layout.tp_rank, c.layout.dp_rank, "dp"), opt);
   c.world = std::make_unique<CheckedCommunicator>(std::move(world), opt);
+  if (verify && c.layout.rank == 0)
+    log_info(
+        "collective-sequence verification on (RESP_COMM_CHECK): one extra all-gather per "
+        "collective");
   if (const char* dir = std::getenv("RESP_COMM_STATS"); dir && *dir) {
     std::error_code ec;  // every rank tries; the report says so if the directory is unusable
     std::filesystem::create_directories(dir, ec);

@@ -365,6 +365,12 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
       if (!f) log_warn("cannot append to ", (run / "timings.jsonl").string());
     }
 
+    // With RESP_COMM_CHECK=1: every rank must have issued the same collectives this iteration
+    // (generation, importance, checkpoint); a rank that skipped one fails here, on all ranks.
+    par.tp->check_in_sync("end of prune iteration");
+    par.dp->check_in_sync("end of prune iteration");
+    par.world->check_in_sync("end of prune iteration");
+
     // Signals: every rank votes; all stop together after a complete checkpoint.
     const double want_stop = (opt.stop_requested && opt.stop_requested()) ? 1.0 : 0.0;
     const bool stop = par.world->all_reduce_scalar(want_stop, ReduceOp::Max) > 0.0;
