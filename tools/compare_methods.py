@@ -28,6 +28,7 @@ import concurrent.futures as cf
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -68,8 +69,10 @@ def evaluate(args, model, out_json, log):
 def export(args, run_dir, sp, model, log):
     """Exports the checkpoint closest to sparsity `sp`; returns its measured sparsity (kept
     next to the model, since resp export prints it once)."""
-    note = model.with_suffix(".sparsity")
+    note = Path(str(model) + ".sparsity")
     if not model.exists() or not note.exists():
+        if model.exists():
+            shutil.rmtree(model)  # exported before its note was written: redo both
         cmd = [args.resp, "export", "--run", str(run_dir), "--sparsity", str(sp), "--format",
                "hetero", "--out", str(model)]
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -147,6 +150,22 @@ def write_report(args, dense, rows):
                 f" | {fmt([r['strict'] for r in sel])} | {fmt([r['flexible'] for r in sel])}"
                 f" | {fmt([r['mean_tokens'] for r in sel], pct=False)}"
                 f" | {fmt([r['truncation'] for r in sel])} |")
+    short = sorted({r["method"] for r in rows
+                    if r["measured"] is not None and abs(r["measured"] - r["target"]) > 0.05})
+    if short:
+        lines += ["", "Rows where the measured sparsity is far from the target: the run never "
+                  "reached it and the closest checkpoint is shown (" + ", ".join(short) + ")."]
+    best = []
+    for sp in args.sparsities:
+        scored = [(mean_std([r["flexible"] for r in rows
+                             if r["method"] == m and r["target"] == sp])[0], m) for m in METHODS]
+        scored = [x for x in scored if x[0] is not None]
+        if scored:
+            acc = max(a for a, _ in scored)
+            tied = [m for a, m in scored if abs(a - acc) < 1e-12]
+            best.append(f"{sp:.1f}: {' = '.join(tied)} ({acc * 100:.1f}%)")
+    if best:
+        lines += ["", "Best mean flexible accuracy per target sparsity — " + "; ".join(best) + "."]
     lines += ["", "![accuracy vs sparsity](results.png)", ""]
     (out / "results.md").write_text("\n".join(lines))
     try:
