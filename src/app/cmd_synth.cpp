@@ -65,8 +65,7 @@ void register_synth(CLI::App& root, Action* selected) {
   cmd->add_option("--max-factor", o.max_factor, "largest multiplier / divisor / pack count")
       ->capture_default_str();
   cmd->add_option("--max-pack", o.max_pack, "largest pack size")->capture_default_str();
-  cmd->add_option("--max-value", o.max_value, "largest intermediate value")
-      ->capture_default_str();
+  cmd->add_option("--max-value", o.max_value, "largest intermediate value")->capture_default_str();
   cmd->callback([args, selected] { *selected = [args] { return run_synth(*args); }; });
 }
 

@@ -81,5 +81,4 @@ std::string absolute(const std::string& p, const std::string& base) {
   return (std::filesystem::path(base) / path).lexically_normal().string();
 }
 
-
 }  // namespace resp::yaml_schema

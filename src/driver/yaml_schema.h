@@ -6,6 +6,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.h"
@@ -18,6 +19,9 @@ YAML::Node load_with_schema(const char* defaults, const std::string& text,
 
 template <typename T>
 T get(const YAML::Node& n, const std::string& key, const std::string& src) {
+  // An empty value (`key:` or `--set key=`) is YAML null; for a string that means "".
+  if constexpr (std::is_same_v<T, std::string>)
+    if (n.IsNull()) return std::string();
   try {
     return n.as<T>();
   } catch (const YAML::Exception&) {

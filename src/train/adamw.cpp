@@ -16,8 +16,8 @@ std::vector<Parameter> trainable_parameters(ModelWeights& w, ModelGrads& g) {
     if (v.device() != Device::CPU || gr.device() != Device::CPU)
       throw UnsupportedError("training needs host tensors (CPU backend)");
     if (!(v.shape() == gr.shape()))
-      throw ShapeError(cat("gradient of ", name, " has shape ", gr.shape().str(), ", weight ",
-                           v.shape().str()));
+      throw ShapeError(
+          cat("gradient of ", name, " has shape ", gr.shape().str(), ", weight ", v.shape().str()));
     out.push_back({std::move(name), v, gr, decay});
   };
   add("model.embed_tokens.weight", w.embed, g.embed, true);

@@ -26,7 +26,7 @@ constexpr std::array<Person, 24> kPeople{{
 }};
 
 constexpr std::array<const char*, 16> kItems{
-    "apples", "marbles", "stickers", "pencils", "cookies", "books",   "coins",  "cards",
+    "apples", "marbles", "stickers", "pencils", "cookies", "books",    "coins",   "cards",
     "shells", "stamps",  "candies",  "beads",   "eggs",    "balloons", "crayons", "toy cars"};
 
 // Draws for one problem: a counter-keyed stream, so adding a draw never shifts another
@@ -48,7 +48,9 @@ class Draws {
   uint64_t seed_, index_, counter_ = 0;
 };
 
-std::string num(int64_t v) { return std::to_string(v); }
+std::string num(int64_t v) {
+  return std::to_string(v);
+}
 
 std::string capitalised(std::string s) {
   if (!s.empty() && s[0] >= 'a' && s[0] <= 'z') s[0] = static_cast<char>(s[0] - 'a' + 'A');
@@ -128,8 +130,8 @@ SyntheticProblem make_synthetic_problem(uint64_t seed, uint64_t index,
             break;
           case 1:
             q += " " + other + " gives " + obj + " " + num(b) + " " + items + ".";
-            p.steps.push_back(other + " gives " + num(b) + ": " + num(x) + " + " + num(b) +
-                              " = " + num(y) + ".");
+            p.steps.push_back(other + " gives " + num(b) + ": " + num(x) + " + " + num(b) + " = " +
+                              num(y) + ".");
             break;
           default:
             q += " " + subj + " finds " + num(b) + " " + items + ".";
@@ -168,8 +170,8 @@ SyntheticProblem make_synthetic_problem(uint64_t seed, uint64_t index,
         const int64_t y = x * k;
         q += " " + subj + " then gets more " + items + " until " + pro + " has " + num(k) +
              " times as many.";
-        p.steps.push_back(num(k) + " times as many: " + num(x) + " * " + num(k) + " = " +
-                          num(y) + ".");
+        p.steps.push_back(num(k) + " times as many: " + num(x) + " * " + num(k) + " = " + num(y) +
+                          ".");
         x = y;
         budget -= 1;
         break;
@@ -182,8 +184,8 @@ SyntheticProblem make_synthetic_problem(uint64_t seed, uint64_t index,
         const int64_t m = k * b, y = x + m;
         q += " " + subj + " buys " + num(k) + " packs of " + items + " with " + num(b) +
              " in each pack.";
-        p.steps.push_back(num(k) + " packs of " + num(b) + ": " + num(k) + " * " + num(b) +
-                          " = " + num(m) + ".");
+        p.steps.push_back(num(k) + " packs of " + num(b) + ": " + num(k) + " * " + num(b) + " = " +
+                          num(m) + ".");
         p.steps.push_back("Adding them: " + num(x) + " + " + num(m) + " = " + num(y) + ".");
         x = y;
         budget -= 2;

@@ -18,14 +18,14 @@
 namespace resp {
 
 struct SyntheticMathOptions {
-  int min_ops = 2;        // arithmetic operations per problem (a "packs of" step counts as 2)
+  int min_ops = 2;  // arithmetic operations per problem (a "packs of" step counts as 2)
   int max_ops = 4;
-  int max_start = 40;     // initial stock in [min_start, max_start]
+  int max_start = 40;  // initial stock in [min_start, max_start]
   int min_start = 5;
-  int max_addend = 30;    // amounts added or removed
-  int max_factor = 5;     // multipliers, divisors and pack counts
-  int max_pack = 12;      // items per pack
-  int max_value = 300;    // every intermediate value stays <= max_value
+  int max_addend = 30;  // amounts added or removed
+  int max_factor = 5;   // multipliers, divisors and pack counts
+  int max_pack = 12;    // items per pack
+  int max_value = 300;  // every intermediate value stays <= max_value
 
   void validate() const;  // ConfigError naming the knob
 };

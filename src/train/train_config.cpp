@@ -64,7 +64,8 @@ TrainConfig parse_train_config(const std::string& text, const std::vector<std::s
   TrainConfig c;
   const auto s = [&](const char* sec, const char* key) { return root[sec][key]; };
   c.model_config = absolute(get<std::string>(s("model", "config"), "model.config", src), base_dir);
-  c.init_from = absolute(get<std::string>(s("model", "init_from"), "model.init_from", src), base_dir);
+  c.init_from =
+      absolute(get<std::string>(s("model", "init_from"), "model.init_from", src), base_dir);
   if (!is_auto(s("model", "tokenizer")))
     c.tokenizer =
         absolute(get<std::string>(s("model", "tokenizer"), "model.tokenizer", src), base_dir);
@@ -98,9 +99,8 @@ TrainConfig parse_train_config(const std::string& text, const std::vector<std::s
   if (c.model_config.empty() == c.init_from.empty())
     bad("model", "needs exactly one of model.config (train from scratch) and model.init_from");
   if (c.tokenizer.empty())
-    c.tokenizer = c.init_from.empty()
-                      ? std::filesystem::path(c.model_config).parent_path().string()
-                      : c.init_from;
+    c.tokenizer = c.init_from.empty() ? std::filesystem::path(c.model_config).parent_path().string()
+                                      : c.init_from;
   if (!(c.init_std > 0)) bad("model.init_std", "must be > 0");
   if (c.data.empty()) bad("data.path", "is required (a JSONL file)");
   if (c.format != "gsm8k-thinking" && c.format != "messages" && c.format != "prompt-completion" &&

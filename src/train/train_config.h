@@ -48,8 +48,8 @@ struct TrainConfig {
 };
 
 TrainConfig parse_train_config(const std::string& yaml_text,
-                               const std::vector<std::string>& overrides,
-                               const std::string& source, const std::string& base_dir);
+                               const std::vector<std::string>& overrides, const std::string& source,
+                               const std::string& base_dir);
 TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides);
 std::string to_yaml(const TrainConfig& c);
 

@@ -81,8 +81,9 @@ TrainDataset load_train_dataset(const std::string& path, const std::string& form
       prompt = chat->render(head, true);
       const std::string full = chat->render(msgs, false);
       if (full.compare(0, prompt.size(), prompt) != 0)
-        throw UsageError(cat(where, ": the chat template does not render the conversation as "
-                                    "its prompt followed by the response"));
+        throw UsageError(cat(where,
+                             ": the chat template does not render the conversation as "
+                             "its prompt followed by the response"));
       response = full.substr(prompt.size());
       // Train up to the end-of-turn token, not the template's newline after it.
       const auto end = response.rfind(eos);

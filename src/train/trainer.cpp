@@ -137,8 +137,8 @@ void write_model(const fs::path& out, const nlohmann::json& config_json, const T
     fs::copy_file(init_from / "generation_config.json", tmp / "generation_config.json");
   } else {
     // Qwen3's sampling defaults; eos = the tokenizer's end-of-turn plus <|endoftext|>.
-    nlohmann::json gen = {{"do_sample", true}, {"temperature", 0.6}, {"top_p", 0.95},
-                          {"top_k", 20}};
+    nlohmann::json gen = {
+        {"do_sample", true}, {"temperature", 0.6}, {"top_p", 0.95}, {"top_k", 20}};
     std::vector<int32_t> eos = tok.eos_ids();
     if (auto id = tok.token_id("<|endoftext|>"))
       if (std::find(eos.begin(), eos.end(), *id) == eos.end()) eos.push_back(*id);
@@ -178,8 +178,8 @@ TrainRunResult run_training(const TrainRunOptions& o, const ParallelContext& par
   const fs::path state_path = o.out / kStateFile;
   const bool have_state = fs::exists(state_path);
   if (!o.resume && fs::exists(o.out) && !fs::is_empty(o.out))
-    throw UsageError(cat("output directory ", o.out.string(),
-                         " is not empty (use --resume to continue a run)"));
+    throw UsageError(
+        cat("output directory ", o.out.string(), " is not empty (use --resume to continue a run)"));
   const std::string config_yaml = to_yaml(c);
 
   // Tokenizer, data, model.
@@ -197,10 +197,10 @@ TrainRunResult run_training(const TrainRunOptions& o, const ParallelContext& par
     throw ConfigError(cat(config_file.string(), ": vocab_size ", mc.vocab_size,
                           " is smaller than the tokenizer's ", tok.vocab_size(), " tokens"));
   const ShardPlan plan = make_shard_plan(mc, 1, 0);
-  ModelWeights weights = c.init_from.empty()
-                             ? random_weights(mc, plan, backend, c.seed,
-                                              static_cast<float>(c.init_std))
-                             : load_weights(fs::path(c.init_from), mc, plan, backend);
+  ModelWeights weights =
+      c.init_from.empty()
+          ? random_weights(mc, plan, backend, c.seed, static_cast<float>(c.init_std))
+          : load_weights(fs::path(c.init_from), mc, plan, backend);
   ModelGrads grads = make_grads(weights, backend, GradSelection::All);
   const std::vector<Parameter> params = trainable_parameters(weights, grads);
   AdamW opt(params);
@@ -244,7 +244,8 @@ TrainRunResult run_training(const TrainRunOptions& o, const ParallelContext& par
         perm = epoch_permutation(n_examples, c.seed, epoch);
         cached_epoch = epoch;
       }
-      batch.push_back(&data.examples[static_cast<size_t>(perm[static_cast<size_t>(n % n_examples)])]);
+      batch.push_back(
+          &data.examples[static_cast<size_t>(perm[static_cast<size_t>(n % n_examples)])]);
     }
     double counted = 0;
     for (const auto* e : batch)
@@ -270,10 +271,10 @@ TrainRunResult run_training(const TrainRunOptions& o, const ParallelContext& par
     if (!std::isfinite(norm))
       throw Error(cat("train: the gradient norm is not finite at step ", step + 1,
                       " (lower optimizer.lr?)"));
-    if (c.clip > 0 && norm > c.clip) scale_grads(params, static_cast<float>(c.clip / (norm + 1e-6)));
+    if (c.clip > 0 && norm > c.clip)
+      scale_grads(params, static_cast<float>(c.clip / (norm + 1e-6)));
     const double lr = c.lr_at(static_cast<int>(step));
-    opt.step(params,
-             AdamWHyper{lr, c.beta1, c.beta2, c.eps, c.weight_decay}, step + 1);
+    opt.step(params, AdamWHyper{lr, c.beta1, c.beta2, c.eps, c.weight_decay}, step + 1);
     ++step;
     tokens_seen += tokens;
     result.last_loss = loss;
@@ -281,14 +282,14 @@ TrainRunResult run_training(const TrainRunOptions& o, const ParallelContext& par
     const double elapsed = clock.seconds();
     if (root && (step % c.log_every == 0 || step == c.steps || step == first_step + 1)) {
       const double tps = static_cast<double>(tokens_seen) / std::max(elapsed, 1e-9);
-      const double eta = elapsed / static_cast<double>(step - first_step) *
-                         static_cast<double>(c.steps - step);
+      const double eta =
+          elapsed / static_cast<double>(step - first_step) * static_cast<double>(c.steps - step);
       std::fprintf(stderr, "train step %lld/%lld loss %.4f lr %.2e |g| %.3f %.0f tok/s %s ETA %s\n",
                    static_cast<long long>(step), static_cast<long long>(c.steps), loss, lr, norm,
                    tps, ProgressPrinter::format_duration(elapsed).c_str(),
                    ProgressPrinter::format_duration(eta).c_str());
-      nlohmann::json line = {{"step", step},         {"loss", loss},   {"lr", lr},
-                             {"grad_norm", norm},    {"tokens", tokens}, {"seconds", elapsed}};
+      nlohmann::json line = {{"step", step},      {"loss", loss},     {"lr", lr},
+                             {"grad_norm", norm}, {"tokens", tokens}, {"seconds", elapsed}};
       log_file << line.dump() << "\n";
       log_file.flush();
     }

@@ -35,7 +35,7 @@ struct TrainRunResult {
   int steps_done = 0;     // optimizer steps completed in total (including resumed ones)
   bool finished = false;  // reached schedule.steps and wrote model/
   bool stopped = false;
-  double last_loss = 0;   // mean loss per counted token of the last step
+  double last_loss = 0;  // mean loss per counted token of the last step
 };
 
 // Collective over all ranks of `par` (tp must be 1). Throws resp::Error on bad input.

@@ -26,8 +26,8 @@ TEST(AdamW, MatchesTorchAdamWStepByStep) {
   for (const char* k : {"w", "b"}) {
     const auto shape = ref["shapes"][k].get<std::vector<int64_t>>();
     Shape s = shape.size() == 2 ? Shape{shape[0], shape[1]} : Shape{shape[0]};
-    params.push_back({k, Tensor(value[k].data(), DType::F32, s), Tensor(grad[k].data(), DType::F32, s),
-                      ref["decay"][k].get<bool>()});
+    params.push_back({k, Tensor(value[k].data(), DType::F32, s),
+                      Tensor(grad[k].data(), DType::F32, s), ref["decay"][k].get<bool>()});
   }
   AdamW opt(params);
   AdamWHyper h;
@@ -57,8 +57,8 @@ TEST(AdamW, GradNormAndScaleAreExact) {
   for (size_t i = 0; i < g.size(); ++i) g[i] = static_cast<float>(i % 7) - 3.0f;
   double want = 0;
   for (float x : g) want += static_cast<double>(x) * x;
-  std::vector<Parameter> p{{"x", Tensor(v.data(), DType::F32, {1000}),
-                            Tensor(g.data(), DType::F32, {1000}), false}};
+  std::vector<Parameter> p{
+      {"x", Tensor(v.data(), DType::F32, {1000}), Tensor(g.data(), DType::F32, {1000}), false}};
   EXPECT_DOUBLE_EQ(global_grad_norm(p), std::sqrt(want));
   scale_grads(p, 0.5f);
   EXPECT_NEAR(global_grad_norm(p), 0.5 * std::sqrt(want), 1e-9);
@@ -96,6 +96,12 @@ TEST(TrainConfig, UnknownKeysAndImpossibleValuesNameTheKey) {
   EXPECT_NE(msg("data: {path: d.jsonl}\n").find("model"), std::string::npos);
   EXPECT_NE(msg(base + "model: {init_from: x}\n").find("exactly one"), std::string::npos);
   EXPECT_NE(msg(base, {"data.format=text"}).find("loss.tokens"), std::string::npos);
+  // An empty value is an empty string, so `--set model.config=` clears the key.
+  const TrainConfig ft =
+      parse_train_config(base, {"model.config=", "model.init_from=ckpt"}, "t.yaml", "/x");
+  EXPECT_EQ(ft.model_config, "");
+  EXPECT_EQ(ft.init_from, "/x/ckpt");
+  EXPECT_EQ(ft.tokenizer, "/x/ckpt");
   // The tokenizer defaults to the config's directory; paths are absolute.
   const TrainConfig c = parse_train_config(base, {}, "t.yaml", "/x");
   EXPECT_EQ(c.tokenizer, "/x/m");

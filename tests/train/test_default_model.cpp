@@ -21,7 +21,8 @@ TEST(DefaultModel, SolvesTheHeldOutSlice) {
       "eval --model " + model.string() + " --task gsm8k --data " +
       (root / "data/synthetic-math/test.jsonl").string() +
       " --shots 0 --chat --thinking on --temperature 0 --max-new-tokens 160 --limit 200"
-      " --batch-size 16 --threads 1 --quiet --out " + (d / "eval.json").string());
+      " --batch-size 16 --threads 1 --quiet --out " +
+      (d / "eval.json").string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto res = nlohmann::json::parse(test::read_text(d / "eval.json"));
   const auto& s = res.contains("summary") ? res["summary"] : res;

@@ -24,7 +24,8 @@ std::optional<int64_t> solve_from_text(const std::string& question) {
   static const std::regex given(R"(^\w+ gives (?:her|him) (\d+) [a-z ]+\.$)");
   static const std::regex gives(R"(^\w+ gives (\d+) [a-z ]+ to \w+\.$)");
   static const std::regex loses(R"(^\w+ (?:loses|sells) (\d+) [a-z ]+\.$)");
-  static const std::regex times(R"(^\w+ then gets more [a-z ]+ until \w+ has (\d+) times as many\.$)");
+  static const std::regex times(
+      R"(^\w+ then gets more [a-z ]+ until \w+ has (\d+) times as many\.$)");
   static const std::regex packs(R"(^\w+ buys (\d+) packs of [a-z ]+ with (\d+) in each pack\.$)");
   static const std::regex half(R"(^\w+ gives half of (?:her|his) [a-z ]+ to \w+\.$)");
   static const std::regex split(

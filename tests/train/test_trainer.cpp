@@ -79,8 +79,8 @@ TEST(Trainer, LossFallsAndTwoRunsAreBitIdentical) {
   train(c, d / "b");
   EXPECT_EQ(test::read_text(d / "a/model/model.safetensors"),
             test::read_text(d / "b/model/model.safetensors"));
-  for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json",
-                        "generation_config.json"})
+  for (const char* f :
+       {"config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"})
     EXPECT_TRUE(fs::exists(d / "a/model" / f)) << f;
 }
 
@@ -130,10 +130,10 @@ TEST(TrainData, FormatsSplitPromptAndResponse) {
   const auto g = load_train_dataset((d / "g.jsonl").string(), "gsm8k-thinking", tok, &chat, 4096);
   ASSERT_EQ(g.examples.size(), 1u);
   const auto& ex = g.examples[0];
-  const std::string prompt = tok.decode(std::vector<int32_t>(ex.tokens.begin(),
-                                                             ex.tokens.begin() + ex.prompt_len));
-  const std::string response = tok.decode(
-      std::vector<int32_t>(ex.tokens.begin() + ex.prompt_len, ex.tokens.end()));
+  const std::string prompt =
+      tok.decode(std::vector<int32_t>(ex.tokens.begin(), ex.tokens.begin() + ex.prompt_len));
+  const std::string response =
+      tok.decode(std::vector<int32_t>(ex.tokens.begin() + ex.prompt_len, ex.tokens.end()));
   EXPECT_EQ(prompt, "<|im_start|>user\n" + p.question + "<|im_end|>\n<|im_start|>assistant\n");
   EXPECT_EQ(response.substr(0, 8), "<think>\n");
   EXPECT_EQ(response.substr(response.size() - 27),
@@ -143,9 +143,10 @@ TEST(TrainData, FormatsSplitPromptAndResponse) {
   EXPECT_EQ(w[static_cast<size_t>(ex.prompt_len) - 2], 0.0f);
   EXPECT_EQ(w[static_cast<size_t>(ex.prompt_len) - 1], 1.0f);
 
-  test::write_text(d / "m.jsonl",
-                   R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]})"
-                   "\n");
+  test::write_text(
+      d / "m.jsonl",
+      R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]})"
+      "\n");
   const auto m = load_train_dataset((d / "m.jsonl").string(), "messages", tok, &chat, 4096);
   const auto& mx = m.examples[0];
   EXPECT_EQ(tok.decode(std::vector<int32_t>(mx.tokens.begin() + mx.prompt_len, mx.tokens.end())),
@@ -157,8 +158,8 @@ TEST(TrainData, FormatsSplitPromptAndResponse) {
   EXPECT_EQ(t.examples[0].prompt_len, 0);
 
   test::write_text(d / "pc.jsonl", "{\"prompt\": \"2+2=\", \"completion\": \"4\"}\n");
-  const auto pc = load_train_dataset((d / "pc.jsonl").string(), "prompt-completion", tok, nullptr,
-                                     4096);
+  const auto pc =
+      load_train_dataset((d / "pc.jsonl").string(), "prompt-completion", tok, nullptr, 4096);
   EXPECT_EQ(pc.examples[0].prompt_len, 4);
   EXPECT_EQ(pc.examples[0].tokens.size(), 5u);
 
