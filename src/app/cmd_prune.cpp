@@ -1,6 +1,5 @@
 // `resp prune`: the main job (RESP progressive pruning with regeneration), and `resp inspect`.
 #include <CLI/CLI.hpp>
-#include <csignal>
 #include <cstdio>
 #include <iostream>
 
@@ -14,13 +13,6 @@ namespace resp::app {
 
 namespace {
 
-// The one piece of state a signal handler may touch. SIGTERM (Slurm's pre-kill signal) and
-// SIGUSR1 (sbatch --signal) ask the run to stop after the current iteration's checkpoint.
-volatile std::sig_atomic_t g_stop_signal = 0;
-extern "C" void on_stop_signal(int sig) {
-  g_stop_signal = sig;
-}
-
 struct PruneCliOptions {
   std::string config, out;
   std::vector<std::string> sets;
@@ -31,8 +23,7 @@ struct PruneCliOptions {
 int run_prune_cmd(const PruneCliOptions& o) {
   // First thing: a signal that arrives during start-up must also mean "stop after the next
   // checkpoint", not "die".
-  std::signal(SIGTERM, on_stop_signal);
-  std::signal(SIGUSR1, on_stop_signal);
+  install_stop_signal_handlers();
   std::vector<std::string> sets = o.sets;
   if (o.tp > 0) sets.push_back(cat("parallel.tp=", o.tp));
   if (o.threads >= 0) sets.push_back(cat("parallel.threads=", o.threads));
@@ -52,7 +43,7 @@ int run_prune_cmd(const PruneCliOptions& o) {
   ro.run_dir = out;
   ro.resume = o.resume;
   ro.max_iterations = o.max_iterations;
-  ro.stop_requested = [] { return g_stop_signal != 0; };
+  ro.stop_requested = stop_signal_received;
   const PruneRunResult r = run_prune(ro, rt.par, *rt.backend);
   if (rt.par.layout.rank == 0) {
     std::cout << describe_run(out) << std::flush;

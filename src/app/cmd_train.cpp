@@ -1,6 +1,5 @@
 // `resp train`: full-parameter AdamW training (src/train), data-parallel over MPI.
 #include <CLI/CLI.hpp>
-#include <csignal>
 #include <cstdio>
 
 #include "app/commands.h"
@@ -12,12 +11,6 @@ namespace resp::app {
 
 namespace {
 
-// SIGTERM / SIGUSR1 ask the run to checkpoint after the current step and exit 0.
-volatile std::sig_atomic_t g_train_stop = 0;
-extern "C" void on_train_stop(int sig) {
-  g_train_stop = sig;
-}
-
 struct TrainCliOptions {
   std::string config, out;
   std::vector<std::string> sets;
@@ -26,8 +19,7 @@ struct TrainCliOptions {
 };
 
 int run_train_cmd(const TrainCliOptions& o) {
-  std::signal(SIGTERM, on_train_stop);
-  std::signal(SIGUSR1, on_train_stop);
+  install_stop_signal_handlers();  // checkpoint after the current step, exit 0
   std::vector<std::string> sets = o.sets;
   if (o.threads >= 0) sets.push_back(cat("parallel.threads=", o.threads));
   TrainRunOptions ro;
@@ -36,7 +28,7 @@ int run_train_cmd(const TrainCliOptions& o) {
                          : std::filesystem::path(o.out);
   ro.resume = o.resume;
   ro.max_steps = o.max_steps;
-  ro.stop_requested = [] { return g_train_stop != 0; };
+  ro.stop_requested = stop_signal_received;
 
   Runtime rt = start_runtime(1, ro.config.threads);
   if (rt.par.layout.rank == 0)

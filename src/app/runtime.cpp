@@ -1,5 +1,6 @@
 #include "app/runtime.h"
 
+#include <csignal>
 #include <cstdlib>
 #include <string>
 
@@ -73,6 +74,23 @@ std::string describe_layout(const Runtime& rt) {
              ntasks ? cat(", SLURM_NTASKS=", ntasks) : std::string());
   }
   return s;
+}
+
+namespace {
+// The one piece of state a signal handler may touch.
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal = sig;
+}
+}  // namespace
+
+void install_stop_signal_handlers() {
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGUSR1, on_stop_signal);
+}
+
+bool stop_signal_received() {
+  return g_stop_signal != 0;
 }
 
 }  // namespace resp::app

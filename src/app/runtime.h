@@ -35,4 +35,9 @@ inline constexpr const char* kDeviceHelp =
 // Collective over the world communicator (it counts nodes); the text is the same on every rank.
 std::string describe_layout(const Runtime& rt);
 
+// SIGTERM (Slurm's pre-kill signal) and SIGUSR1 (sbatch --signal) ask a long job to stop at its
+// next checkpoint instead of dying. Install first thing, so a signal during start-up counts too.
+void install_stop_signal_handlers();
+bool stop_signal_received();
+
 }  // namespace resp::app

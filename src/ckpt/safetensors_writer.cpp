@@ -110,22 +110,6 @@ std::string shard_name(size_t k, size_t n) {
   return buf;
 }
 
-void write_text_atomic(const fs::path& path, const std::string& text) {
-  fs::path tmp = path;
-  tmp += ".tmp";
-  {
-    FileSink f(tmp);
-    f.write(text.data(), text.size());
-    f.finish();
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw IoError(cat("cannot rename ", tmp.string(), " to ", path.string()));
-  }
-}
-
 }  // namespace
 
 ScopedMaxShardBytes::ScopedMaxShardBytes(size_t bytes)
@@ -263,6 +247,22 @@ std::vector<std::string> write_safetensors_model(const fs::path& dir,
   write_text_atomic(dir / "model.safetensors.index.json", index.dump(2) + "\n");
   files.push_back("model.safetensors.index.json");
   return files;
+}
+
+void write_text_atomic(const fs::path& path, const std::string& text) {
+  fs::path tmp = path;
+  tmp += ".tmp";
+  {
+    FileSink f(tmp);
+    f.write(text.data(), text.size());
+    f.finish();
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    throw IoError(cat("cannot rename ", tmp.string(), " to ", path.string()));
+  }
 }
 
 }  // namespace resp

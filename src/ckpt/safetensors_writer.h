@@ -77,6 +77,9 @@ size_t default_max_shard_bytes();
 // Writes the tensors of a model into `dir` (which must exist): model.safetensors when the data
 // fits in `max_shard_bytes` (0: default_max_shard_bytes()), else shards + index. Returns the
 // file names written (the index last).
+// Writes `text` to PATH.tmp, then renames it to PATH (IoError on failure; no partial file).
+void write_text_atomic(const std::filesystem::path& path, const std::string& text);
+
 std::vector<std::string> write_safetensors_model(const std::filesystem::path& dir,
                                                  const std::vector<TensorEntry>& tensors,
                                                  size_t max_shard_bytes = 0);

@@ -52,6 +52,11 @@ std::string num(int64_t v) {
   return std::to_string(v);
 }
 
+// "a op b = c." — the one equation of a solution line.
+std::string equation(int64_t a, const char* op, int64_t b, int64_t c) {
+  return num(a) + " " + op + " " + num(b) + " = " + num(c) + ".";
+}
+
 std::string capitalised(std::string s) {
   if (!s.empty() && s[0] >= 'a' && s[0] <= 'z') s[0] = static_cast<char>(s[0] - 'a' + 'A');
   return s;
@@ -125,18 +130,17 @@ SyntheticProblem make_synthetic_problem(uint64_t seed, uint64_t index,
         switch (d.uniform(0, 2)) {
           case 0:
             q += " " + subj + " buys " + num(b) + " more " + items + ".";
-            p.steps.push_back(capitalised(pro) + " buys " + num(b) + " more: " + num(x) + " + " +
-                              num(b) + " = " + num(y) + ".");
+            p.steps.push_back(capitalised(pro) + " buys " + num(b) +
+                              " more: " + equation(x, "+", b, y));
             break;
           case 1:
             q += " " + other + " gives " + obj + " " + num(b) + " " + items + ".";
-            p.steps.push_back(other + " gives " + num(b) + ": " + num(x) + " + " + num(b) + " = " +
-                              num(y) + ".");
+            p.steps.push_back(other + " gives " + num(b) + ": " + equation(x, "+", b, y));
             break;
           default:
             q += " " + subj + " finds " + num(b) + " " + items + ".";
-            p.steps.push_back(capitalised(pro) + " finds " + num(b) + ": " + num(x) + " + " +
-                              num(b) + " = " + num(y) + ".");
+            p.steps.push_back(capitalised(pro) + " finds " + num(b) + ": " +
+                              equation(x, "+", b, y));
         }
         x = y;
         budget -= 1;
@@ -149,17 +153,17 @@ SyntheticProblem make_synthetic_problem(uint64_t seed, uint64_t index,
           case 0:
             q += " " + subj + " gives " + num(b) + " " + items + " to " + other + ".";
             p.steps.push_back(capitalised(pro) + " gives " + num(b) + " to " + other + ": " +
-                              num(x) + " - " + num(b) + " = " + num(y) + ".");
+                              equation(x, "-", b, y));
             break;
           case 1:
             q += " " + subj + " loses " + num(b) + " " + items + ".";
-            p.steps.push_back(capitalised(pro) + " loses " + num(b) + ": " + num(x) + " - " +
-                              num(b) + " = " + num(y) + ".");
+            p.steps.push_back(capitalised(pro) + " loses " + num(b) + ": " +
+                              equation(x, "-", b, y));
             break;
           default:
             q += " " + subj + " sells " + num(b) + " " + items + ".";
-            p.steps.push_back(capitalised(pro) + " sells " + num(b) + ": " + num(x) + " - " +
-                              num(b) + " = " + num(y) + ".");
+            p.steps.push_back(capitalised(pro) + " sells " + num(b) + ": " +
+                              equation(x, "-", b, y));
         }
         x = y;
         budget -= 1;
@@ -170,8 +174,7 @@ SyntheticProblem make_synthetic_problem(uint64_t seed, uint64_t index,
         const int64_t y = x * k;
         q += " " + subj + " then gets more " + items + " until " + pro + " has " + num(k) +
              " times as many.";
-        p.steps.push_back(num(k) + " times as many: " + num(x) + " * " + num(k) + " = " + num(y) +
-                          ".");
+        p.steps.push_back(num(k) + " times as many: " + equation(x, "*", k, y));
         x = y;
         budget -= 1;
         break;
@@ -184,9 +187,8 @@ SyntheticProblem make_synthetic_problem(uint64_t seed, uint64_t index,
         const int64_t m = k * b, y = x + m;
         q += " " + subj + " buys " + num(k) + " packs of " + items + " with " + num(b) +
              " in each pack.";
-        p.steps.push_back(num(k) + " packs of " + num(b) + ": " + num(k) + " * " + num(b) + " = " +
-                          num(m) + ".");
-        p.steps.push_back("Adding them: " + num(x) + " + " + num(m) + " = " + num(y) + ".");
+        p.steps.push_back(num(k) + " packs of " + num(b) + ": " + equation(k, "*", b, m));
+        p.steps.push_back("Adding them: " + equation(x, "+", m, y));
         x = y;
         budget -= 2;
         break;
@@ -194,7 +196,7 @@ SyntheticProblem make_synthetic_problem(uint64_t seed, uint64_t index,
       case Op::Half: {
         const int64_t y = x / 2;
         q += " " + subj + " gives half of " + pos + " " + items + " to " + other + ".";
-        p.steps.push_back("Half goes to " + other + ": " + num(x) + " / 2 = " + num(y) + ".");
+        p.steps.push_back("Half goes to " + other + ": " + equation(x, "/", 2, y));
         x = y;
         budget -= 1;
         break;
@@ -205,8 +207,7 @@ SyntheticProblem make_synthetic_problem(uint64_t seed, uint64_t index,
         const int64_t y = x / k;
         q += " " + subj + " splits " + pos + " " + items + " into " + num(k) +
              " equal groups and keeps one group.";
-        p.steps.push_back("One of " + num(k) + " groups: " + num(x) + " / " + num(k) + " = " +
-                          num(y) + ".");
+        p.steps.push_back("One of " + num(k) + " groups: " + equation(x, "/", k, y));
         x = y;
         budget -= 1;
         break;

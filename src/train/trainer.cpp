@@ -38,12 +38,6 @@ nlohmann::json read_json(const fs::path& p) {
   }
 }
 
-void write_text(const fs::path& p, const std::string& text) {
-  std::ofstream out(p, std::ios::binary);
-  out << text;
-  if (!out.flush()) throw IoError(cat("cannot write ", p.string()));
-}
-
 std::vector<float> host_copy(const Tensor& t) {
   const float* p = t.f32();
   return std::vector<float>(p, p + t.numel());
@@ -107,7 +101,7 @@ void write_model(const fs::path& out, const nlohmann::json& config_json, const T
   const DType dt = save_dtype == "bf16" ? DType::BF16 : DType::F32;
   nlohmann::json cfg = config_json;
   cfg["torch_dtype"] = save_dtype == "bf16" ? "bfloat16" : "float32";
-  write_text(tmp / "config.json", cfg.dump(2) + "\n");
+  write_text_atomic(tmp / "config.json", cfg.dump(2) + "\n");
 
   std::vector<TensorEntry> entries;
   for (const auto& p : params) {
@@ -144,7 +138,7 @@ void write_model(const fs::path& out, const nlohmann::json& config_json, const T
       if (std::find(eos.begin(), eos.end(), *id) == eos.end()) eos.push_back(*id);
     gen["eos_token_id"] = eos;
     if (auto pad = tok.pad_id()) gen["pad_token_id"] = *pad;
-    write_text(tmp / "generation_config.json", gen.dump(2) + "\n");
+    write_text_atomic(tmp / "generation_config.json", gen.dump(2) + "\n");
   }
   fs::remove_all(out);
   fs::rename(tmp, out);
@@ -164,7 +158,7 @@ void truncate_log(const fs::path& log, int64_t step) {
     kept += line + "\n";
   }
   in.close();
-  write_text(log, kept);
+  write_text_atomic(log, kept);
 }
 
 }  // namespace
@@ -213,7 +207,7 @@ TrainRunResult run_training(const TrainRunOptions& o, const ParallelContext& par
   }
   if (root) {
     fs::create_directories(o.out);
-    write_text(o.out / "config.yaml", config_yaml);
+    write_text_atomic(o.out / "config.yaml", config_yaml);
     truncate_log(o.out / "log.jsonl", step);
     int64_t n_params = 0;
     for (const auto& p : params) n_params += p.value.numel();
@@ -247,9 +241,14 @@ TrainRunResult run_training(const TrainRunOptions& o, const ParallelContext& par
       batch.push_back(
           &data.examples[static_cast<size_t>(perm[static_cast<size_t>(n % n_examples)])]);
     }
+    // Each sequence's weights are 1/N with N counted once over the whole step, so the gradient
+    // is that of the step's mean loss whatever the DP split.
+    std::vector<std::vector<float>> masks;
     double counted = 0;
-    for (const auto* e : batch)
-      for (float w : loss_mask(*e, all_tokens)) counted += w;
+    for (const auto* e : batch) {
+      masks.push_back(loss_mask(*e, all_tokens));
+      for (float w : masks.back()) counted += w;
+    }
     const float inv = counted > 0 ? static_cast<float>(1.0 / counted) : 0.0f;
 
     grads.zero(backend);
@@ -257,7 +256,7 @@ TrainRunResult run_training(const TrainRunOptions& o, const ParallelContext& par
     int64_t tokens = 0;
     for (size_t k = 0; k < batch.size(); ++k) {
       if (static_cast<int>(k % static_cast<size_t>(L.dp)) != L.dp_rank) continue;
-      std::vector<float> w = loss_mask(*batch[k], all_tokens);
+      std::vector<float>& w = masks[k];
       for (float& x : w) x *= inv;
       loss += pass.forward_backward(batch[k]->tokens, w, grads).loss;
       tokens += static_cast<int64_t>(batch[k]->tokens.size());
