@@ -26,9 +26,9 @@ import os
 import sys
 import time
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_threads  # noqa: F401  (before torch: sizes the BLAS pool from --threads)
+import torch
 
 PRESETS = {
     "qwen3-100m": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,

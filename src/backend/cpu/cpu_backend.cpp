@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend/cpu/fast_math.h"
+#include "backend/cpu/gemm_few_rows.h"
 #include "core/error.h"
 
 namespace resp {
@@ -198,6 +199,13 @@ void CpuBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans
   RESP_CHECK_SHAPE(m <= kMax && n <= kMax && k <= kMax && lda <= kMax && ldb <= kMax && ldc <= kMax,
                    "dimensions exceed the BLAS integer range: A ", a.str(), ", B ", b.str(), ", C ",
                    c.str());
+  // A few rows against a weight matrix (decode steps, short prompts): dot products straight from
+  // the weight rows, no copy of the weights, and each row's result independent of how many rows
+  // share the call (see gemm_few_rows.h).
+  if (!trans_a && trans_b && m <= kGemmFewRowsMax && gemm_few_rows_available()) {
+    gemm_few_rows(ra.data, lda, rb.data, ldb, rc.data, ldc, m, n, k, alpha, beta, threads_);
+    return;
+  }
   // The OpenBLAS thread count is process-wide; re-assert ours in case another backend changed it.
   if (openblas_get_num_threads() != threads_) openblas_set_num_threads(threads_);
   // A few rows (decoding a handful of sequences): sgemv per row streams the weights once,

@@ -1,0 +1,253 @@
+#include "backend/cpu/gemm_few_rows.h"
+
+#include "core/error.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <utility>
+#include <vector>
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+
+namespace resp {
+
+namespace {
+
+// K is walked in near-equal blocks of at most kKBlockMax floats: a tile's rows of A and B (7 or 8
+// rows x block) then stay in a 32 KiB L1 while every row block of A passes over the same rows of
+// B. Equal blocks, because a short last block pays the per-tile overhead (zeroing and reducing
+// the accumulators) for little work. Each block is a multiple of the vector width, so only the
+// last block of a row has a partial vector: the lane every k lands in depends on K alone.
+constexpr int64_t kKBlockMax = 768;
+
+// Below this many multiply-adds the call stays on the calling thread (an OpenMP region costs
+// microseconds; a decode step of a small model makes hundreds of these calls).
+constexpr int64_t kParallelFlops = 1 << 18;
+
+#if defined(__AVX512F__)
+struct Vec {
+  using Reg = __m512;
+  static constexpr int kWidth = 16;
+  // 32 registers: a 4 x 4 tile keeps 16 accumulators, 4 rows of B and one row of A live.
+  static constexpr int kRows = 4;
+  static constexpr int kCols = 4;
+  static Reg zero() { return _mm512_setzero_ps(); }
+  static Reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static Reg load_first(const float* p, int count) {
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1u), p);
+  }
+  static Reg fma(Reg a, Reg b, Reg acc) { return _mm512_fmadd_ps(a, b, acc); }
+  static float sum(Reg v) {
+    // Through memory: GCC 12's 512->256 extracts trip -Wuninitialized in its own headers.
+    alignas(64) float t[16];
+    _mm512_store_ps(t, v);
+    for (int w = 8; w >= 1; w /= 2)
+      for (int i = 0; i < w; ++i) t[i] += t[i + w];
+    return t[0];
+  }
+};
+#define RESP_GEMM_FEW_ROWS 1
+#elif defined(__AVX2__) && defined(__FMA__)
+struct Vec {
+  using Reg = __m256;
+  static constexpr int kWidth = 8;
+  // 16 registers: a 4 x 3 tile keeps 12 accumulators, 3 rows of B and one row of A live.
+  static constexpr int kRows = 4;
+  static constexpr int kCols = 3;
+  static Reg zero() { return _mm256_setzero_ps(); }
+  static Reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static Reg load_first(const float* p, int count) {
+    // Masked-off lanes read as 0 and are never touched in memory (no overrun past a row's end).
+    alignas(32) static constexpr std::array<int32_t, 16> kMask = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                                                  0,  0,  0,  0,  0,  0,  0,  0};
+    const __m256i mask =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMask.data() + 8 - count));
+    return _mm256_maskload_ps(p, mask);
+  }
+  static Reg fma(Reg a, Reg b, Reg acc) { return _mm256_fmadd_ps(a, b, acc); }
+  static float sum(Reg v) {
+    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 s = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
+};
+#define RESP_GEMM_FEW_ROWS 1
+#endif
+
+#ifdef RESP_GEMM_FEW_ROWS
+
+// part[i][j] (+)= sum over k in [k0, k1) of a[i][k] * b[j][k], for an MR x NR tile. `ap` is
+// this row block's packed A from k0 on (see pack_rows). The first K block stores, later ones
+// add: every output sees the same sequence of operations whatever tile shape it was computed in.
+template <int MR, int NR>
+void tile(const float* ap, const float* b, int64_t ldb, int64_t k0, int64_t k1, float* part,
+          bool first) {
+  using Reg = Vec::Reg;
+  Reg acc[MR][NR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j) acc[i][j] = Vec::zero();
+  int64_t k = k0;
+  for (; k + Vec::kWidth <= k1; k += Vec::kWidth, ap += MR * Vec::kWidth) {
+    Reg bv[NR];
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j) {
+      bv[j] = Vec::load(b + j * ldb + k);
+      // Opaque to the optimiser (here and for A below): otherwise GCC re-reads one operand as
+      // a memory operand of every FMA (MR x NR loads per step instead of MR + NR), and the
+      // loads, not the FMAs, set the pace.
+      asm("" : "+x"(bv[j]));
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      Reg av = Vec::load(ap + i * Vec::kWidth);
+      asm("" : "+x"(av));
+#pragma GCC unroll 16
+      for (int j = 0; j < NR; ++j) acc[i][j] = Vec::fma(av, bv[j], acc[i][j]);
+    }
+  }
+  if (k < k1) {  // the row's last partial vector: B masked, A already zero-padded
+    const int rest = static_cast<int>(k1 - k);
+    Reg bv[NR];
+#pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j) bv[j] = Vec::load_first(b + j * ldb + k, rest);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const Reg av = Vec::load(ap + i * Vec::kWidth);
+#pragma GCC unroll 16
+      for (int j = 0; j < NR; ++j) acc[i][j] = Vec::fma(av, bv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) {
+      const float s = Vec::sum(acc[i][j]);
+      part[i * Vec::kCols + j] = first ? s : part[i * Vec::kCols + j] + s;
+    }
+}
+
+using TileFn = void (*)(const float*, const float*, int64_t, int64_t, int64_t, float*, bool);
+
+// Every tile shape up to kRows x kCols, indexed [(mr - 1) * kCols + (nr - 1)]: edge tiles use
+// the smaller shapes instead of padding.
+template <size_t... I>
+constexpr std::array<TileFn, sizeof...(I)> make_tiles(std::index_sequence<I...>) {
+  return {&tile<static_cast<int>(I) / Vec::kCols + 1, static_cast<int>(I) % Vec::kCols + 1>...};
+}
+constexpr auto kTiles = make_tiles(std::make_index_sequence<Vec::kRows * Vec::kCols>{});
+
+// Packs rows [0, mc) of A for the tiles: row block r (kRows rows, fewer in the last) holds, for
+// each vector step of K, its rows' vectors side by side, zero-padded past K. The tiles then read
+// A as one sequential stream: no power-of-two row strides aliasing in L1, and the hardware
+// prefetcher follows it (four scattered row segments per tile defeated it).
+void pack_rows(const float* a, int64_t lda, int64_t mc, int64_t k, float* packed) {
+  const int64_t steps = (k + Vec::kWidth - 1) / Vec::kWidth;
+  for (int64_t i0 = 0; i0 < mc; i0 += Vec::kRows) {
+    const int64_t mr = std::min<int64_t>(Vec::kRows, mc - i0);
+    float* block = packed + i0 * steps * Vec::kWidth;
+    for (int64_t s = 0; s < steps; ++s)
+      for (int64_t i = 0; i < mr; ++i) {
+        const float* src = a + (i0 + i) * lda + s * Vec::kWidth;
+        float* dst = block + (s * mr + i) * Vec::kWidth;
+        const int64_t count = std::min<int64_t>(Vec::kWidth, k - s * Vec::kWidth);
+        std::copy(src, src + count, dst);
+        std::fill(dst + count, dst + Vec::kWidth, 0.0f);
+      }
+  }
+}
+
+// The mc packed rows of A against the column block of B starting at row j0 (nr rows).
+void column_block(const float* packed, const float* b, int64_t ldb, float* c, int64_t ldc,
+                  int64_t mc, int64_t j0, int64_t nr, int64_t n_total, int64_t k, float alpha,
+                  float beta) {
+  const int64_t steps = (k + Vec::kWidth - 1) / Vec::kWidth;
+  std::array<float, kGemmFewRowsMax * Vec::kCols> part;
+  const float* bj = b + j0 * ldb;
+  // The next column block's rows of B come from DRAM (each weight is read once per call): fetch
+  // them while this block computes, spread evenly over its tiles and in the order they will be
+  // used, so memory and arithmetic overlap without flushing this block's rows from L1.
+  const int64_t k_blocks = (k + kKBlockMax - 1) / kKBlockMax;
+  const int64_t k_block =
+      ((k + k_blocks - 1) / k_blocks + Vec::kWidth - 1) / Vec::kWidth * Vec::kWidth;
+  const int64_t next_rows = std::max<int64_t>(0, std::min<int64_t>(Vec::kCols, n_total - j0 - nr));
+  const float* next = bj + nr * ldb;
+  const int64_t lines = (k + 15) / 16;  // 64-byte lines per row
+  const int64_t to_fetch = lines * next_rows;
+  const int64_t tiles = k_blocks * ((mc + Vec::kRows - 1) / Vec::kRows);
+  const int64_t per_tile = (to_fetch + tiles - 1) / tiles;
+  int64_t fetched = 0, fetch_row = 0, fetch_col = 0;
+  for (int64_t k0 = 0; k0 < k; k0 += k_block) {
+    const int64_t k1 = std::min(k, k0 + k_block);
+    for (int64_t i0 = 0; i0 < mc; i0 += Vec::kRows) {
+      for (const int64_t end = std::min(to_fetch, fetched + per_tile); fetched < end; ++fetched) {
+        _mm_prefetch(reinterpret_cast<const char*>(next + fetch_row * ldb + fetch_col),
+                     _MM_HINT_T0);
+        if (++fetch_row == next_rows) fetch_row = 0, fetch_col += 16;
+      }
+      const int64_t mr = std::min<int64_t>(Vec::kRows, mc - i0);
+      const float* ap = packed + i0 * steps * Vec::kWidth + (k0 / Vec::kWidth) * mr * Vec::kWidth;
+      kTiles[static_cast<size_t>((mr - 1) * Vec::kCols + (nr - 1))](
+          ap, bj, ldb, k0, k1, part.data() + i0 * Vec::kCols, k0 == 0);
+    }
+  }
+  for (int64_t i = 0; i < mc; ++i) {
+    float* ci = c + i * ldc + j0;
+    const float* pi = part.data() + i * Vec::kCols;
+    for (int64_t j = 0; j < nr; ++j)
+      ci[j] = beta == 0.0f ? alpha * pi[j] : alpha * pi[j] + beta * ci[j];
+  }
+}
+
+#endif  // RESP_GEMM_FEW_ROWS
+
+}  // namespace
+
+bool gemm_few_rows_available() {
+#ifdef RESP_GEMM_FEW_ROWS
+  return true;
+#else
+  return false;
+#endif
+}
+
+int gemm_few_rows_width() {
+#ifdef RESP_GEMM_FEW_ROWS
+  return Vec::kWidth;
+#else
+  return 0;
+#endif
+}
+
+void gemm_few_rows(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                   int64_t m, int64_t n, int64_t k, float alpha, float beta, int threads) {
+#ifdef RESP_GEMM_FEW_ROWS
+  if (m <= 0 || n <= 0) return;
+  const int64_t blocks = (n + Vec::kCols - 1) / Vec::kCols;
+  const int64_t steps = (k + Vec::kWidth - 1) / Vec::kWidth;
+  std::vector<float> packed(static_cast<size_t>(std::min(m, kGemmFewRowsMax) * steps) *
+                            Vec::kWidth);
+  // Chunks of at most kGemmFewRowsMax rows keep A's rows in L2 while B streams past once per chunk.
+  for (int64_t m0 = 0; m0 < m; m0 += kGemmFewRowsMax) {
+    const int64_t mc = std::min(kGemmFewRowsMax, m - m0);
+    pack_rows(a + m0 * lda, lda, mc, k, packed.data());
+    float* cm = c + m0 * ldc;
+    const bool parallel = threads > 1 && mc * n * k >= kParallelFlops;
+#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t j0 = blk * Vec::kCols;
+      column_block(packed.data(), b, ldb, cm, ldc, mc, j0, std::min<int64_t>(Vec::kCols, n - j0), n,
+                   k, alpha, beta);
+    }
+  }
+#else
+  (void)a, (void)lda, (void)b, (void)ldb, (void)c, (void)ldc, (void)m, (void)n, (void)k,
+      (void)alpha, (void)beta, (void)threads;
+  throw UnsupportedError("gemm_few_rows: this build has no AVX2/AVX-512 kernel (RESP_NATIVE=OFF?)");
+#endif
+}
+
+}  // namespace resp
