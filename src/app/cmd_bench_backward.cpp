@@ -87,6 +87,7 @@ class TimingBackend final : public Backend {
   explicit TimingBackend(Backend& inner) : in_(inner) {}
   Device device() const override { return in_.device(); }
   std::string name() const override { return in_.name() + "+timing"; }
+  DType weight_dtype() const override { return in_.weight_dtype(); }
   Buffer allocate(size_t bytes) override { return in_.allocate(bytes); }
   void copy(const Tensor& d, const Tensor& s) override {
     time("copy", [&] { in_.copy(d, s); });
@@ -116,6 +117,12 @@ class TimingBackend final : public Backend {
   void attention(const Tensor& o, const Tensor& q, const Tensor& k, const Tensor& v,
                  const Tensor& kvh, int64_t off, float s) override {
     time("attention", [&] { in_.attention(o, q, k, v, kvh, off, s); });
+  }
+  void attention_decode_batch(const Tensor& o, const Tensor& q, const Tensor& kn, const Tensor& vn,
+                              const Tensor& kc, const Tensor& vc, const Tensor& slots,
+                              const Tensor& pos, const Tensor& kvh, float s) override {
+    time("attention",
+         [&] { in_.attention_decode_batch(o, q, kn, vn, kc, vc, slots, pos, kvh, s); });
   }
   void swiglu(const Tensor& o, const Tensor& g, const Tensor& u) override {
     time("swiglu", [&] { in_.swiglu(o, g, u); });

@@ -54,7 +54,7 @@ int run_eval(const EvalOptions& o) {
       o.items.empty() ? default_items_path(o.out) : std::filesystem::path(o.items);
   if (items_path == std::filesystem::path(o.out))
     throw UsageError("--items must differ from --out");
-  Runtime rt = start_runtime(o.flags.tp, o.flags.threads);
+  Runtime rt = start_runtime(o.flags.tp, o.flags.threads, o.flags.device);
   const ParallelLayout& L = rt.par.layout;
 
   auto rows = read_jsonl(o.data);

@@ -57,7 +57,7 @@ int run_generate(const GenerateOptions& o) {
   std::optional<Task> task;
   if (!o.task.empty()) task = parse_task(o.task);
   if (o.limit < 0) throw UsageError(cat("--limit must be >= 0, got ", o.limit));
-  Runtime rt = start_runtime(o.flags.tp, o.flags.threads);
+  Runtime rt = start_runtime(o.flags.tp, o.flags.threads, o.flags.device);
   const ParallelLayout& L = rt.par.layout;
 
   auto records = read_jsonl(o.prompts);

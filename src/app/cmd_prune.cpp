@@ -16,6 +16,7 @@ namespace {
 struct PruneCliOptions {
   std::string config, out;
   std::vector<std::string> sets;
+  std::string device = "auto";
   bool resume = false;
   int tp = 0, threads = -1, max_iterations = 0;
 };
@@ -31,7 +32,7 @@ int run_prune_cmd(const PruneCliOptions& o) {
   std::filesystem::path out = o.out;
   if (out.empty()) out = std::filesystem::path("runs") / std::filesystem::path(o.config).stem();
 
-  Runtime rt = start_runtime(cfg.tp, cfg.threads);
+  Runtime rt = start_runtime(cfg.tp, cfg.threads, o.device);
   const std::string layout = describe_layout(rt);  // collective
   if (rt.par.layout.rank == 0) {
     std::fprintf(stderr, "# resp prune: %s\n", layout.c_str());
@@ -68,6 +69,8 @@ void register_prune(CLI::App& root, Action* selected) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--threads", o->threads,
                   "CPU threads per rank (same as --set parallel.threads=N)");
+  cmd->add_option("--device", o->device, kDeviceHelp)
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--max-iterations", o->max_iterations,
                   "Stop (checkpointed, resumable) after this many iterations in this process")
       ->check(CLI::NonNegativeNumber);

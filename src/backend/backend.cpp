@@ -1,5 +1,10 @@
 #include "backend/backend.h"
 
+#include <algorithm>
+#include <vector>
+
+#include "core/error.h"
+
 namespace resp {
 
 void Backend::linear(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias,
@@ -13,6 +18,66 @@ void Backend::linear_backward(const Tensor& dx, const Tensor& dw, const Tensor& 
   if (!dw.empty()) gemm(dy, true, x, false, dw, 1.0f, 1.0f);
   if (!dx.empty()) gemm(dy, false, w, false, dx, 1.0f, dx_beta);
   if (!db.empty()) sum_rows(db, dy);
+}
+
+void check_decode_batch_args(const Tensor& out, const Tensor& q, const Tensor& k_new,
+                             const Tensor& v_new, const Tensor& k_cache, const Tensor& v_cache,
+                             const Tensor& slots, const Tensor& positions,
+                             const Tensor& kv_of_head) {
+  RESP_CHECK_SHAPE(q.rank() == 3 && out.shape() == q.shape(), "attention_decode_batch: q ", q.str(),
+                   " must be [B, Hq, D] and out ", out.str(), " the same");
+  const int64_t B = q.dim(0), D = q.dim(2);
+  RESP_CHECK_SHAPE(
+      k_new.rank() == 3 && k_new.dim(0) == B && k_new.dim(2) == D && v_new.shape() == k_new.shape(),
+      "attention_decode_batch: k_new ", k_new.str(), " and v_new ", v_new.str(),
+      " must be [B, Hkv, D] for q ", q.str());
+  const int64_t Hkv = k_new.dim(1);
+  RESP_CHECK_SHAPE(k_cache.rank() == 4 && k_cache.dim(2) == Hkv && k_cache.dim(3) == D &&
+                       v_cache.shape() == k_cache.shape() && k_cache.is_contiguous() &&
+                       v_cache.is_contiguous(),
+                   "attention_decode_batch: caches ", k_cache.str(), " and ", v_cache.str(),
+                   " must be contiguous [N, L, Hkv, D] for k_new ", k_new.str());
+  RESP_CHECK_SHAPE(slots.dtype() == DType::I32 && positions.dtype() == DType::I32 &&
+                       slots.rank() == 1 && positions.rank() == 1 && slots.dim(0) == B &&
+                       positions.dim(0) == B,
+                   "attention_decode_batch: slots ", slots.str(), " and positions ",
+                   positions.str(), " must be I32 [B] for q ", q.str());
+  RESP_CHECK_SHAPE(kv_of_head.rank() == 1 && kv_of_head.dim(0) == q.dim(1),
+                   "attention_decode_batch: kv_of_head ", kv_of_head.str(), " must be [Hq] for q ",
+                   q.str());
+}
+
+void Backend::attention_decode_batch(const Tensor& out, const Tensor& q, const Tensor& k_new,
+                                     const Tensor& v_new, const Tensor& k_cache,
+                                     const Tensor& v_cache, const Tensor& slots,
+                                     const Tensor& positions, const Tensor& kv_of_head,
+                                     float scale) {
+  check_decode_batch_args(out, q, k_new, v_new, k_cache, v_cache, slots, positions, kv_of_head);
+  const int64_t B = q.dim(0);
+  if (B == 0) return;
+  std::vector<int32_t> slot(static_cast<size_t>(B)), pos(static_cast<size_t>(B));
+  copy(Tensor(slot.data(), DType::I32, Shape{B}), slots);
+  copy(Tensor(pos.data(), DType::I32, Shape{B}), positions);
+  const int64_t N = k_cache.dim(0), L = k_cache.dim(1), Hkv = k_cache.dim(2), D = k_cache.dim(3);
+  std::vector<int32_t> sorted = slot;
+  std::sort(sorted.begin(), sorted.end());
+  RESP_CHECK_SHAPE(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end(),
+                   "attention_decode_batch: a slot appears twice in one batch");
+  const size_t slot_bytes = static_cast<size_t>(L * Hkv * D) * dtype_size(k_cache.dtype());
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t s = slot[static_cast<size_t>(b)], p = pos[static_cast<size_t>(b)];
+    RESP_CHECK_SHAPE(s >= 0 && s < N && p >= 0 && p < L, "attention_decode_batch: row ", b,
+                     " reads slot ", s, " position ", p, " outside the cache ", k_cache.str());
+    // The slot's first p + 1 positions: the [S, Hkv, D] tensor attention() reads.
+    auto prefix = [&](const Tensor& cache) {
+      return Tensor(static_cast<char*>(cache.data()) + static_cast<size_t>(s) * slot_bytes,
+                    cache.dtype(), Shape{p + 1, Hkv, D}, cache.device());
+    };
+    const Tensor kc = prefix(k_cache), vc = prefix(v_cache);
+    copy(kc.slice_rows(p, 1), k_new.slice_rows(b, 1));
+    copy(vc.slice_rows(p, 1), v_new.slice_rows(b, 1));
+    attention(out.slice_rows(b, 1), q.slice_rows(b, 1), kc, vc, kv_of_head, p, scale);
+  }
 }
 
 }  // namespace resp

@@ -63,6 +63,22 @@ class Backend {
   virtual void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
                          const Tensor& kv_of_head, int64_t q_offset, float scale) = 0;
 
+  // One decode step of B sequences with one new token each, against one layer of a KV cache.
+  // q [B, Hq, D], k_new and v_new [B, Hkv, D]: the new tokens' queries, keys and values.
+  // k_cache, v_cache [N, L, Hkv, D] (contiguous): N slots of L positions (KvCache's layout).
+  // slots, positions: I32 [B] in this backend's memory (uploaded once per step, not per
+  // layer); row b's token sits at position positions[b] of slot slots[b], slots distinct.
+  // Writes k_new[b] and v_new[b] at that position, then out[b] [Hq, D] = attention() of q[b]
+  // over keys 0..positions[b] of its slot (q_offset = positions[b]).
+  // The default does exactly that row by row with copy() and attention(), so a backend that
+  // keeps it computes what per-sequence calls compute, bit for bit; a GPU backend overrides it
+  // with one launch for the whole batch (per-row launches dominate a decode step otherwise).
+  virtual void attention_decode_batch(const Tensor& out, const Tensor& q, const Tensor& k_new,
+                                      const Tensor& v_new, const Tensor& k_cache,
+                                      const Tensor& v_cache, const Tensor& slots,
+                                      const Tensor& positions, const Tensor& kv_of_head,
+                                      float scale);
+
   // out = silu(gate) * up, all [T, F]. out may alias gate or up.
   virtual void swiglu(const Tensor& out, const Tensor& gate, const Tensor& up) = 0;
 
@@ -123,6 +139,13 @@ class Backend {
   virtual void cross_entropy(const Tensor& losses, const Tensor& logits, const Tensor& targets,
                              const Tensor& weights) = 0;
 };
+
+// Shape and dtype checks of attention_decode_batch() shared by its implementations (ShapeError
+// naming the offending tensor). The values of slots/positions are checked where they are read.
+void check_decode_batch_args(const Tensor& out, const Tensor& q, const Tensor& k_new,
+                             const Tensor& v_new, const Tensor& k_cache, const Tensor& v_cache,
+                             const Tensor& slots, const Tensor& positions,
+                             const Tensor& kv_of_head);
 
 // The CPU backend (OpenBLAS + OpenMP). `threads` <= 0 means "all available cores".
 std::unique_ptr<Backend> make_cpu_backend(int threads = 0);

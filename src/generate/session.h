@@ -35,7 +35,8 @@ struct GenerationFlags {
   int max_context = 0;  // 0: the model's max_position_embeddings
   int tp = 1;
   int threads = 0;
-  bool quiet = false;  // no progress output
+  std::string device = "auto";  // cpu | cuda | auto (app::start_runtime)
+  bool quiet = false;           // no progress output
 };
 
 // Adds the generation flags to a CLI11 command (`App` is CLI::App).
@@ -71,6 +72,13 @@ void add_generation_flags(App* cmd, GenerationFlags& f) {
                   "Context limit of prompt + output (default: max_position_embeddings)");
   cmd->add_option("--tp", f.tp, "Tensor-parallel ranks per replica (world = tp x dp)");
   cmd->add_option("--threads", f.threads, "CPU threads per rank (default: OMP_NUM_THREADS or all)");
+  cmd->add_option("--device", f.device,
+                  "cpu | cuda | auto (default auto: cuda when a GPU is visible)")
+      ->check([](const std::string& s) {
+        return (s == "cpu" || s == "cuda" || s == "auto")
+                   ? std::string()
+                   : std::string("must be cpu, cuda or auto");
+      });
   cmd->add_flag("--quiet", f.quiet, "No progress output");
 }
 

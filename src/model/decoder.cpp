@@ -35,11 +35,25 @@ void Decoder::ensure_workspace(int64_t T) {
   p.add("att", DType::F32, {cap * std::max<int64_t>(max_q_, 1) * D});
   p.add("g", DType::F32, {cap * std::max<int64_t>(max_ff_, 1)});
   p.add("u", DType::F32, {cap * std::max<int64_t>(max_ff_, 1)});
-  p.add("ids", DType::I32, {cap});
-  p.add("pos", DType::I32, {cap});
+  // Per-step integers, uploaded in one copy: token ids [T], positions [T], and each chunk's
+  // slot [C] and last position [C] (C <= T) for the batched decode attention.
+  p.add("meta", DType::I32, {4 * cap});
   p.add("logits", DType::F32, {kLogitBlock, c.vocab_size});
   ws_ = Arena(p, backend_.allocate(p.total_bytes()));
   capacity_ = cap;
+}
+
+void Decoder::upload_meta(const std::vector<int32_t>& host, int64_t T, int64_t C) {
+  const Tensor all = ws_.get("meta");
+  const auto n = static_cast<int64_t>(host.size());
+  if (n != 2 * T + 2 * C || n > all.numel())
+    throw ShapeError(cat("decoder meta of ", n, " values for T = ", T, ", C = ", C));
+  backend_.copy(all.slice_rows(0, n),
+                Tensor(const_cast<int32_t*>(host.data()), DType::I32, Shape{n}));
+  ids_ = all.slice_rows(0, T);
+  pos_ = all.slice_rows(T, T);
+  chunk_slot_ = all.slice_rows(2 * T, C);
+  chunk_pos_ = all.slice_rows(2 * T + C, C);
 }
 
 Tensor Decoder::ws(const char* name, Shape s) const {
@@ -71,17 +85,32 @@ void Decoder::attention_block(const LayerWeights& lw, int layer, int64_t T,
       backend_.rmsnorm(qh, qh, lw.q_norm, static_cast<float>(c.rms_norm_eps));
       backend_.rmsnorm(kh, kh, lw.k_norm, static_cast<float>(c.rms_norm_eps));
     }
-    const Tensor pos = ws("pos", {T});
-    backend_.rope(q.view({T, hq, D}), pos, w_.inv_freq);
-    backend_.rope(k.view({T, hkv, D}), pos, w_.inv_freq);
+    backend_.rope(q.view({T, hq, D}), pos_, w_.inv_freq);
+    backend_.rope(k.view({T, hkv, D}), pos_, w_.inv_freq);
     const float scale = 1.0f / std::sqrt(static_cast<float>(D));
     if (!cache) {
       backend_.attention(att.view({T, hq, D}), q.view({T, hq, D}), k.view({T, hkv, D}),
                          v.view({T, hkv, D}), lw.kv_of_head, 0, scale);
     } else {
       int64_t row = 0;
-      for (const Chunk& ch : chunks) {
+      const auto n_chunks = static_cast<int64_t>(chunks.size());
+      for (int64_t i = 0; i < n_chunks;) {
+        const Chunk& ch = chunks[static_cast<size_t>(i)];
         const int64_t n = static_cast<int64_t>(ch.tokens.size());
+        if (n == 1) {
+          // A run of one-token chunks (the decode rows of a step): one batched call.
+          int64_t e = i + 1;
+          while (e < n_chunks && chunks[static_cast<size_t>(e)].tokens.size() == 1) ++e;
+          const int64_t B = e - i;
+          backend_.attention_decode_batch(
+              att.slice_rows(row, B).view({B, hq, D}), q.slice_rows(row, B).view({B, hq, D}),
+              k.slice_rows(row, B).view({B, hkv, D}), v.slice_rows(row, B).view({B, hkv, D}),
+              cache->layer_keys(layer), cache->layer_values(layer), chunk_slot_.slice_rows(i, B),
+              chunk_pos_.slice_rows(i, B), lw.kv_of_head, scale);
+          row += B;
+          i = e;
+          continue;
+        }
         const int len = cache->length(ch.slot);
         const int total = len + static_cast<int>(n);
         // Append this chunk's keys/values to its slot, then attend over the whole slot.
@@ -93,6 +122,7 @@ void Decoder::attention_block(const LayerWeights& lw, int layer, int64_t T,
                            q.slice_rows(row, n).view({n, hq, D}), kc, vc, lw.kv_of_head, len,
                            scale);
         row += n;
+        ++i;
       }
     }
     backend_.linear(o, att, lw.wo);
@@ -136,16 +166,14 @@ Tensor Decoder::forward_hidden(std::span<const int32_t> tokens) {
       throw UsageError(cat("token id ", id, " outside the vocabulary [0, ", c.vocab_size, ")"));
   ensure_workspace(T);
   const int64_t H = c.hidden_size;
-  std::vector<int32_t> pos(static_cast<size_t>(T));
-  for (int64_t t = 0; t < T; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(t);
-  const Tensor ids = ws("ids", {T});
-  backend_.copy(ids, Tensor(const_cast<int32_t*>(tokens.data()), DType::I32, Shape{T}));
-  backend_.copy(ws("pos", {T}), Tensor(pos.data(), DType::I32, Shape{T}));
+  std::vector<int32_t> meta(tokens.begin(), tokens.end());
+  for (int64_t t = 0; t < T; ++t) meta.push_back(static_cast<int32_t>(t));
+  upload_meta(meta, T, 0);
 
   const Tensor x = ws("x", {T, H});
   const Tensor h = ws("h", {T, H});
   const float eps = static_cast<float>(c.rms_norm_eps);
-  backend_.embedding(x, w_.embed, ids);
+  backend_.embedding(x, w_.embed, ids_);
   for (size_t l = 0; l < w_.layers.size(); ++l) {
     const LayerWeights& lw = w_.layers[l];
     backend_.rmsnorm(h, x, lw.attn_norm, eps);
@@ -160,7 +188,7 @@ Tensor Decoder::forward_hidden(std::span<const int32_t> tokens) {
 Tensor Decoder::forward_cached(std::span<const Chunk> chunks, KvCache& cache) {
   const auto& c = w_.config;
   if (chunks.empty()) throw UsageError("forward_cached: no sequences");
-  std::vector<int32_t> ids, pos;
+  std::vector<int32_t> ids, pos, chunk_slot, chunk_pos;
   std::vector<int64_t> last_row;
   for (const Chunk& ch : chunks) {
     if (ch.tokens.empty()) throw UsageError(cat("forward_cached: empty chunk for slot ", ch.slot));
@@ -178,6 +206,8 @@ Tensor Decoder::forward_cached(std::span<const Chunk> chunks, KvCache& cache) {
       pos.push_back(static_cast<int32_t>(len + static_cast<int64_t>(i)));
     }
     last_row.push_back(static_cast<int64_t>(ids.size()) - 1);
+    chunk_slot.push_back(ch.slot);
+    chunk_pos.push_back(static_cast<int32_t>(end - 1));
   }
   for (size_t i = 0; i < chunks.size(); ++i)
     for (size_t j = i + 1; j < chunks.size(); ++j)
@@ -187,12 +217,16 @@ Tensor Decoder::forward_cached(std::span<const Chunk> chunks, KvCache& cache) {
   const int64_t T = static_cast<int64_t>(ids.size());
   const int64_t H = c.hidden_size;
   ensure_workspace(T);
-  backend_.copy(ws("ids", {T}), Tensor(ids.data(), DType::I32, Shape{T}));
-  backend_.copy(ws("pos", {T}), Tensor(pos.data(), DType::I32, Shape{T}));
+  const auto C = static_cast<int64_t>(chunks.size());
+  std::vector<int32_t> meta = std::move(ids);
+  meta.insert(meta.end(), pos.begin(), pos.end());
+  meta.insert(meta.end(), chunk_slot.begin(), chunk_slot.end());
+  meta.insert(meta.end(), chunk_pos.begin(), chunk_pos.end());
+  upload_meta(meta, T, C);
   const Tensor x = ws("x", {T, H});
   const Tensor h = ws("h", {T, H});
   const float eps = static_cast<float>(c.rms_norm_eps);
-  backend_.embedding(x, w_.embed, ws("ids", {T}));
+  backend_.embedding(x, w_.embed, ids_);
   for (size_t l = 0; l < w_.layers.size(); ++l) {
     const LayerWeights& lw = w_.layers[l];
     backend_.rmsnorm(h, x, lw.attn_norm, eps);
@@ -205,8 +239,14 @@ Tensor Decoder::forward_cached(std::span<const Chunk> chunks, KvCache& cache) {
   // Final norm only for the rows whose logits are wanted: gather them to the front of "o".
   const int64_t n = static_cast<int64_t>(chunks.size());
   const Tensor last = ws("o", {n, H});
-  for (int64_t i = 0; i < n; ++i)
-    backend_.copy(last.slice_rows(i, 1), x.slice_rows(last_row[static_cast<size_t>(i)], 1));
+  // Rows that are already consecutive (every decode row of a step) move in one copy.
+  for (int64_t i = 0; i < n;) {
+    const int64_t r0 = last_row[static_cast<size_t>(i)];
+    int64_t e = i + 1;
+    while (e < n && last_row[static_cast<size_t>(e)] == r0 + (e - i)) ++e;
+    backend_.copy(last.slice_rows(i, e - i), x.slice_rows(r0, e - i));
+    i = e;
+  }
   backend_.rmsnorm(last, last, w_.final_norm, eps);
   return last;
 }

@@ -48,6 +48,9 @@ class Decoder {
 
  private:
   void ensure_workspace(int64_t T);
+  // Copies the step's integers (ids, positions, chunk slots, chunk last positions) to the
+  // backend in one transfer and points ids_, pos_, chunk_slot_, chunk_pos_ at them.
+  void upload_meta(const std::vector<int32_t>& host, int64_t T, int64_t C);
   // A view of workspace buffer `name` with shape `s` (contiguous, from its start).
   Tensor ws(const char* name, Shape s) const;
   // Self-attention sub-block on the T rows in the workspace. Without `cache`, the rows are one
@@ -62,6 +65,7 @@ class Decoder {
   int64_t capacity_ = 0;
   Arena ws_;
   int64_t max_q_ = 0, max_kv_ = 0, max_ff_ = 0;
+  Tensor ids_, pos_, chunk_slot_, chunk_pos_;  // views into the workspace's "meta" (I32)
 };
 
 }  // namespace resp

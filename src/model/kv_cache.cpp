@@ -46,4 +46,15 @@ Tensor KvCache::values(int layer, int slot, int rows) const {
   return slot_view(v_.at(static_cast<size_t>(layer)), layer, slot, rows);
 }
 
+Tensor KvCache::layer_view(const Tensor& all, int layer) const {
+  return all.view({slots_, max_len_, n_kv_.at(static_cast<size_t>(layer)), head_dim_});
+}
+
+Tensor KvCache::layer_keys(int layer) const {
+  return layer_view(k_.at(static_cast<size_t>(layer)), layer);
+}
+Tensor KvCache::layer_values(int layer) const {
+  return layer_view(v_.at(static_cast<size_t>(layer)), layer);
+}
+
 }  // namespace resp

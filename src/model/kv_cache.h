@@ -25,10 +25,14 @@ class KvCache {
   // The first `rows` positions of a slot's keys/values in layer l: [rows, n_kv, D].
   Tensor keys(int layer, int slot, int rows) const;
   Tensor values(int layer, int slot, int rows) const;
+  // Layer l's whole cache [slots, max_len, n_kv, D] (attention_decode_batch's operands).
+  Tensor layer_keys(int layer) const;
+  Tensor layer_values(int layer) const;
   size_t bytes() const { return arena_.bytes(); }
 
  private:
   Tensor slot_view(const Tensor& all, int layer, int slot, int rows) const;
+  Tensor layer_view(const Tensor& all, int layer) const;
   int slots_, max_len_, head_dim_;
   std::vector<int> n_kv_;  // per layer (local)
   std::vector<int> length_;

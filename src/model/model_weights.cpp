@@ -16,22 +16,25 @@ std::string layer_prefix(int l) {
 }
 
 // The arena layout for one rank's weights. Every tensor is registered, possibly with zero
-// elements, so that the loaders below can fill by name.
-ArenaPlan plan_arena(const ModelConfig& c, const ShardPlan& p) {
+// elements, so that the loaders below can fill by name. The linear layers' matrices (and an
+// untied lm_head) are stored in `wt`, the backend's weight dtype: they are only ever gemm()
+// operands. Norms, biases and the embedding table stay F32 (element-wise ops read them; a
+// tied lm_head is the embedding table, so it stays F32 too).
+ArenaPlan plan_arena(const ModelConfig& c, const ShardPlan& p, DType wt) {
   ArenaPlan a;
   const int64_t H = c.hidden_size, D = c.head_dim, V = c.vocab_size;
   a.add("embed", DType::F32, {V, H});
   a.add("final_norm", DType::F32, {H});
-  if (!c.tie_word_embeddings) a.add("lm_head", DType::F32, {V, H});
+  if (!c.tie_word_embeddings) a.add("lm_head", wt, {V, H});
   a.add("inv_freq", DType::F32, {D / 2});
   for (int l = 0; l < c.num_layers; ++l) {
     const LayerShard& s = p.layers[static_cast<size_t>(l)];
     const int64_t q = s.n_heads() * D, kv = s.n_kv() * D, f = s.d_ff();
     const std::string L = cat("L", l, ".");
     a.add(L + "attn_norm", DType::F32, {H});
-    a.add(L + "wq", DType::F32, {q, H});
-    a.add(L + "wk", DType::F32, {kv, H});
-    a.add(L + "wv", DType::F32, {kv, H});
+    a.add(L + "wq", wt, {q, H});
+    a.add(L + "wk", wt, {kv, H});
+    a.add(L + "wv", wt, {kv, H});
     if (c.qkv_bias) {
       a.add(L + "bq", DType::F32, {q});
       a.add(L + "bk", DType::F32, {kv});
@@ -41,12 +44,12 @@ ArenaPlan plan_arena(const ModelConfig& c, const ShardPlan& p) {
       a.add(L + "q_norm", DType::F32, {D});
       a.add(L + "k_norm", DType::F32, {D});
     }
-    a.add(L + "wo", DType::F32, {H, q});
+    a.add(L + "wo", wt, {H, q});
     if (c.o_bias && p.tp_rank == 0) a.add(L + "bo", DType::F32, {H});
     a.add(L + "mlp_norm", DType::F32, {H});
-    a.add(L + "wg", DType::F32, {f, H});
-    a.add(L + "wu", DType::F32, {f, H});
-    a.add(L + "wd", DType::F32, {H, f});
+    a.add(L + "wg", wt, {f, H});
+    a.add(L + "wu", wt, {f, H});
+    a.add(L + "wd", wt, {H, f});
     a.add(L + "kv_of_head", DType::I32, {s.n_heads()});
   }
   return a;
@@ -126,7 +129,7 @@ ModelWeights load_weights(const std::filesystem::path& model_dir, const ModelCon
 
 ModelWeights load_weights(const CheckpointReader& r, const ModelConfig& c, const ShardPlan& p,
                           Backend& backend, FileNumbering numbering) {
-  const ArenaPlan ap = plan_arena(c, p);
+  const ArenaPlan ap = plan_arena(c, p, backend.weight_dtype());
   ModelWeights w = bind(c, p, ap, backend);
   const int64_t H = c.hidden_size, D = c.head_dim, V = c.vocab_size;
 
@@ -212,7 +215,7 @@ ModelWeights load_weights(const CheckpointReader& r, const ModelConfig& c, const
 
 ModelWeights random_weights(const ModelConfig& c, const ShardPlan& p, Backend& backend,
                             uint64_t seed, float std) {
-  const ArenaPlan ap = plan_arena(c, p);
+  const ArenaPlan ap = plan_arena(c, p, backend.weight_dtype());
   ModelWeights w = bind(c, p, ap, backend);
   std::vector<float> host;
   // Element (row, col) of global tensor `id` gets a value keyed by (seed, id, row, col), so a

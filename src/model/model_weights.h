@@ -1,5 +1,8 @@
 // ModelWeights: the rank-local weights of a decoder in one backend arena. Empty tensors stand
-// for absent parts (no bias, no q/k norm, tied lm_head).
+// for absent parts (no bias, no q/k norm, tied lm_head). The projection matrices (wq ... wd)
+// and an untied lm_head are stored in the backend's weight_dtype() (F32 on the CPU, BF16 on
+// CUDA), converted from the checkpoint's dtype on upload; everything else is F32. Read them
+// back with Backend::copy() into F32 host memory, which converts.
 #pragma once
 
 #include <filesystem>

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "backend/backend.h"
 #include "ckpt/scores_file.h"
 #include "test_util.h"
 
@@ -173,6 +174,57 @@ TEST(Cli, BadInputsGiveOneLineErrors) {
   }
   EXPECT_FALSE(fs::exists(out));
   EXPECT_FALSE(fs::exists(d / "never.jsonl.tmp"));
+}
+
+// --device on the compute commands: `cuda` on a machine (or build) without a visible GPU is a
+// one-line usage error before any work or output; `cpu` and `auto` run on the CPU there.
+TEST(Cli, DeviceCudaWithoutGpuIsAOneLineError) {
+  if (resp::cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is visible";
+  TempDir d;
+  const fs::path model = fixture("qwen3-tiny-demo");
+  write_text(d / "p.jsonl", "{\"id\": \"a\", \"prompt\": \"Hello\"}\n");
+  const fs::path traces = d / "traces.jsonl";
+  const std::string gen = "generate --model " + model.string() + " --prompts " +
+                          (d / "p.jsonl").string() + " --out " + traces.string() +
+                          " --threads 1 --temperature 0 --max-new-tokens 3 --device ";
+  auto r = run_resp(gen + "cuda");
+  expect_one_line_error(r, "--device cuda");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_FALSE(fs::exists(traces));
+
+  const fs::path results = d / "results.json";
+  r = run_resp("eval --model " + model.string() + " --task gsm8k --data " +
+               (source_dir() / "data/gsm8k/train.jsonl").string() +
+               " --shots 0 --limit 1 --max-new-tokens 3 --threads 1 --device cuda --out " +
+               results.string());
+  expect_one_line_error(r, "--device cuda");
+  EXPECT_FALSE(fs::exists(results));
+
+  const fs::path run = d / "run";
+  r = run_resp("prune --config " + (source_dir() / "configs/default.yaml").string() +
+               " --set model=" + model.string() + " --out " + run.string() +
+               " --threads 1 --device cuda");
+  expect_one_line_error(r, "--device cuda");
+  EXPECT_FALSE(fs::exists(run / "config.yaml"));
+
+  r = run_resp("logprobs --model " + model.string() + " --input " +
+               (model / "input.jsonl").string() + " --device cuda");
+  expect_one_line_error(r, "--device cuda");
+
+  // An unknown device is refused by the option check.
+  r = run_resp(gen + "tpu");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--device"), std::string::npos) << r.err;
+
+  // cpu and auto (no GPU: the CPU) generate the same greedy traces.
+  r = run_resp(gen + "cpu");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string on_cpu = read_text(traces);
+  fs::remove(traces);
+  r = run_resp(gen + "auto");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_text(traces), on_cpu);
+  EXPECT_EQ(parse_jsonl(on_cpu).size(), 1u);
 }
 
 namespace {
