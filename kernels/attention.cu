@@ -142,31 +142,28 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- forward, decode (few query rows, long key range) -----------------------------------
 
-// Blocks (split, head, row); each covers `kps` keys with 4 warps striding over them.
+// One block's share of a decode item (a query row and head): keys [jb, je) of the head's KV
+// rows k/v (row strides ldk/ldv, KV head g), 4 warps striding over them, merged in shared
+// memory. Unsplit (part == nullptr) the normalised row goes to o; split, part [D + 2] receives
+// (max, sum, unnormalised row) for the combine kernel. No key at all gives a zero row (or an
+// empty partial), never NaN. Every thread of the block must call it.
 template <int NC>
-__global__ void __launch_bounds__(kThreads)
-    attn_decode_kernel(AttnArgs a, int64_t kps, float* part, float* out, int64_t ldo,
-                       unsigned* status) {
+__device__ __forceinline__ void decode_block(const float* q, float scale, const float* k,
+                                             int64_t ldk, const float* v, int64_t ldv, int g, int D,
+                                             int64_t jb, int64_t je, float* o, float* part) {
   constexpr int W = NC * 32;
   __shared__ float sq[W];
   __shared__ float s_m[kWarps], s_l[kWarps];
   __shared__ float s_acc[kWarps][W];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int D = static_cast<int>(a.D);
-  const int64_t sp = blockIdx.x, h = blockIdx.y, t = blockIdx.z;
-  const int64_t splits = gridDim.x;
-  const int g = kv_head(a, h, status);
-  for (int d = threadIdx.x; d < W; d += blockDim.x)
-    sq[d] = d < D ? a.q[t * a.ldq + h * D + d] * a.scale : 0.0f;
+  for (int d = threadIdx.x; d < W; d += blockDim.x) sq[d] = d < D ? q[d] * scale : 0.0f;
   __syncthreads();
-  const int64_t lim = a.q_offset + t + 1;
-  const int64_t jb = sp * kps, je = min(lim, jb + kps);
   float m = -INFINITY, l = 0.0f, acc[NC];
 #pragma unroll
   for (int c = 0; c < NC; ++c) acc[c] = 0.0f;
   for (int64_t j = jb + warp; j < je; j += kWarps) {
-    const float* kr = a.k + j * a.ldk + g * D;
-    const float* vr = a.v + j * a.ldv + g * D;
+    const float* kr = k + j * ldk + g * D;
+    const float* vr = v + j * ldv + g * D;
     float s = 0.0f;
 #pragma unroll
     for (int c = 0; c < NC; ++c) {
@@ -198,19 +195,80 @@ __global__ void __launch_bounds__(kThreads)
     f[w] = s_m[w] == -INFINITY ? 0.0f : expf(s_m[w] - M);  // warps that saw no key add nothing
     L += s_l[w] * f[w];
   }
-  const int64_t item = (t * a.Hq + h) * splits + sp;
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float v = 0.0f;
-    for (int w = 0; w < kWarps; ++w) v += s_acc[w][d] * f[w];
-    if (splits == 1)
-      out[t * ldo + h * D + d] = v / L;
+    float val = 0.0f;
+    for (int w = 0; w < kWarps; ++w) val += s_acc[w][d] * f[w];
+    if (part == nullptr)
+      o[d] = L > 0.0f ? val / L : 0.0f;
     else
-      part[item * (D + 2) + 2 + d] = v;
+      part[2 + d] = val;
   }
-  if (splits > 1 && threadIdx.x == 0) {
-    part[item * (D + 2)] = M;
-    part[item * (D + 2) + 1] = L;
+  if (part != nullptr && threadIdx.x == 0) {
+    part[0] = M;
+    part[1] = L;
   }
+}
+
+// Blocks (split, head, row); each covers `kps` keys.
+template <int NC>
+__global__ void __launch_bounds__(kThreads)
+    attn_decode_kernel(AttnArgs a, int64_t kps, float* part, float* out, int64_t ldo,
+                       unsigned* status) {
+  const int D = static_cast<int>(a.D);
+  const int64_t sp = blockIdx.x, h = blockIdx.y, t = blockIdx.z;
+  const int64_t splits = gridDim.x;
+  const int g = kv_head(a, h, status);
+  const int64_t lim = a.q_offset + t + 1;
+  const int64_t jb = sp * kps, je = min(lim, jb + kps);
+  float* p = splits > 1 ? part + ((t * a.Hq + h) * splits + sp) * (D + 2) : nullptr;
+  decode_block<NC>(a.q + t * a.ldq + h * D, a.scale, a.k, a.ldk, a.v, a.ldv, g, D, jb, je,
+                   out + t * ldo + h * D, p);
+}
+
+// ---- forward, batched decode (one query row per sequence, each in its own cache slot) ----
+
+__device__ __forceinline__ bool cache_row_ok(const DecodeBatchArgs& a, int64_t b) {
+  const int64_t slot = a.slots[b], pos = a.positions[b];
+  return slot >= 0 && slot < a.N && pos >= 0 && pos < a.L;
+}
+
+// Block b writes row b's new key and value into its slot at its position.
+__global__ void kv_append_kernel(DecodeBatchArgs a, unsigned* status) {
+  const int64_t b = blockIdx.x;
+  if (!cache_row_ok(a, b)) {
+    if (threadIdx.x == 0) atomicOr(status, kBadCacheRow);
+    return;
+  }
+  const int64_t row = a.Hkv * a.D;
+  const int64_t at = (a.slots[b] * a.L + a.positions[b]) * row;
+  for (int64_t i = threadIdx.x; i < row; i += blockDim.x) {
+    a.k_cache[at + i] = a.k_new[b * a.ldkn + i];
+    a.v_cache[at + i] = a.v_new[b * a.ldvn + i];
+  }
+}
+
+// Blocks (split, head, row b): keys [sp * kps, ...) of row b's slot, up to its position.
+template <int NC>
+__global__ void __launch_bounds__(kThreads)
+    attn_decode_batch_kernel(DecodeBatchArgs a, int64_t kps, float* part, float* out, int64_t ldo,
+                             unsigned* status) {
+  const int D = static_cast<int>(a.D);
+  const int64_t sp = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int64_t splits = gridDim.x;
+  int g = a.kv_of_head[h];
+  if (g < 0 || g >= a.Hkv) {
+    if (threadIdx.x == 0) atomicOr(status, kBadKvHead);
+    g = 0;
+  }
+  // A bad row (reported by the append kernel) attends nothing: a zero row, no stray reads.
+  const bool ok = cache_row_ok(a, b);
+  const int64_t lim = ok ? a.positions[b] + 1 : 0;
+  const int64_t jb = sp * kps, je = min(lim, jb + kps);
+  const int64_t row = a.Hkv * a.D;
+  const int64_t base = ok ? a.slots[b] * a.L * row : 0;
+  float* p = splits > 1 ? part + ((b * a.Hq + h) * splits + sp) * (D + 2) : nullptr;
+  decode_block<NC>(a.q + b * a.ldq + h * D, a.scale, a.k_cache + base, row, a.v_cache + base, row,
+                   g, D, jb, je, out + b * ldo + h * D, p);
 }
 
 __global__ void attn_combine_kernel(AttnArgs a, int64_t splits, const float* part, float* out,
@@ -231,7 +289,7 @@ __global__ void attn_combine_kernel(AttnArgs a, int64_t splits, const float* par
       const float ms = base[s * (D + 2)];
       if (ms != -INFINITY) v += base[s * (D + 2) + 2 + d] * expf(ms - M);
     }
-    out[t * ldo + h * D + d] = v / L;
+    out[t * ldo + h * D + d] = L > 0.0f ? v / L : 0.0f;
   }
 }
 
@@ -501,7 +559,58 @@ void launch_bwd(float* dq, float* dk, float* dv, const float* dout, const float*
   attn_dkv_kernel<NC><<<gkv, kThreads, dkv_smem(NC * 32), s>>>(a, dk, dv, dout, lse, delta);
 }
 
+// Batched decode geometry: the host does not know the rows' lengths (they are on the device),
+// so splits are sized for the cache length L; splits past a row's length exit at once.
+int64_t decode_batch_splits(const DecodeBatchArgs& a) {
+  const int64_t items = a.B * a.Hq;
+  int64_t splits = ceil_div(256, items);
+  const int64_t max_splits = ceil_div(a.L, 64);
+  if (splits > max_splits) splits = max_splits;
+  return splits < 1 ? 1 : splits;
+}
+
+template <int NC>
+void launch_decode_batch(float* out, int64_t ldo, const DecodeBatchArgs& a, float* scratch,
+                         unsigned* status, cudaStream_t s) {
+  const int64_t splits = decode_batch_splits(a);
+  const int64_t kps = ceil_div(a.L, splits);
+  const dim3 grid(static_cast<unsigned>(splits), static_cast<unsigned>(a.Hq),
+                  static_cast<unsigned>(a.B));
+  attn_decode_batch_kernel<NC><<<grid, kThreads, 0, s>>>(a, kps, scratch, out, ldo, status);
+  if (splits > 1) {
+    AttnArgs c{};  // what the combine kernel reads: rows, heads, head dim
+    c.T = a.B;
+    c.Hq = a.Hq;
+    c.D = a.D;
+    attn_combine_kernel<<<dim3(static_cast<unsigned>(a.Hq), static_cast<unsigned>(a.B)), 128, 0,
+                          s>>>(c, splits, scratch, out, ldo);
+  }
+}
+
 }  // namespace
+
+int64_t attention_decode_batch_scratch(const DecodeBatchArgs& a) {
+  const int64_t splits = decode_batch_splits(a);
+  return splits > 1 ? a.B * a.Hq * splits * (a.D + 2) : 0;
+}
+
+void attention_decode_batch(float* out, int64_t ldo, const DecodeBatchArgs& a, float* scratch,
+                            unsigned* status, cudaStream_t s) {
+  if (a.B == 0) return;
+  if (a.Hkv > 0 && a.D > 0) kv_append_kernel<<<static_cast<unsigned>(a.B), 128, 0, s>>>(a, status);
+  if (a.Hq == 0 || a.D == 0) return;
+  switch (nc_for(a.D)) {
+    case 2:
+      launch_decode_batch<2>(out, ldo, a, scratch, status, s);
+      break;
+    case 4:
+      launch_decode_batch<4>(out, ldo, a, scratch, status, s);
+      break;
+    default:
+      launch_decode_batch<8>(out, ldo, a, scratch, status, s);
+      break;
+  }
+}
 
 void init_attention(int device) {
   (void)device;  // attributes are per function; the caller has made `device` current

@@ -18,6 +18,7 @@ enum StatusBit : unsigned {
   kBadTokenId = 1u << 0,
   kBadTarget = 1u << 1,
   kBadKvHead = 1u << 2,
+  kBadCacheRow = 1u << 3,
 };
 
 // `rows` rows of `cols` contiguous floats, `ld` elements apart (ld >= cols).
@@ -95,6 +96,28 @@ void attention(float* out, int64_t ldo, float* lse, const AttnArgs& a, float* sc
 // with lse; delta is scratch [T, Hq].
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* o,
                         const float* lse, float* delta, const AttnArgs& a, cudaStream_t s);
+
+// One decode step of B sequences against a KV cache layer (Backend::attention_decode_batch).
+struct DecodeBatchArgs {
+  const float* q;      // [B, Hq, D], row stride ldq
+  const float* k_new;  // [B, Hkv, D], row stride ldkn
+  const float* v_new;  // [B, Hkv, D], row stride ldvn
+  float* k_cache;      // [N, L, Hkv, D], contiguous
+  float* v_cache;
+  const int32_t* slots;       // [B]
+  const int32_t* positions;   // [B]
+  const int32_t* kv_of_head;  // [Hq]
+  int64_t B, Hq, Hkv, D, N, L;
+  int64_t ldq, ldkn, ldvn;
+  float scale;
+};
+// Scratch floats attention_decode_batch() needs (split-key partials), possibly 0.
+int64_t attention_decode_batch_scratch(const DecodeBatchArgs& a);
+// Appends each row's key/value to its slot (one kernel), then attends (one kernel, plus the
+// combine when keys are split). out [B, Hq, D] with row stride ldo. A slot or position outside
+// the cache sets kBadCacheRow and gives that row zeros.
+void attention_decode_batch(float* out, int64_t ldo, const DecodeBatchArgs& a, float* scratch,
+                            unsigned* status, cudaStream_t s);
 
 // ---- importance reductions ----------------------------------------------------------------
 // out[g] += sum over rows r in group g (r / rows_per_group) and all columns of |w * gr| * factor,

@@ -69,6 +69,15 @@ int device_for_local_rank(int local_rank, int visible_devices) {
 struct NcclCommunicator::State {
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;
+  // all_reduce_async's collectives run here, so the compute stream is not held up by them.
+  cudaStream_t comm_stream = nullptr;
+  // Recorded on comm_stream after each async collective; a later blocking collective makes the
+  // compute stream wait on it first, so this communicator's NCCL calls execute in issue order
+  // on every rank whichever stream they were queued on (two concurrently running collectives of
+  // one communicator can deadlock).
+  cudaEvent_t async_tail = nullptr;
+  bool async_outstanding = false;
+  bool closed = false;  // the communicator is gone; late request waits do nothing
   int device = 0;
   int rank = 0, size = 1;
   double timeout_s = 900.0;
@@ -130,7 +139,7 @@ struct NcclCommunicator::State {
     if (!failure.empty()) throw CommError(failure);
   }
 
-  void record_locked(const std::string& what) {
+  cudaEvent_t take_event_locked() {
     cudaEvent_t ev = nullptr;
     if (!free.empty()) {
       ev = free.front();
@@ -138,8 +147,22 @@ struct NcclCommunicator::State {
     } else {
       check_cuda(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
     }
-    check_cuda(cudaEventRecord(ev, stream), "cudaEventRecord");
+    return ev;
+  }
+
+  // Marks the end of the collective just queued on `on` for the watchdog.
+  void record_locked(const std::string& what, cudaStream_t on) {
+    cudaEvent_t ev = take_event_locked();
+    check_cuda(cudaEventRecord(ev, on), "cudaEventRecord");
     pending.push_back({ev, Clock::now(), what});
+  }
+  void record_locked(const std::string& what) { record_locked(what, stream); }
+
+  // Before a collective on the compute stream: it runs after every async one queued earlier.
+  void order_after_async_locked() {
+    if (!async_outstanding) return;
+    check_cuda(cudaStreamWaitEvent(stream, async_tail, 0), "cudaStreamWaitEvent");
+    async_outstanding = false;
   }
 
   void watch() {
@@ -155,7 +178,7 @@ struct NcclCommunicator::State {
 
 NcclCommunicator::NcclCommunicator(std::unique_ptr<Communicator> host, cudaStream_t stream,
                                    int device, std::string name, double timeout_s)
-    : host_(std::move(host)), st_(std::make_unique<State>()), name_(std::move(name)) {
+    : host_(std::move(host)), st_(std::make_shared<State>()), name_(std::move(name)) {
   if (!host_) throw CommError("NcclCommunicator needs a host communicator");
   State& s = *st_;
   s.stream = stream;
@@ -177,6 +200,10 @@ NcclCommunicator::NcclCommunicator(std::unique_ptr<Communicator> host, cudaStrea
   if (rc != ncclSuccess)
     throw CommError(cat("ncclCommInitRank for ", name_, " (rank ", s.rank, " of ", s.size,
                         ", device ", device, "): ", ncclGetErrorString(rc)));
+  check_cuda(cudaStreamCreateWithFlags(&s.comm_stream, cudaStreamNonBlocking),
+             cat("cudaStreamCreate for ", name_));
+  check_cuda(cudaEventCreateWithFlags(&s.async_tail, cudaEventDisableTiming),
+             cat("cudaEventCreate for ", name_));
   s.watchdog = std::thread([&s] { s.watch(); });
 }
 
@@ -185,10 +212,15 @@ NcclCommunicator::~NcclCommunicator() {
   s.stop.store(true);
   if (s.watchdog.joinable()) s.watchdog.join();
   std::lock_guard<std::mutex> lock(s.mu);
-  cudaStreamSynchronize(s.stream);  // no event or comm is released while the stream uses it
+  // No event, stream or comm is released while a stream uses it.
+  if (s.comm_stream) cudaStreamSynchronize(s.comm_stream);
+  cudaStreamSynchronize(s.stream);
   for (auto& p : s.pending) cudaEventDestroy(p.done);
   for (auto& e : s.free) cudaEventDestroy(e);
+  if (s.async_tail) cudaEventDestroy(s.async_tail);
+  if (s.comm_stream) cudaStreamDestroy(s.comm_stream);
   if (s.comm) ncclCommDestroy(s.comm);
+  s.closed = true;
 }
 
 int NcclCommunicator::rank() const {
@@ -207,11 +239,95 @@ void NcclCommunicator::all_reduce(const Tensor& x, ReduceOp op) {
   s.throw_if_failed_locked();
   if (s.size == 1 || x.numel() == 0) return;
   const std::string what = cat("all_reduce of ", x.numel(), " elements");
+  s.order_after_async_locked();
   const ncclResult_t rc = ncclAllReduce(x.data(), x.data(), static_cast<size_t>(x.numel()),
                                         nccl_type(x.dtype(), what), nccl_op(op), s.comm, s.stream);
   if (rc != ncclSuccess) s.fail_locked(cat(what, " on ", name_, ": ", ncclGetErrorString(rc)));
   s.throw_if_failed_locked();
   s.record_locked(what);
+}
+
+namespace {
+
+// The end of an async all-reduce on the communicator's stream. wait() does not block the host:
+// it queues a wait of the compute stream on the collective's event, which is all callers need,
+// since everything that reads the tensor afterwards (backend ops, copies to the host) runs on
+// that stream.
+class NcclRequest final : public CommRequest {
+ public:
+  NcclRequest(std::shared_ptr<NcclCommunicator::State> st, cudaEvent_t done)
+      : st_(std::move(st)), done_(done) {}
+  ~NcclRequest() override {
+    try {
+      wait();
+    } catch (const Error&) {
+      // The communicator has recorded the failure; its next call reports it.
+    }
+    cudaEventDestroy(done_);
+  }
+  void wait() override;
+  bool test() override;
+
+ private:
+  std::shared_ptr<NcclCommunicator::State> st_;
+  cudaEvent_t done_;
+  bool waited_ = false;
+};
+
+}  // namespace
+
+void NcclRequest::wait() {
+  if (waited_) return;
+  waited_ = true;
+  NcclCommunicator::State& s = *st_;
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (s.closed) return;
+  s.throw_if_failed_locked();
+  check_cuda(cudaStreamWaitEvent(s.stream, done_, 0), cat("waiting for an all_reduce on ", s.name));
+}
+
+bool NcclRequest::test() {
+  if (waited_) return true;
+  return cudaEventQuery(done_) == cudaSuccess;
+}
+
+std::unique_ptr<CommRequest> NcclCommunicator::all_reduce_async(const Tensor& x, ReduceOp op) {
+  if (!on_device(x)) return host_->all_reduce_async(x, op);
+  if (!x.is_contiguous())
+    throw CommError(cat("all_reduce_async on ", name_, ": tensor not contiguous"));
+  State& s = *st_;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.throw_if_failed_locked();
+  }
+  // Nothing to exchange: the blocking path (a no-op that still reports failures) is complete.
+  if (s.size == 1 || x.numel() == 0) return Communicator::all_reduce_async(x, op);
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.throw_if_failed_locked();
+  const std::string what = cat("all_reduce_async of ", x.numel(), " elements");
+  // The collective must see everything the compute stream has written to x so far. An event
+  // can be recorded again as soon as a wait on it is queued, so it returns to the pool at once.
+  cudaEvent_t ready = s.take_event_locked();
+  check_cuda(cudaEventRecord(ready, s.stream), what);
+  const cudaError_t wr = cudaStreamWaitEvent(s.comm_stream, ready, 0);
+  s.free.push_back(ready);
+  check_cuda(wr, what);
+  const ncclResult_t rc =
+      ncclAllReduce(x.data(), x.data(), static_cast<size_t>(x.numel()), nccl_type(x.dtype(), what),
+                    nccl_op(op), s.comm, s.comm_stream);
+  if (rc != ncclSuccess) s.fail_locked(cat(what, " on ", name_, ": ", ncclGetErrorString(rc)));
+  s.throw_if_failed_locked();
+  s.record_locked(what, s.comm_stream);
+  check_cuda(cudaEventRecord(s.async_tail, s.comm_stream), what);
+  s.async_outstanding = true;
+  cudaEvent_t done = nullptr;
+  check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), what);
+  const cudaError_t dr = cudaEventRecord(done, s.comm_stream);
+  if (dr != cudaSuccess) {
+    cudaEventDestroy(done);
+    check_cuda(dr, what);
+  }
+  return std::make_unique<NcclRequest>(st_, done);
 }
 
 void NcclCommunicator::all_gather(const Tensor& out, const Tensor& in) {
@@ -228,6 +344,7 @@ void NcclCommunicator::all_gather(const Tensor& out, const Tensor& in) {
   s.throw_if_failed_locked();
   if (in.numel() == 0) return;
   const std::string what = cat("all_gather of ", in.numel(), " elements per rank");
+  s.order_after_async_locked();
   if (s.size == 1) {
     if (out.data() != in.data())
       check_cuda(
@@ -252,6 +369,7 @@ void NcclCommunicator::broadcast(const Tensor& x, int root) {
   s.throw_if_failed_locked();
   if (s.size == 1 || x.numel() == 0) return;
   const std::string what = cat("broadcast of ", x.numel(), " elements");
+  s.order_after_async_locked();
   const ncclResult_t rc = ncclBroadcast(x.data(), x.data(), static_cast<size_t>(x.numel()),
                                         nccl_type(x.dtype(), what), root, s.comm, s.stream);
   if (rc != ncclSuccess) s.fail_locked(cat(what, " on ", name_, ": ", ncclGetErrorString(rc)));

@@ -11,6 +11,8 @@
 //   collective; on an error, or when a collective has not finished after `timeout_s`, it aborts
 //   the NCCL communicator (ncclCommAbort), which releases kernels blocked on dead peers. The next
 //   call on this communicator then throws CommError with the reason.
+// - all_reduce_async of device tensors runs on a second stream owned by the communicator
+//   (overlap with compute); see all_reduce_async below.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -37,6 +39,14 @@ class NcclCommunicator final : public Communicator {
   void all_reduce(const Tensor& x, ReduceOp op = ReduceOp::Sum) override;
   void all_gather(const Tensor& out, const Tensor& in) override;
   void broadcast(const Tensor& x, int root) override;
+  // Device tensors: the all-reduce runs on the communicator's own stream once the compute
+  // stream has produced x, so the compute stream goes on (e.g. with the backward of the layers
+  // below) while it runs. The request's wait() does not block the host; it makes the compute
+  // stream wait for the result. Collectives of one communicator still execute in issue order.
+  // Host tensors: the host communicator's all_reduce_async. Requests must be waited for (or
+  // destroyed) before the communicator is.
+  std::unique_ptr<CommRequest> all_reduce_async(const Tensor& x,
+                                                ReduceOp op = ReduceOp::Sum) override;
   // Waits (with the watchdog's timeout) for this communicator's collectives on the stream,
   // then a host barrier.
   void barrier() override;
@@ -47,7 +57,7 @@ class NcclCommunicator final : public Communicator {
 
  private:
   std::unique_ptr<Communicator> host_;
-  std::unique_ptr<State> st_;
+  std::shared_ptr<State> st_;  // shared with unfinished async requests
   std::string name_;
 };
 

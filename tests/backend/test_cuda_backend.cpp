@@ -375,6 +375,98 @@ INSTANTIATE_TEST_SUITE_P(
                       AttnCase{33, 0, 0, 2, 1, 256, {0, 0}},               // prefill, D = 256
                       AttnCase{129, 0, 2, 3, 3, 18, {0, 1, 2}}));          // tiny heads
 
+// ---- batched decode attention ----------------------------------------------------------------
+
+struct DecodeCase {
+  int64_t N, L, Hq, Hkv, D;
+  veci kv_of_head, slots, positions;
+};
+
+void PrintTo(const DecodeCase& c, std::ostream* os) {
+  *os << "N=" << c.N << " L=" << c.L << " B=" << c.slots.size() << " Hq=" << c.Hq
+      << " Hkv=" << c.Hkv << " D=" << c.D;
+}
+
+class CudaDecodeBatch : public CudaOps, public ::testing::WithParamInterface<DecodeCase> {};
+
+// The CUDA kernels (append + split-key decode + combine) against the CPU backend's default
+// (per-row copy + attention): caches equal exactly, outputs within f32 reduction-order error.
+TEST_P(CudaDecodeBatch, MatchesCpuDefault) {
+  const DecodeCase& c = GetParam();
+  const auto B = static_cast<int64_t>(c.slots.size());
+  const Shape cs{c.N, c.L, c.Hkv, c.D};
+  Both kc = rnd(cs, 400, -2.0f, 2.0f), vc = rnd(cs, 401);
+  Both q = rnd({B, c.Hq, c.D}, 402), kn = rnd({B, c.Hkv, c.D}, 403), vn = rnd({B, c.Hkv, c.D}, 404);
+  Both map = ids(c.kv_of_head), slots = ids(c.slots), pos = ids(c.positions);
+  Both out = make(vecf(size_t(B * c.Hq * c.D), 0.0f), {B, c.Hq, c.D});
+  const float scale = 1.0f / std::sqrt(float(c.D));
+  cpu->attention_decode_batch(out.cpu(), q.cpu(), kn.cpu(), vn.cpu(), kc.cpu(), vc.cpu(),
+                              slots.cpu(), pos.cpu(), map.cpu(), scale);
+  gpu->attention_decode_batch(out.dev(), q.dev(), kn.dev(), vn.dev(), kc.dev(), vc.dev(),
+                              slots.dev(), pos.dev(), map.dev(), scale);
+  expect_close(out.download(), out.host(), 1e-5, "attention_decode_batch");
+  EXPECT_EQ(kc.download(), kc.host());
+  EXPECT_EQ(vc.download(), vc.host());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    OddShapes, CudaDecodeBatch,
+    ::testing::Values(
+        // Few rows: keys split across blocks; unequal lengths incl. the first and last position.
+        DecodeCase{5, 700, 5, 2, 72, {0, 1, 1, 1, 0}, {3, 0, 4, 1}, {699, 0, 130, 64}},
+        // Many rows (no split), D = 13, slots out of order.
+        DecodeCase{70,
+                   40,
+                   5,
+                   2,
+                   13,
+                   {1, 0, 0, 1, 1},
+                   [] {
+                     veci v(70);
+                     for (int i = 0; i < 70; ++i) v[size_t(i)] = (i * 37) % 70;
+                     return v;
+                   }(),
+                   [] {
+                     veci v(70);
+                     for (int i = 0; i < 70; ++i) v[size_t(i)] = (i * 11) % 40;
+                     return v;
+                   }()},
+        // D = 128 and 256 (the other kernel widths), MQA.
+        DecodeCase{3, 97, 4, 1, 128, {0, 0, 0, 0}, {2, 0}, {96, 5}},
+        DecodeCase{2, 33, 2, 2, 256, {1, 0}, {1}, {32}}));
+
+TEST_F(CudaOps, DecodeBatchBadSlotIsReportedAtTheNextSync) {
+  const Shape cs{2, 4, 1, 8};
+  Both kc = rnd(cs, 410), vc = rnd(cs, 411), q = rnd({1, 1, 8}, 412), kn = rnd({1, 1, 8}, 413);
+  Both vn = rnd({1, 1, 8}, 414), map = ids({0}), slots = ids({2}), pos = ids({0});
+  Both out = make(vecf(8, 0.0f), {1, 1, 8});
+  gpu->attention_decode_batch(out.dev(), q.dev(), kn.dev(), vn.dev(), kc.dev(), vc.dev(),
+                              slots.dev(), pos.dev(), map.dev(), 1.0f);
+  EXPECT_THROW(gpu->synchronize(), ShapeError);
+  EXPECT_EQ(kc.download(), kc.host());  // nothing written
+}
+
+// Copies larger than the pinned staging chunks (8 MiB): several chunks in flight, with and
+// without the bf16 conversion, both directions.
+TEST_F(CudaOps, LargeCopiesThroughPinnedStagingRoundTrip) {
+  const int64_t n = (int64_t{9} << 20) / 2 + 12345;  // > 2 chunks of f32, odd tail
+  vecf h = random_vec(size_t(n), 420, -50.0f, 50.0f);
+  Buffer f = gpu->allocate_tensor(DType::F32, {n}), b = gpu->allocate_tensor(DType::BF16, {n});
+  gpu->copy(f.tensor(DType::F32, {n}), Tensor(h.data(), DType::F32, Shape{n}));
+  vecf back(static_cast<size_t>(n));
+  gpu->copy(Tensor(back.data(), DType::F32, Shape{n}), f.tensor(DType::F32, {n}));
+  EXPECT_EQ(back, h);
+  gpu->copy(b.tensor(DType::BF16, {n}), Tensor(h.data(), DType::F32, Shape{n}));
+  gpu->copy(Tensor(back.data(), DType::F32, Shape{n}), b.tensor(DType::BF16, {n}));
+  std::vector<uint16_t> raw(static_cast<size_t>(n));
+  gpu->copy(Tensor(raw.data(), DType::BF16, Shape{n}), b.tensor(DType::BF16, {n}));
+  for (size_t i = 0; i < h.size(); i += 997) {
+    ASSERT_EQ(back[i], bf16_to_f32(f32_to_bf16(h[i]))) << i;
+    ASSERT_EQ(raw[i], f32_to_bf16(h[i])) << i;
+  }
+  EXPECT_EQ(back.back(), bf16_to_f32(f32_to_bf16(h.back())));
+}
+
 // ---- importance reductions -------------------------------------------------------------------
 
 TEST_F(CudaOps, AbsProductGroupsMatchHostSums) {

@@ -27,10 +27,10 @@ struct Loaded {
   ModelWeights weights;
 };
 
-Loaded load(const fs::path& dir, bool cuda) {
+Loaded load(const fs::path& dir, bool cuda, DType weights = DType::F32) {
   Loaded l;
   l.config = load_model_config(dir);
-  l.backend = cuda ? make_cuda_backend(0) : make_cpu_backend(1);
+  l.backend = cuda ? make_cuda_backend(0, weights) : make_cpu_backend(1);
   l.weights = load_weights(dir, l.config, make_shard_plan(l.config, 1, 0), *l.backend);
   return l;
 }
@@ -104,6 +104,34 @@ TEST_P(CudaModel, CachedPrefillAndDecodeMatchCpu) {
     step({{0, t0}, {1, t1}});  // decode steps of both slots
   }
   EXPECT_EQ(cg.length(0), 9 + 5);
+}
+
+// What `resp --device cuda` runs: bf16 weight matrices, so every projection rounds its input
+// to bf16 (f32 accumulation). Against the f32 CPU run the log-probs move by the bf16 rounding of
+// weights and activations (~0.4% relative per product), far below the gaps that decide tokens.
+TEST_P(CudaModel, Bf16WeightsStayCloseToCpu) {
+  const Loaded g16 = load(dir, true, DType::BF16);
+  EXPECT_EQ(g16.weights.layers[0].wq.dtype(), DType::BF16);
+  EXPECT_EQ(g16.weights.embed.dtype(), DType::F32);
+  EXPECT_LT(g16.weights.bytes(), gpu.weights.bytes());
+  SelfCommunicator self;
+  Decoder dc(cpu.weights, *cpu.backend, self), dg(g16.weights, *g16.backend, self);
+  double worst = 0, sum = 0;
+  int n = 0;
+  for (const auto& j : parse_jsonl(read_text(dir / "reference.jsonl"))) {
+    const auto tokens = j["tokens"].get<std::vector<int32_t>>();
+    const auto a = dc.sequence_logprobs(tokens), b = dg.sequence_logprobs(tokens);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      ASSERT_FALSE(std::isnan(b[i])) << j["id"] << " position " << i;
+      worst = std::max(worst, std::fabs(a[i] - b[i]));
+      sum += std::fabs(a[i] - b[i]);
+      ++n;
+    }
+  }
+  ASSERT_GT(n, 10);
+  EXPECT_LE(worst, 0.1);
+  EXPECT_LE(sum / n, 0.02);
 }
 
 TEST_P(CudaModel, ImportanceMatchesCpu) {

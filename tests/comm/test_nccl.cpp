@@ -60,6 +60,30 @@ TEST_F(Nccl, OneRankCollectivesKeepOrGatherData) {
   comm->barrier();
 }
 
+// One rank: the async all-reduce completes and leaves the data; a blocking collective after it
+// and backend work on the compute stream see the same values (the ordering across streams).
+TEST_F(Nccl, AllReduceAsyncCompletesInStreamOrder) {
+  std::vector<float> h(4097);
+  std::iota(h.begin(), h.end(), 0.5f);
+  Buffer a;
+  const Tensor x = upload(a, h);
+  auto r = comm->all_reduce_async(x);
+  ASSERT_NE(r, nullptr);
+  r->wait();
+  EXPECT_TRUE(r->test());
+  backend->scale(x, 2.0f);
+  comm->all_reduce(x);
+  std::vector<float> want = h;
+  for (float& v : want) v *= 2.0f;
+  EXPECT_EQ(download(x), want);
+  // Host tensors go to the host communicator's async path.
+  std::vector<double> v = {1.0, 2.0};
+  auto hr = comm->all_reduce_async(Tensor(v.data(), DType::F64, Shape{2}));
+  hr->wait();
+  EXPECT_EQ(v, (std::vector<double>{1.0, 2.0}));
+  comm->barrier();
+}
+
 TEST_F(Nccl, HostTensorsUseTheHostCommunicator) {
   std::vector<double> v = {1.5, 2.5};
   comm->all_reduce(Tensor(v.data(), DType::F64, Shape{2}));

@@ -187,6 +187,7 @@ void CudaBackend::sync_and_check(const char* op) {
   if (bits & k::kBadTokenId) what += " token id outside the embedding table;";
   if (bits & k::kBadTarget) what += " cross-entropy target outside the vocabulary;";
   if (bits & k::kBadKvHead) what += " kv_of_head entry outside [0, Hkv);";
+  if (bits & k::kBadCacheRow) what += " decode slot or position outside the KV cache;";
   throw ShapeError(
       cat("cuda backend: a kernel queued before ", op, " found an invalid index:", what));
 }
@@ -209,59 +210,124 @@ void CudaBackend::copy(const Tensor& dst, const Tensor& src) {
       if (dst.data() != src.data()) std::memmove(dst.data(), src.data(), dst.nbytes());
       return;
     }
-    const cudaMemcpyKind kind =
-        dh ? cudaMemcpyDeviceToHost : (sh ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToDevice);
-    if (dst.data() == src.data()) return;
-    cuda::check(cudaMemcpyAsync(dst.data(), src.data(), dst.nbytes(), kind, s), "copy");
-    // A host buffer may be reused (H2D) or read (D2H) as soon as copy() returns.
-    if (dh || sh) sync_and_check("copy");
-    return;
-  }
-  // F32 <-> BF16: weights stored in bf16 are loaded from and read back to f32 host staging.
-  const bool f2b = src.dtype() == DType::F32 && dst.dtype() == DType::BF16;
-  const bool b2f = src.dtype() == DType::BF16 && dst.dtype() == DType::F32;
-  RESP_CHECK_SHAPE((f2b || b2f) && !(dh && sh), "dst ", dst.str(), " and src ", src.str(),
-                   " differ in dtype (only F32 <-> BF16 with a device side converts)");
-  const size_t f32_bytes = static_cast<size_t>(n) * sizeof(float);
-  const size_t b16_bytes = static_cast<size_t>(n) * sizeof(uint16_t);
-  if (f2b) {
-    const float* from = static_cast<const float*>(src.data());
-    if (sh) {
-      void* stage = scratch(f32_bytes);
-      cuda::check(cudaMemcpyAsync(stage, src.data(), f32_bytes, cudaMemcpyHostToDevice, s),
-                  "copy f32 -> bf16 (upload)");
-      from = static_cast<const float*>(stage);
-    }
-    if (dh) {
-      void* stage = scratch(b16_bytes);
-      k::f32_to_bf16(static_cast<uint16_t*>(stage), from, n, s);
-      cuda::check_launch("copy f32 -> bf16");
-      cuda::check(cudaMemcpyAsync(dst.data(), stage, b16_bytes, cudaMemcpyDeviceToHost, s),
-                  "copy f32 -> bf16 (download)");
-    } else {
-      k::f32_to_bf16(static_cast<uint16_t*>(dst.data()), from, n, s);
-      cuda::check_launch("copy f32 -> bf16");
+    if (!dh && !sh) {
+      if (dst.data() != src.data())
+        cuda::check(
+            cudaMemcpyAsync(dst.data(), src.data(), dst.nbytes(), cudaMemcpyDeviceToDevice, s),
+            "copy");
+      return;
     }
   } else {
-    const uint16_t* from = static_cast<const uint16_t*>(src.data());
-    if (sh) {
-      void* stage = scratch(b16_bytes + f32_bytes);
-      cuda::check(cudaMemcpyAsync(stage, src.data(), b16_bytes, cudaMemcpyHostToDevice, s),
-                  "copy bf16 -> f32 (upload)");
-      from = static_cast<const uint16_t*>(stage);
-    }
-    if (dh) {
-      void* stage = static_cast<char*>(scratch(b16_bytes + f32_bytes)) + b16_bytes;
-      k::bf16_to_f32(static_cast<float*>(stage), from, n, s);
-      cuda::check_launch("copy bf16 -> f32");
-      cuda::check(cudaMemcpyAsync(dst.data(), stage, f32_bytes, cudaMemcpyDeviceToHost, s),
-                  "copy bf16 -> f32 (download)");
-    } else {
-      k::bf16_to_f32(static_cast<float*>(dst.data()), from, n, s);
-      cuda::check_launch("copy bf16 -> f32");
+    // F32 <-> BF16: weights stored in bf16 are loaded from and read back to f32 host staging.
+    const bool f2b = src.dtype() == DType::F32 && dst.dtype() == DType::BF16;
+    const bool b2f = src.dtype() == DType::BF16 && dst.dtype() == DType::F32;
+    RESP_CHECK_SHAPE((f2b || b2f) && !(dh && sh), "dst ", dst.str(), " and src ", src.str(),
+                     " differ in dtype (only F32 <-> BF16 with a device side converts)");
+    if (!dh && !sh) {
+      convert(dst.data(), dst.dtype(), src.data(), n);
+      return;
     }
   }
-  if (dh || sh) sync_and_check("copy");
+  if (sh)
+    upload(dst, src);
+  else
+    download(dst, src);
+  // A host buffer may be reused (upload) or read (download) as soon as copy() returns.
+  sync_and_check("copy");
+}
+
+void CudaBackend::convert(void* dst, DType dst_dtype, const void* src, int64_t n) {
+  if (dst_dtype == DType::BF16)
+    k::f32_to_bf16(static_cast<uint16_t*>(dst), static_cast<const float*>(src), n, stream_.get());
+  else
+    k::bf16_to_f32(static_cast<float*>(dst), static_cast<const uint16_t*>(src), n, stream_.get());
+  cuda::check_launch("copy (dtype conversion)");
+}
+
+void CudaBackend::ensure_staging() {
+  for (Staging& st : staging_) {
+    if (st.host) continue;
+    void* p = nullptr;
+    cuda::check(cudaHostAlloc(&p, kStagingBytes, cudaHostAllocDefault), "cudaHostAlloc staging");
+    st.host.reset(p);
+    cudaEvent_t ev = nullptr;
+    cuda::check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate staging");
+    st.done.reset(ev);
+  }
+}
+
+// Chunk i: wait until the DMA that last read pinned chunk i % 2 is done, pack the host data
+// into it, queue its DMA (and the conversion when the dtypes differ). The host packs chunk
+// i + 1 while chunk i is in flight.
+void CudaBackend::upload(const Tensor& dst, const Tensor& src) {
+  ensure_staging();
+  const int64_t n = dst.numel();
+  const size_t hs = dtype_size(src.dtype()), ds = dtype_size(dst.dtype());
+  const bool conv = src.dtype() != dst.dtype();
+  const auto per = static_cast<int64_t>(kStagingBytes / hs);
+  // Raw host-dtype chunks land here before the conversion kernel writes dst.
+  char* dev_stage = conv ? static_cast<char*>(scratch(2 * kStagingBytes)) : nullptr;
+  const char* from = static_cast<const char*>(src.data());
+  char* to = static_cast<char*>(dst.data());
+  cudaStream_t s = stream_.get();
+  for (int64_t e0 = 0, i = 0; e0 < n; e0 += per, ++i) {
+    const int64_t m = std::min(per, n - e0);
+    const size_t bytes = static_cast<size_t>(m) * hs;
+    Staging& st = staging_[static_cast<size_t>(i % 2)];
+    cuda::check(cudaEventSynchronize(st.done.get()), "copy (upload staging)");
+    std::memcpy(st.host.get(), from + static_cast<size_t>(e0) * hs, bytes);
+    if (!conv) {
+      cuda::check(cudaMemcpyAsync(to + static_cast<size_t>(e0) * ds, st.host.get(), bytes,
+                                  cudaMemcpyHostToDevice, s),
+                  "copy (upload)");
+    } else {
+      char* d = dev_stage + static_cast<size_t>(i % 2) * kStagingBytes;
+      cuda::check(cudaMemcpyAsync(d, st.host.get(), bytes, cudaMemcpyHostToDevice, s),
+                  "copy (upload)");
+      convert(to + static_cast<size_t>(e0) * ds, dst.dtype(), d, m);
+    }
+    cuda::check(cudaEventRecord(st.done.get(), s), "copy (upload staging)");
+  }
+}
+
+// Chunk i is queued (conversion into device staging when the dtypes differ, then the DMA into
+// pinned chunk i % 2) before chunk i - 1 is unpacked on the host.
+void CudaBackend::download(const Tensor& dst, const Tensor& src) {
+  ensure_staging();
+  const int64_t n = dst.numel();
+  const size_t hs = dtype_size(dst.dtype()), ds = dtype_size(src.dtype());
+  const bool conv = src.dtype() != dst.dtype();
+  const auto per = static_cast<int64_t>(kStagingBytes / hs);
+  char* dev_stage = conv ? static_cast<char*>(scratch(2 * kStagingBytes)) : nullptr;
+  const char* from = static_cast<const char*>(src.data());
+  char* to = static_cast<char*>(dst.data());
+  cudaStream_t s = stream_.get();
+  auto issue = [&](int64_t i) {
+    const int64_t e0 = i * per, m = std::min(per, n - e0);
+    Staging& st = staging_[static_cast<size_t>(i % 2)];
+    const void* dev = from + static_cast<size_t>(e0) * ds;
+    if (conv) {
+      char* d = dev_stage + static_cast<size_t>(i % 2) * kStagingBytes;
+      convert(d, dst.dtype(), dev, m);
+      dev = d;
+    }
+    cuda::check(
+        cudaMemcpyAsync(st.host.get(), dev, static_cast<size_t>(m) * hs, cudaMemcpyDeviceToHost, s),
+        "copy (download)");
+    cuda::check(cudaEventRecord(st.done.get(), s), "copy (download staging)");
+  };
+  auto drain = [&](int64_t i) {
+    const int64_t e0 = i * per, m = std::min(per, n - e0);
+    Staging& st = staging_[static_cast<size_t>(i % 2)];
+    cuda::check(cudaEventSynchronize(st.done.get()), "copy (download staging)");
+    std::memcpy(to + static_cast<size_t>(e0) * hs, st.host.get(), static_cast<size_t>(m) * hs);
+  };
+  const int64_t chunks = (n + per - 1) / per;
+  for (int64_t i = 0; i < chunks; ++i) {
+    issue(i);
+    if (i > 0) drain(i - 1);
+  }
+  drain(chunks - 1);
 }
 
 void CudaBackend::fill(const Tensor& dst, float value) {
@@ -398,6 +464,51 @@ void CudaBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k,
       need > 0 ? static_cast<float*>(scratch(static_cast<size_t>(need) * sizeof(float))) : nullptr;
   k::attention(ro.p, ro.ld, nullptr, a, sc, status_dev_, stream_.get());
   cuda::check_launch("attention");
+}
+
+void CudaBackend::attention_decode_batch(const Tensor& out, const Tensor& q, const Tensor& k_new,
+                                         const Tensor& v_new, const Tensor& k_cache,
+                                         const Tensor& v_cache, const Tensor& slots,
+                                         const Tensor& positions, const Tensor& kv_of_head,
+                                         float scale) {
+  const char* op = "attention_decode_batch";
+  check_decode_batch_args(out, q, k_new, v_new, k_cache, v_cache, slots, positions, kv_of_head);
+  const k::Rows ro = f32_rows(op, "out", out), rq = f32_rows(op, "q", q);
+  const k::Rows rkn = f32_rows(op, "k_new", k_new), rvn = f32_rows(op, "v_new", v_new);
+  float* kc = f32_contig(op, "k_cache", k_cache);
+  float* vc = f32_contig(op, "v_cache", v_cache);
+  RESP_CHECK_SHAPE(q.dim(2) <= k::kMaxHeadDim, "head dim ", q.dim(2), " of q ", q.str(),
+                   " exceeds the CUDA attention kernels' limit ", k::kMaxHeadDim);
+  check_alias(op, "out", ro, "q", rq);
+  const k::Rows rkc{kc, 1, k_cache.numel(), k_cache.numel()};
+  const k::Rows rvc{vc, 1, v_cache.numel(), v_cache.numel()};
+  RESP_CHECK_SHAPE(!overlaps(ro, rkc) && !overlaps(ro, rvc) && !overlaps(rkc, rvc), "out ",
+                   out.str(), ", k_cache ", k_cache.str(), " and v_cache ", v_cache.str(),
+                   " must not overlap");
+  k::DecodeBatchArgs a{};
+  a.q = rq.p;
+  a.k_new = rkn.p;
+  a.v_new = rvn.p;
+  a.k_cache = kc;
+  a.v_cache = vc;
+  a.slots = i32_contig(op, "slots", slots);
+  a.positions = i32_contig(op, "positions", positions);
+  a.kv_of_head = i32_contig(op, "kv_of_head", kv_of_head);
+  a.B = q.dim(0);
+  a.Hq = q.dim(1);
+  a.D = q.dim(2);
+  a.Hkv = k_cache.dim(2);
+  a.N = k_cache.dim(0);
+  a.L = k_cache.dim(1);
+  a.ldq = rq.ld;
+  a.ldkn = rkn.ld;
+  a.ldvn = rvn.ld;
+  a.scale = scale;
+  const int64_t need = k::attention_decode_batch_scratch(a);
+  float* sc =
+      need > 0 ? static_cast<float*>(scratch(static_cast<size_t>(need) * sizeof(float))) : nullptr;
+  k::attention_decode_batch(ro.p, ro.ld, a, sc, status_dev_, stream_.get());
+  cuda::check_launch(op);
 }
 
 void CudaBackend::swiglu(const Tensor& out, const Tensor& gate, const Tensor& up) {

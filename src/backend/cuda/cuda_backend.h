@@ -3,8 +3,11 @@
 //
 // Memory: plain cudaMalloc per allocate() (no managed memory); the model allocates a few large
 // arenas, so allocation speed does not matter. copy() moves data in any direction; copies that
-// involve host memory synchronise the stream (the host buffer may be reused or read at once),
-// device-to-device copies are stream-ordered. Every other op is asynchronous.
+// involve host memory go through two reused pinned staging chunks (double-buffered, so packing
+// and DMA overlap; dtype conversion happens on the device chunk by chunk, so a huge bf16 weight
+// never needs a full-size f32 device copy) and synchronise the stream (the host buffer may be
+// reused or read at once); device-to-device copies are stream-ordered. Every other op is
+// asynchronous.
 //
 // Device-side index checks (token ids, targets, kv_of_head) cannot throw from a kernel: they
 // set bits in a mapped pinned status word, and the next synchronising call (copy to or from the
@@ -49,6 +52,12 @@ class CudaBackend final : public Backend {
   void rope(const Tensor& x, const Tensor& positions, const Tensor& inv_freq) override;
   void attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
                  const Tensor& kv_of_head, int64_t q_offset, float scale) override;
+  // One kernel appends every row's key/value, one more (plus a combine when keys are split)
+  // attends: a decode step costs the same few launches per layer at any batch size.
+  void attention_decode_batch(const Tensor& out, const Tensor& q, const Tensor& k_new,
+                              const Tensor& v_new, const Tensor& k_cache, const Tensor& v_cache,
+                              const Tensor& slots, const Tensor& positions,
+                              const Tensor& kv_of_head, float scale) override;
   void swiglu(const Tensor& out, const Tensor& gate, const Tensor& up) override;
   void embedding(const Tensor& out, const Tensor& table, const Tensor& ids) override;
   void add(const Tensor& out, const Tensor& a, const Tensor& b) override;
@@ -76,6 +85,12 @@ class CudaBackend final : public Backend {
 
  private:
   void* scratch(size_t bytes) { return scratch_.get(bytes, stream_.get()); }
+  // F32 <-> BF16 of n elements, device to device, on the stream.
+  void convert(void* dst, DType dst_dtype, const void* src, int64_t n);
+  // Host <-> device transfers through the pinned staging chunks (see staging_).
+  void ensure_staging();
+  void upload(const Tensor& dst, const Tensor& src);
+  void download(const Tensor& dst, const Tensor& src);
   void sync_and_check(const char* op);
   // bf16 copy of an f32 operand (packed rows), placed at `offset` bytes into the scratch.
   const void* to_bf16(const Tensor& t, size_t offset);
@@ -87,6 +102,16 @@ class CudaBackend final : public Backend {
   cuda::PinnedPtr status_host_;  // mapped: kernels write it, the host reads it after a sync
   unsigned* status_dev_ = nullptr;
   cuda::Scratch scratch_;
+  // Two pinned host chunks, allocated on the first host transfer and reused by every later one
+  // (weight uploads from the safetensors slices, logits downloads): a pageable buffer would be
+  // staged by the driver synchronously, and two chunks let the host pack one while the DMA
+  // engine moves the other. `done` marks the last transfer that used the chunk.
+  static constexpr size_t kStagingBytes = size_t{8} << 20;
+  struct Staging {
+    cuda::PinnedPtr host;
+    cuda::Event done;
+  };
+  Staging staging_[2];
 };
 
 }  // namespace resp

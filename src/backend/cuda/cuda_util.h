@@ -49,6 +49,9 @@ struct HostFree {
 struct StreamDestroy {
   void operator()(cudaStream_t s) const noexcept { cudaStreamDestroy(s); }
 };
+struct EventDestroy {
+  void operator()(cudaEvent_t e) const noexcept { cudaEventDestroy(e); }
+};
 struct CublasDestroy {
   void operator()(cublasHandle_t h) const noexcept { cublasDestroy(h); }
 };
@@ -57,6 +60,7 @@ using DevicePtr = std::unique_ptr<void, DeviceFree>;
 using PinnedPtr = std::unique_ptr<void, HostFree>;
 using Stream = std::unique_ptr<std::remove_pointer_t<cudaStream_t>, StreamDestroy>;
 using Cublas = std::unique_ptr<std::remove_pointer_t<cublasHandle_t>, CublasDestroy>;
+using Event = std::unique_ptr<std::remove_pointer_t<cudaEvent_t>, EventDestroy>;
 
 inline DevicePtr device_alloc(size_t bytes, const char* what) {
   void* p = nullptr;
