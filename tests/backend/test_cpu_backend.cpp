@@ -589,6 +589,33 @@ TEST_F(CpuBackendTest, AttentionSameResultForAnyThreadCount) {
   EXPECT_EQ(o1, o2);
 }
 
+// A decode step (one query row) takes its own streaming path; it must give exactly what the
+// multi-row path gives the same row, on any thread count: irregular groups, D with a tail
+// (67 = 8 * 8 + 3), contexts long enough for the parallel split and the key prefetches.
+TEST_F(CpuBackendTest, AttentionDecodeRowEqualsMultiRowPath) {
+  const int64_t hq = 7, hkv = 3, d = 67;
+  const std::vector<int32_t> kvh_v{2, 0, 2, 1, 2, 2, 0};
+  for (int64_t pos : {0, 3, 9, 200}) {
+    const int64_t s_len = pos + 2;
+    auto q = random_vec(static_cast<size_t>(2 * hq * d), 31 + static_cast<uint32_t>(pos));
+    auto k = random_vec(static_cast<size_t>(s_len * hkv * d), 32);
+    auto v = random_vec(static_cast<size_t>(s_len * hkv * d), 33);
+    auto kvh = kvh_v;
+    // Rows pos and pos + 1 together (the grouped path), then row pos alone on 1 and 2 threads.
+    std::vector<float> two(q.size()), one_a(static_cast<size_t>(hq * d)), one_b(one_a.size());
+    be->attention(f32(two, {2, hq, d}), f32(q, {2, hq, d}), f32(k, {s_len, hkv, d}),
+                  f32(v, {s_len, hkv, d}), i32(kvh, {hq}), pos, 0.125f);
+    const Tensor k1(k.data(), DType::F32, {pos + 1, hkv, d});
+    const Tensor v1(v.data(), DType::F32, {pos + 1, hkv, d});
+    make_cpu_backend(1)->attention(f32(one_a, {1, hq, d}), Tensor(q.data(), DType::F32, {1, hq, d}),
+                                   k1, v1, i32(kvh, {hq}), pos, 0.125f);
+    make_cpu_backend(2)->attention(f32(one_b, {1, hq, d}), Tensor(q.data(), DType::F32, {1, hq, d}),
+                                   k1, v1, i32(kvh, {hq}), pos, 0.125f);
+    EXPECT_EQ(one_a, one_b) << "position " << pos;
+    EXPECT_EQ(one_a, std::vector<float>(two.begin(), two.begin() + hq * d)) << "position " << pos;
+  }
+}
+
 TEST_F(CpuBackendTest, AttentionRejectsBadArguments) {
   std::vector<float> q(7 * 6 * 20), k(9 * 2 * 20), v(9 * 2 * 20), out(7 * 6 * 20), fk(6);
   std::vector<int32_t> kvh{0, 0, 0, 1, 1, 0}, bad_kvh{0, 0, 2, 1, 1, 0}, neg_kvh{0, -1, 0, 1, 1, 0};

@@ -12,6 +12,10 @@
 #include <limits>
 #include <vector>
 
+#if defined(__FMA__)
+#include <immintrin.h>
+#endif
+
 #include "backend/cpu/fast_math.h"
 #include "backend/cpu/gemm_few_rows.h"
 #include "core/error.h"
@@ -347,31 +351,6 @@ struct AttnArgs {
   float scale;
 };
 
-inline float dot(const float* a, const float* b, int64_t d) {
-  float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-  for (int64_t i = 0; i < d; ++i) acc += a[i] * b[i];
-  return acc;
-}
-
-// Four dot products against one key row (one load of the key for four queries).
-inline void dot4(const float* const* q, const float* k, int64_t d, float* const* sc, int64_t s) {
-  const float *q0 = q[0], *q1 = q[1], *q2 = q[2], *q3 = q[3];
-  float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-#pragma omp simd reduction(+ : a0, a1, a2, a3)
-  for (int64_t i = 0; i < d; ++i) {
-    const float kv = k[i];
-    a0 += q0[i] * kv;
-    a1 += q1[i] * kv;
-    a2 += q2[i] * kv;
-    a3 += q3[i] * kv;
-  }
-  sc[0][s] = a0;
-  sc[1][s] = a1;
-  sc[2][s] = a2;
-  sc[3][s] = a3;
-}
-
 // Query (row, head) pairs that share one KV head; rows in ascending order.
 struct RowSet {
   int64_t t[kBlock];
@@ -390,6 +369,65 @@ inline F8 load8(const float* p) {
 }
 inline void store8(float* p, F8 v) {
   std::memcpy(p, &v, sizeof v);
+}
+
+// acc + a * b with one rounding. Explicit, because GCC's contraction of a * b + c into an FMA
+// depends on how each instantiation was optimised (two attention paths disagreed in the last
+// bit when one of them got a multiply and an add).
+inline F8 fma8(F8 a, F8 b, F8 acc) {
+#if defined(__FMA__)
+  __m256 r = _mm256_fmadd_ps(std::bit_cast<__m256>(a), std::bit_cast<__m256>(b),
+                             std::bit_cast<__m256>(acc));
+  return std::bit_cast<F8>(r);
+#else
+  F8 r;
+  for (int i = 0; i < 8; ++i) r[i] = std::fma(a[i], b[i], acc[i]);
+  return r;
+#endif
+}
+inline F8 splat8(float x) {
+  return F8{x, x, x, x, x, x, x, x};
+}
+
+inline float sum8(F8 v) {
+  return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+// Keys and values are read a few rows ahead of use: in decoding every K/V row comes from DRAM
+// once, in rows of one head strided by the other heads, which the hardware prefetcher follows
+// too late (the loads stalled the loop for most of its time).
+constexpr int64_t kKeysAhead = 8;
+inline void prefetch_row(const float* p, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i);
+}
+
+// sc[r][s] = q[r] . k for R query rows against one key row (one load of the key for all rows).
+// Every row is summed the same way whatever R is, so a row's score does not depend on how many
+// query heads share its KV head.
+template <int R>
+inline void dot_rows(const float* const* q, const float* k, int64_t d, float* const* sc,
+                     int64_t s) {
+  F8 acc[R] = {};
+  int64_t i = 0;
+  for (; i + 8 <= d; i += 8) {
+    const F8 kv = load8(k + i);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) acc[r] = fma8(load8(q[r] + i), kv, acc[r]);
+  }
+  if (i < d) {
+    // The last d % 8 elements as one more zero-padded vector step. (A scalar tail loop was
+    // auto-vectorised in some instantiations, without FMA, and rows then disagreed in the last
+    // bit depending on how many heads shared the call.)
+    const size_t rest = static_cast<size_t>(d - i) * sizeof(float);
+    F8 kt = {};
+    std::memcpy(&kt, k + i, rest);
+    for (int r = 0; r < R; ++r) {
+      F8 qt = {};
+      std::memcpy(&qt, q[r] + i, rest);
+      acc[r] = fma8(qt, kt, acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) sc[r][s] = sum8(acc[r]);
 }
 
 // sc[r][s0 + j] = q[r] . key(s0 + j) for 4 rows and j < 16; kp is the packed tile of keys
@@ -420,32 +458,61 @@ inline void score_tile4(const float* const* q, const float* kp, int64_t d, float
   store8(sc[3] + s0 + 8, a31);
 }
 
-// ac[r][i0 + j] = sum_{s < n} p[r][s] * value(s)[i0 + j] for 4 rows and j < 16; v points at
-// dimension i0 of value 0.
-inline void value_tile4(const float* const* p, const float* v, int64_t vs, int64_t n,
-                        float* const* ac, int64_t i0) {
-  F8 a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {};
-  const float *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
+// ac[r][i0 + j] = sum_{s < n} p[r][s] * value(s)[i0 + j] for R rows and j < 8 * C; v points at
+// dimension i0 of value 0, rows vs apart. With ahead > 0 it also prefetches that many floats of
+// the value row kKeysAhead rows on (the first pass over the values does it for all of D).
+// Every output element is the same sequence of FMAs over s whatever R and C are.
+template <int R, int C>
+inline void value_chunk(const float* const* p, const float* v, int64_t vs, int64_t n,
+                        float* const* ac, int64_t i0, int64_t ahead) {
+  F8 acc[R][C] = {};
   for (int64_t s = 0; s < n; ++s) {
     const float* vr = v + s * vs;
-    const F8 v0 = load8(vr), v1 = load8(vr + 8);
-    a00 += p0[s] * v0;
-    a01 += p0[s] * v1;
-    a10 += p1[s] * v0;
-    a11 += p1[s] * v1;
-    a20 += p2[s] * v0;
-    a21 += p2[s] * v1;
-    a30 += p3[s] * v0;
-    a31 += p3[s] * v1;
+    if (ahead > 0 && s + kKeysAhead < n) prefetch_row(vr + kKeysAhead * vs, ahead);
+    F8 vv[C];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) vv[c] = load8(vr + 8 * c);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const F8 w = splat8(p[r][s]);
+#pragma GCC unroll 8
+      for (int c = 0; c < C; ++c) acc[r][c] = fma8(w, vv[c], acc[r][c]);
+    }
   }
-  store8(ac[0] + i0, a00);
-  store8(ac[0] + i0 + 8, a01);
-  store8(ac[1] + i0, a10);
-  store8(ac[1] + i0 + 8, a11);
-  store8(ac[2] + i0, a20);
-  store8(ac[2] + i0 + 8, a21);
-  store8(ac[3] + i0, a30);
-  store8(ac[3] + i0 + 8, a31);
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) store8(ac[r] + i0 + 8 * c, acc[r][c]);
+}
+
+// Vectors per value chunk: R * C accumulators, C loaded values and the broadcast weight fit the
+// 16 AVX registers, so a decode step passes over the values about D / (8 C) times.
+template <int R>
+constexpr int kValueVectors = 15 / (R + 1);
+
+// The last (d - i0) / 8 < C vectors of the values in one more pass.
+template <int R, int C>
+inline void value_rest(int64_t rest, const float* const* p, const float* v, int64_t vs, int64_t n,
+                       float* const* ac, int64_t i0, int64_t ahead) {
+  if constexpr (C > 1) {
+    if (rest == C - 1) return value_chunk<R, C - 1>(p, v, vs, n, ac, i0, ahead);
+    value_rest<R, C - 1>(rest, p, v, vs, n, ac, i0, ahead);
+  }
+}
+
+// p[j] = exp(scale * p[j] - max) over n scores; returns 1 / sum of them. Not inlined: the simd
+// reduction may be split differently in each inlined copy, and both attention paths must sum in
+// the same order.
+[[gnu::noinline]] float softmax_numerators(float* p, int64_t n, float scale) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) p[j] *= scale;
+  const float m = row_max(p, n);
+  double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) {
+    const float e = exp_f32(p[j] - m);
+    p[j] = e;
+    sum += static_cast<double>(e);
+  }
+  return static_cast<float>(1.0 / sum);
 }
 
 template <int R>
@@ -473,29 +540,17 @@ void attend_rows(const AttnArgs& A, const RowSet& set, float* scores, int64_t s_
   if constexpr (R == kBlock) {
     if (kpg != nullptr)
       for (; s + kTile <= common; s += kTile) score_tile4(qr, kpg + s * d, d, sc, s);
-    for (; s < common; ++s) dot4(qr, kbase + s * ks, d, sc, s);
+  }
+  for (; s < common; ++s) {
+    if (s + kKeysAhead < common) prefetch_row(kbase + (s + kKeysAhead) * ks, d);
+    dot_rows<R>(qr, kbase + s * ks, d, sc, s);
   }
   for (int r = 0; r < R; ++r)
-    for (int64_t j = s; j < lim[r]; ++j) sc[r][j] = dot(qr[r], kbase + j * ks, d);
+    for (int64_t j = s; j < lim[r]; ++j) dot_rows<1>(&qr[r], kbase + j * ks, d, &sc[r], j);
 
   // 2. Softmax numerators; 1 / denominators.
   float inv[R];
-  for (int r = 0; r < R; ++r) {
-    float* p = sc[r];
-    const int64_t n = lim[r];
-    const float scl = A.scale;
-#pragma omp simd
-    for (int64_t j = 0; j < n; ++j) p[j] *= scl;
-    const float m = row_max(p, n);
-    double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < n; ++j) {
-      const float e = exp_f32(p[j] - m);
-      p[j] = e;
-      sum += static_cast<double>(e);
-    }
-    inv[r] = static_cast<float>(1.0 / sum);
-  }
+  for (int r = 0; r < R; ++r) inv[r] = softmax_numerators(sc[r], lim[r], A.scale);
 
   // 3. Weighted sum of values: tiles over the common keys (packed values), then the rest of D,
   // then the extra keys of the later rows.
@@ -504,10 +559,16 @@ void attend_rows(const AttnArgs& A, const RowSet& set, float* scores, int64_t s_
     if (A.vp != nullptr) {
       const float* vpg = A.vp + g * (d / kTile) * A.n_keys * kTile;
       for (; i0 + kTile <= d; i0 += kTile)
-        value_tile4(sc, vpg + (i0 / kTile) * A.n_keys * kTile, kTile, common, ac, i0);
-    } else {
-      for (; i0 + kTile <= d; i0 += kTile) value_tile4(sc, vbase + i0, vs, common, ac, i0);
+        value_chunk<R, kTile / 8>(sc, vpg + (i0 / kTile) * A.n_keys * kTile, kTile, common, ac, i0,
+                                  0);
     }
+  }
+  constexpr int C = kValueVectors<R>;
+  for (; i0 + 8 * C <= d; i0 += 8 * C)
+    value_chunk<R, C>(sc, vbase + i0, vs, common, ac, i0, i0 == 0 ? d : 0);
+  if (i0 + 8 <= d) {
+    value_rest<R, C>((d - i0) / 8, sc, vbase + i0, vs, common, ac, i0, i0 == 0 ? d : 0);
+    i0 += (d - i0) / 8 * 8;
   }
   if (i0 < d) {
     for (int r = 0; r < R; ++r) std::fill(ac[r] + i0, ac[r] + d, 0.0f);
@@ -516,8 +577,7 @@ void attend_rows(const AttnArgs& A, const RowSet& set, float* scores, int64_t s_
       for (int r = 0; r < R; ++r) {
         float* c = ac[r];
         const float w = sc[r][j];
-#pragma omp simd
-        for (int64_t i = i0; i < d; ++i) c[i] += w * vr[i];
+        for (int64_t i = i0; i < d; ++i) c[i] = std::fma(w, vr[i], c[i]);
       }
     }
   }
@@ -527,7 +587,7 @@ void attend_rows(const AttnArgs& A, const RowSet& set, float* scores, int64_t s_
       const float* vr = vbase + j * vs;
       const float w = sc[r][j];
 #pragma omp simd
-      for (int64_t i = 0; i < d; ++i) c[i] += w * vr[i];
+      for (int64_t i = 0; i < d; ++i) c[i] = std::fma(w, vr[i], c[i]);
     }
   }
 
@@ -538,6 +598,51 @@ void attend_rows(const AttnArgs& A, const RowSet& set, float* scores, int64_t s_
     const float f = inv[r];
 #pragma omp simd
     for (int64_t i = 0; i < d; ++i) o[i] = c[i] * f;
+  }
+}
+
+// One query row (a decode step) against all its keys, for heads [h0, h1): the keys, then the
+// values, are streamed once in position order, each [Hkv, D] row whole, instead of once per KV
+// head at a stride of Hkv * D (which left the loop waiting on memory). Every head's arithmetic
+// is that of attend_rows (the same dot, softmax and in-order FMA sums), so the two paths agree
+// bit for bit. scores: (h1 - h0) * n_keys floats; acc: (h1 - h0) * D floats.
+void attend_one_row(const AttnArgs& A, int64_t h0, int64_t h1, float* scores, float* acc) {
+  const int64_t d = A.d, n = A.q_offset + 1, heads = h1 - h0;
+  const int64_t ks = A.k->stride, vs = A.v->stride;
+  const int64_t row_floats = A.k->cols;  // Hkv * D
+  const float* q = A.q->row(0);
+  for (int64_t s = 0; s < n; ++s) {
+    const float* kr = A.k->data + s * ks;
+    if (s + kKeysAhead < n) prefetch_row(kr + kKeysAhead * ks, row_floats);
+    for (int64_t h = h0; h < h1; ++h) {
+      const float* qh = q + h * d;
+      float* sh = scores + (h - h0) * n;
+      dot_rows<1>(&qh, kr + A.kv_of_head[h] * d, d, &sh, s);
+    }
+  }
+  std::vector<float> inv(static_cast<size_t>(heads));
+  for (int64_t h = 0; h < heads; ++h) inv[h] = softmax_numerators(scores + h * n, n, A.scale);
+  std::fill(acc, acc + heads * d, 0.0f);
+  const int64_t dv = d / 8 * 8;
+  for (int64_t s = 0; s < n; ++s) {
+    const float* vr = A.v->data + s * vs;
+    if (s + kKeysAhead < n) prefetch_row(vr + kKeysAhead * vs, row_floats);
+    for (int64_t h = 0; h < heads; ++h) {
+      const float w = scores[h * n + s];
+      const F8 w8 = splat8(w);
+      const float* vh = vr + A.kv_of_head[h0 + h] * d;
+      float* c = acc + h * d;
+      for (int64_t i = 0; i < dv; i += 8) store8(c + i, fma8(w8, load8(vh + i), load8(c + i)));
+      for (int64_t i = dv; i < d; ++i) c[i] = std::fma(w, vh[i], c[i]);
+    }
+  }
+  float* o = A.out->row(0);
+  for (int64_t h = 0; h < heads; ++h) {
+    const float* c = acc + h * d;
+    float* oh = o + (h0 + h) * d;
+    const float f = inv[static_cast<size_t>(h)];
+#pragma omp simd
+    for (int64_t i = 0; i < d; ++i) oh[i] = c[i] * f;
   }
 }
 
@@ -571,6 +676,28 @@ void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, 
   if (t_len == 0 || hq == 0 || d == 0) return;
 
   const int64_t n_keys = q_offset + t_len;  // keys any query row may see
+  if (t_len == 1) {  // decoding: stream the cache once for all heads (see attend_one_row)
+    AttnArgs args{};
+    args.q = &rq;
+    args.k = &rk;
+    args.v = &rv;
+    args.out = &ro;
+    args.kv_of_head = kvh;
+    args.n_keys = n_keys;
+    args.t_len = 1;
+    args.d = d;
+    args.q_offset = q_offset;
+    args.scale = scale;
+    const int parts =
+        hq * n_keys * d >= kParallelElems ? static_cast<int>(std::min<int64_t>(threads_, hq)) : 1;
+#pragma omp parallel for num_threads(parts) schedule(static) if (parts > 1)
+    for (int part = 0; part < parts; ++part) {
+      const int64_t h0 = hq * part / parts, h1 = hq * (part + 1) / parts;
+      std::vector<float> scratch(static_cast<size_t>((h1 - h0) * (n_keys + d)));
+      attend_one_row(args, h0, h1, scratch.data(), scratch.data() + (h1 - h0) * n_keys);
+    }
+    return;
+  }
   std::vector<RowSet> sets;
   if (t_len >= kBlock) {
     // Blocks of consecutive rows of one head, latest (largest) blocks first so that dynamic

@@ -80,13 +80,35 @@ struct Vec {
 
 #ifdef RESP_GEMM_FEW_ROWS
 
-// part[i][j] (+)= sum over k in [k0, k1) of a[i][k] * b[j][k], for an MR x NR tile. `ap` is
+// Walks the 64-byte lines of the next column block's rows of B, column-major (the order they
+// will be used), issuing software prefetches a few at a time.
+struct NextRows {
+  const float* base = nullptr;
+  int64_t ldb = 0;
+  int64_t rows = 0;
+  int64_t left = 0;  // lines not yet requested
+  int64_t row = 0;
+  int64_t col = 0;
+  void fetch_one() {
+    if (left == 0) return;
+    _mm_prefetch(reinterpret_cast<const char*>(base + row * ldb + col), _MM_HINT_T0);
+    if (++row == rows) row = 0, col += 16;
+    --left;
+  }
+};
+
+// part[i][j] (+)= over k in [k0, k1) of a[i][k] * b[j][k], for an MR x NR tile. `ap` is
 // this row block's packed A from k0 on (see pack_rows). The first K block stores, later ones
 // add: every output sees the same sequence of operations whatever tile shape it was computed in.
+// It also requests `budget` lines of `next`, one every few steps of its loop: a burst of
+// prefetches ahead of the tile stalled on the full miss queue instead of overlapping.
 template <int MR, int NR>
 void tile(const float* ap, const float* b, int64_t ldb, int64_t k0, int64_t k1, float* part,
-          bool first) {
+          bool first, NextRows* next, int64_t budget) {
   using Reg = Vec::Reg;
+  const int64_t steps = (k1 - k0) / Vec::kWidth;
+  const int64_t every = budget > 0 ? std::max<int64_t>(1, steps / budget) : steps + 1;
+  int64_t countdown = every;
   Reg acc[MR][NR];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
@@ -94,6 +116,10 @@ void tile(const float* ap, const float* b, int64_t ldb, int64_t k0, int64_t k1, 
     for (int j = 0; j < NR; ++j) acc[i][j] = Vec::zero();
   int64_t k = k0;
   for (; k + Vec::kWidth <= k1; k += Vec::kWidth, ap += MR * Vec::kWidth) {
+    if (--countdown == 0) {
+      countdown = every;
+      next->fetch_one();
+    }
     Reg bv[NR];
 #pragma GCC unroll 16
     for (int j = 0; j < NR; ++j) {
@@ -130,7 +156,8 @@ void tile(const float* ap, const float* b, int64_t ldb, int64_t k0, int64_t k1, 
     }
 }
 
-using TileFn = void (*)(const float*, const float*, int64_t, int64_t, int64_t, float*, bool);
+using TileFn = void (*)(const float*, const float*, int64_t, int64_t, int64_t, float*, bool,
+                        NextRows*, int64_t);
 
 // Every tile shape up to kRows x kCols, indexed [(mr - 1) * kCols + (nr - 1)]: edge tiles use
 // the smaller shapes instead of padding.
@@ -168,32 +195,28 @@ void column_block(const float* packed, const float* b, int64_t ldb, float* c, in
   std::array<float, kGemmFewRowsMax * Vec::kCols> part;
   const float* bj = b + j0 * ldb;
   // The next column block's rows of B come from DRAM (each weight is read once per call): fetch
-  // them while this block computes, spread evenly over its tiles and in the order they will be
-  // used, so memory and arithmetic overlap without flushing this block's rows from L1.
+  // them while this block computes, spread evenly over its tiles, so memory and arithmetic
+  // overlap without flushing this block's rows from L1.
   const int64_t k_blocks = (k + kKBlockMax - 1) / kKBlockMax;
   const int64_t k_block =
       ((k + k_blocks - 1) / k_blocks + Vec::kWidth - 1) / Vec::kWidth * Vec::kWidth;
-  const int64_t next_rows = std::max<int64_t>(0, std::min<int64_t>(Vec::kCols, n_total - j0 - nr));
-  const float* next = bj + nr * ldb;
-  const int64_t lines = (k + 15) / 16;  // 64-byte lines per row
-  const int64_t to_fetch = lines * next_rows;
+  NextRows next;
+  next.base = bj + nr * ldb;
+  next.ldb = ldb;
+  next.rows = std::max<int64_t>(0, std::min<int64_t>(Vec::kCols, n_total - j0 - nr));
+  next.left = next.rows * ((k + 15) / 16);
   const int64_t tiles = k_blocks * ((mc + Vec::kRows - 1) / Vec::kRows);
-  const int64_t per_tile = (to_fetch + tiles - 1) / tiles;
-  int64_t fetched = 0, fetch_row = 0, fetch_col = 0;
+  const int64_t per_tile = (next.left + tiles - 1) / tiles;
   for (int64_t k0 = 0; k0 < k; k0 += k_block) {
     const int64_t k1 = std::min(k, k0 + k_block);
     for (int64_t i0 = 0; i0 < mc; i0 += Vec::kRows) {
-      for (const int64_t end = std::min(to_fetch, fetched + per_tile); fetched < end; ++fetched) {
-        _mm_prefetch(reinterpret_cast<const char*>(next + fetch_row * ldb + fetch_col),
-                     _MM_HINT_T0);
-        if (++fetch_row == next_rows) fetch_row = 0, fetch_col += 16;
-      }
       const int64_t mr = std::min<int64_t>(Vec::kRows, mc - i0);
       const float* ap = packed + i0 * steps * Vec::kWidth + (k0 / Vec::kWidth) * mr * Vec::kWidth;
       kTiles[static_cast<size_t>((mr - 1) * Vec::kCols + (nr - 1))](
-          ap, bj, ldb, k0, k1, part.data() + i0 * Vec::kCols, k0 == 0);
+          ap, bj, ldb, k0, k1, part.data() + i0 * Vec::kCols, k0 == 0, &next, per_tile);
     }
   }
+  while (next.left > 0) next.fetch_one();  // tiles too short to place them all
   for (int64_t i = 0; i < mc; ++i) {
     float* ci = c + i * ldc + j0;
     const float* pi = part.data() + i * Vec::kCols;
@@ -228,18 +251,21 @@ void gemm_few_rows(const float* a, int64_t lda, const float* b, int64_t ldb, flo
   if (m <= 0 || n <= 0) return;
   const int64_t blocks = (n + Vec::kCols - 1) / Vec::kCols;
   const int64_t steps = (k + Vec::kWidth - 1) / Vec::kWidth;
-  std::vector<float> packed(static_cast<size_t>(std::min(m, kGemmFewRowsMax) * steps) *
-                            Vec::kWidth);
+  // 64-byte aligned: a vector load straddling two cache lines costs a second access.
+  std::vector<float> packed_storage(
+      static_cast<size_t>(std::min(m, kGemmFewRowsMax) * steps) * Vec::kWidth + 16);
+  float* const packed_data = reinterpret_cast<float*>(
+      (reinterpret_cast<uintptr_t>(packed_storage.data()) + 63) & ~uintptr_t{63});
   // Chunks of at most kGemmFewRowsMax rows keep A's rows in L2 while B streams past once per chunk.
   for (int64_t m0 = 0; m0 < m; m0 += kGemmFewRowsMax) {
     const int64_t mc = std::min(kGemmFewRowsMax, m - m0);
-    pack_rows(a + m0 * lda, lda, mc, k, packed.data());
+    pack_rows(a + m0 * lda, lda, mc, k, packed_data);
     float* cm = c + m0 * ldc;
     const bool parallel = threads > 1 && mc * n * k >= kParallelFlops;
 #pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t j0 = blk * Vec::kCols;
-      column_block(packed.data(), b, ldb, cm, ldc, mc, j0, std::min<int64_t>(Vec::kCols, n - j0), n,
+      column_block(packed_data, b, ldb, cm, ldc, mc, j0, std::min<int64_t>(Vec::kCols, n - j0), n,
                    k, alpha, beta);
     }
   }
