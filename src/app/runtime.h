@@ -23,8 +23,9 @@ struct Runtime {
 // (SLURM_NTASKS set) the MPI world must have SLURM_NTASKS ranks, else a CommError.
 Runtime start_runtime(int tp, int threads);
 // The same on `device`: "cpu", "cuda", or "auto" (cuda when a CUDA device is visible, else
-// cpu). On cuda each rank takes device local_rank % visible devices and the TP and DP
-// communicators become NCCL communicators over the MPI ones (host tensors still use MPI).
+// cpu). On cuda each rank takes device local_rank % visible devices, the backend stores weight
+// matrices in bf16, and the TP and DP communicators become NCCL communicators over the MPI ones
+// (host tensors still use MPI). "cuda" without a visible device is a UsageError.
 Runtime start_runtime(int tp, int threads, const std::string& device);
 // Help text of the --device option.
 inline constexpr const char* kDeviceHelp =
