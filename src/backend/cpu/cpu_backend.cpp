@@ -12,7 +12,7 @@
 #include <limits>
 #include <vector>
 
-#if defined(__FMA__)
+#if defined(__AVX__)
 #include <immintrin.h>
 #endif
 
@@ -389,8 +389,20 @@ inline F8 splat8(float x) {
   return F8{x, x, x, x, x, x, x, x};
 }
 
+// Horizontal sums, all in the order ((e0 + e1) + (e2 + e3)) + ((e4 + e5) + (e6 + e7)): the
+// order a tree of hadds gives, so one and four dot products at a time agree bit for bit.
 inline float sum8(F8 v) {
-  return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+  return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
+inline void sum8x4(const F8* v, float* out) {
+#if defined(__AVX__)
+  const __m256 q =
+      _mm256_hadd_ps(_mm256_hadd_ps(std::bit_cast<__m256>(v[0]), std::bit_cast<__m256>(v[1])),
+                     _mm256_hadd_ps(std::bit_cast<__m256>(v[2]), std::bit_cast<__m256>(v[3])));
+  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(q), _mm256_extractf128_ps(q, 1)));
+#else
+  for (int j = 0; j < 4; ++j) out[j] = sum8(v[j]);
+#endif
 }
 
 // Keys and values are read a few rows ahead of use: in decoding every K/V row comes from DRAM
@@ -611,9 +623,36 @@ void attend_one_row(const AttnArgs& A, int64_t h0, int64_t h1, float* scores, fl
   const int64_t ks = A.k->stride, vs = A.v->stride;
   const int64_t row_floats = A.k->cols;  // Hkv * D
   const float* q = A.q->row(0);
-  for (int64_t s = 0; s < n; ++s) {
+  // Scores, four keys at a time: each query vector is loaded once for four key rows.
+  int64_t s = 0;
+  for (; s + 4 <= n; s += 4) {
     const float* kr = A.k->data + s * ks;
-    if (s + kKeysAhead < n) prefetch_row(kr + kKeysAhead * ks, row_floats);
+    if (s + 4 + kKeysAhead <= n)
+      for (int j = 0; j < 4; ++j) prefetch_row(kr + (kKeysAhead + j) * ks, row_floats);
+    for (int64_t h = h0; h < h1; ++h) {
+      const float* qh = q + h * d;
+      const float* kh = kr + A.kv_of_head[h] * d;
+      F8 a[4] = {};
+      int64_t i = 0;
+      for (; i + 8 <= d; i += 8) {
+        const F8 qv = load8(qh + i);
+        for (int j = 0; j < 4; ++j) a[j] = fma8(qv, load8(kh + j * ks + i), a[j]);
+      }
+      if (i < d) {  // as dot_rows: the last d % 8 elements as one zero-padded step
+        const size_t rest = static_cast<size_t>(d - i) * sizeof(float);
+        F8 qt = {};
+        std::memcpy(&qt, qh + i, rest);
+        for (int j = 0; j < 4; ++j) {
+          F8 kt = {};
+          std::memcpy(&kt, kh + j * ks + i, rest);
+          a[j] = fma8(qt, kt, a[j]);
+        }
+      }
+      sum8x4(a, scores + (h - h0) * n + s);
+    }
+  }
+  for (; s < n; ++s) {
+    const float* kr = A.k->data + s * ks;
     for (int64_t h = h0; h < h1; ++h) {
       const float* qh = q + h * d;
       float* sh = scores + (h - h0) * n;
@@ -621,10 +660,11 @@ void attend_one_row(const AttnArgs& A, int64_t h0, int64_t h1, float* scores, fl
     }
   }
   std::vector<float> inv(static_cast<size_t>(heads));
-  for (int64_t h = 0; h < heads; ++h) inv[h] = softmax_numerators(scores + h * n, n, A.scale);
+  for (int64_t h = 0; h < heads; ++h)
+    inv[static_cast<size_t>(h)] = softmax_numerators(scores + h * n, n, A.scale);
   std::fill(acc, acc + heads * d, 0.0f);
   const int64_t dv = d / 8 * 8;
-  for (int64_t s = 0; s < n; ++s) {
+  for (s = 0; s < n; ++s) {
     const float* vr = A.v->data + s * vs;
     if (s + kKeysAhead < n) prefetch_row(vr + kKeysAhead * vs, row_floats);
     for (int64_t h = 0; h < heads; ++h) {
