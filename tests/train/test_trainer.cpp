@@ -4,9 +4,15 @@
 // CLI (also over 2 MPI ranks) writes a model that the rest of resp loads.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
+#include "ckpt/export.h"
 #include "core/error.h"
+#include "model/model_config.h"
+#include "model/safetensors.h"
+#include "prune/plan.h"
 #include "test_util.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
@@ -187,6 +193,59 @@ TEST(TrainData, EpochOrderIsAKeyedPermutation) {
   std::vector<int64_t> sorted = a;
   std::sort(sorted.begin(), sorted.end());
   for (int64_t i = 0; i < 50; ++i) EXPECT_EQ(sorted[static_cast<size_t>(i)], i);
+}
+
+// Recovery fine-tuning: model.init_from a hetero-pruned export (every layer its own head and
+// channel counts) trains in the pruned shapes, keeps the pruning record, changes the weights,
+// and writes a model that resp loads.
+TEST(Trainer, FineTunesAHeteroPrunedExportInItsShapes) {
+  TempDir d;
+  const ModelConfig dense = load_model_config(demo());
+  PrunePlan plan(static_cast<size_t>(dense.num_layers));
+  for (int l = 0; l < dense.num_layers; ++l) {
+    auto& L = plan[static_cast<size_t>(l)];
+    for (int h = 0; h < dense.num_heads; ++h)
+      if (h % (l + 2) != 1) L.heads.push_back(h);
+    for (int c = 0; c < dense.intermediate_size; ++c)
+      if (c % (l + 3) != 0) L.channels.push_back(c);
+  }
+  export_model(demo(), dense, plan, ExportFormat::Hetero, d / "pruned");
+
+  write_problems(d / "train.jsonl", 12);
+  TrainConfig c = tiny_config(d / "train.jsonl", 4);
+  c.model_config.clear();
+  c.init_from = (d / "pruned").string();
+  c.tokenizer = c.init_from;
+  const TrainRunResult r = train(c, d / "run");
+  EXPECT_EQ(r.steps_done, 4);
+  const auto log = log_lines(d / "run");
+  ASSERT_EQ(log.size(), 4u);
+  for (const auto& line : log) EXPECT_TRUE(std::isfinite(line["loss"].get<double>())) << line;
+
+  // Same pruned configuration (per-layer counts and the pruning record) and tensor shapes.
+  const auto config_of = [](const fs::path& dir) {
+    return nlohmann::json::parse(test::read_text(dir / "config.json"));
+  };
+  const auto before = config_of(d / "pruned"), after = config_of(d / "run/model");
+  ASSERT_TRUE(before.contains("resp_pruning")) << before.dump();
+  EXPECT_EQ(after["resp_pruning"], before["resp_pruning"]);
+  const CheckpointReader pruned(d / "pruned"), tuned(d / "run/model");
+  ASSERT_EQ(pruned.names(), tuned.names());
+  size_t changed = 0;
+  for (const auto& name : pruned.names()) {
+    ASSERT_EQ(pruned.info(name).shape, tuned.info(name).shape) << name;
+    std::vector<float> a(static_cast<size_t>(pruned.info(name).numel())), b(a.size());
+    pruned.read(name, a.data());
+    tuned.read(name, b.data());
+    if (a != b) ++changed;
+  }
+  EXPECT_GT(changed, pruned.names().size() / 2) << "training left most tensors untouched";
+
+  // The tuned model runs: log-probs over a short sequence.
+  test::write_text(d / "in.jsonl", "{\"id\": \"x\", \"tokens\": [77, 105, 97, 32, 51]}\n");
+  const auto lp = test::run_resp("logprobs --model " + (d / "run/model").string() + " --input " +
+                                 (d / "in.jsonl").string() + " --threads 1");
+  EXPECT_EQ(lp.exit_code, 0) << lp.err;
 }
 
 TEST(TrainCli, TrainsOverTwoRanksAndTheModelLoads) {
