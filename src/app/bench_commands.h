@@ -18,5 +18,7 @@ void register_bench_backward(CLI::App& bench, Action* selected);
 void register_bench_generate(CLI::App& bench, Action* selected);
 // `resp bench checkpoint`: run checkpoint write/read throughput.
 void register_bench_checkpoint(CLI::App& bench, Action* selected);
+// `resp bench gemm`: decode-step GEMMs, the few-rows kernel vs OpenBLAS sgemm.
+void register_bench_gemm(CLI::App& bench, Action* selected);
 
 }  // namespace resp::app

@@ -176,6 +176,7 @@ void register_bench(CLI::App& root, Action* selected) {
   register_bench_backward(*bench, selected);
   register_bench_generate(*bench, selected);
   register_bench_checkpoint(*bench, selected);
+  register_bench_gemm(*bench, selected);
 }
 
 }  // namespace resp::app

@@ -291,6 +291,32 @@ TEST(Bench, EverySubcommandRunsAndReportsJson) {
   }
 }
 
+// bench gemm: both kernels on every requested row count, agreeing to float rounding; bad row
+// counts are a one-line usage error.
+TEST(Bench, GemmComparesTheFewRowsKernelWithSgemm) {
+  TempDir d;
+  const auto r = run_resp("bench gemm --config qwen3-tiny --rows 1,5,64 --repeat 1 --json " +
+                          (d / "g.json").string());
+  if (r.exit_code != 0 && r.err.find("no few-rows kernel") != std::string::npos)
+    GTEST_SKIP() << "this build has no few-rows kernel";
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(read_text(d / "g.json"));
+  ASSERT_EQ(j["runs"].size(), 3u);
+  std::vector<int> rows;
+  for (const auto& run : j["runs"]) {
+    rows.push_back(run["rows"].get<int>());
+    EXPECT_GT(run["few_rows_ms"].get<double>(), 0.0);
+    EXPECT_GT(run["sgemm_ms"].get<double>(), 0.0);
+    EXPECT_LT(run["max_rel_diff"].get<double>(), 1e-5) << run;
+  }
+  EXPECT_EQ(rows, (std::vector<int>{1, 5, 64}));
+  for (const std::string bad : {"0", "65", "2,x", ""}) {
+    const auto b = run_resp("bench gemm --config qwen3-tiny --rows '" + bad + "'");
+    EXPECT_EQ(b.exit_code, 2) << bad;
+    EXPECT_NE(b.err.find("--rows"), std::string::npos) << b.err;
+  }
+}
+
 namespace {
 int mpi_shell(const std::string& cmd) {
   const int s = std::system(cmd.c_str());
