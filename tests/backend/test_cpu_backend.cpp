@@ -13,6 +13,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "random_data.h"
 
 namespace resp {
 namespace {
@@ -21,13 +22,7 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr float kNaNf = std::numeric_limits<float>::quiet_NaN();
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-std::vector<float> random_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(gen);
-  return v;
-}
+using test::random_vec;
 
 Tensor f32(std::vector<float>& v, Shape s) {
   return Tensor(v.data(), DType::F32, s);

@@ -13,17 +13,12 @@
 #include "backend/backend.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "random_data.h"
 
 namespace resp {
 namespace {
 
-std::vector<float> random_vec(size_t n, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(gen);
-  return v;
-}
+using test::random_vec;
 
 struct Case {
   int64_t N, L, Hq, Hkv, D;

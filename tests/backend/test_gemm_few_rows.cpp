@@ -14,17 +14,12 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/gemm_few_rows.h"
 #include "core/tensor.h"
+#include "random_data.h"
 
 namespace resp {
 namespace {
 
-std::vector<float> random_vec(size_t n, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(gen);
-  return v;
-}
+using test::random_vec;
 
 // C = alpha * A B^T + beta * C0 in float64, with the same strides as the kernel call.
 std::vector<double> reference(const std::vector<float>& a, int64_t lda, const std::vector<float>& b,

@@ -126,6 +126,19 @@ inline float row_max(const float* x, int64_t n) {
   return m;
 }
 
+// out[i] = exp(in[i] - max(in)) over n floats (out may be in); returns their sum in double.
+inline double exp_minus_max(const float* in, float* out, int64_t n) {
+  const float m = row_max(in, n);
+  double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < n; ++i) {
+    const float e = exp_f32(in[i] - m);
+    out[i] = e;
+    sum += static_cast<double>(e);
+  }
+  return sum;
+}
+
 }  // namespace
 
 // ---- construction and memory --------------------------------------------------------------------
@@ -516,15 +529,7 @@ inline void value_rest(int64_t rest, const float* const* p, const float* v, int6
 [[gnu::noinline]] float softmax_numerators(float* p, int64_t n, float scale) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) p[j] *= scale;
-  const float m = row_max(p, n);
-  double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < n; ++j) {
-    const float e = exp_f32(p[j] - m);
-    p[j] = e;
-    sum += static_cast<double>(e);
-  }
-  return static_cast<float>(1.0 / sum);
+  return static_cast<float>(1.0 / exp_minus_max(p, p, n));
 }
 
 template <int R>
@@ -945,17 +950,8 @@ void CpuBackend::softmax(const Tensor& out, const Tensor& x) {
   if (n == 0) return;
 #pragma omp parallel for num_threads(threads_) if (rx.rows * n * 4 >= kParallelElems)
   for (int64_t r = 0; r < rx.rows; ++r) {
-    const float* xp = rx.row(r);
     float* op = ro.row(r);
-    const float m = row_max(xp, n);
-    double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t i = 0; i < n; ++i) {
-      const float e = exp_f32(xp[i] - m);
-      op[i] = e;
-      sum += static_cast<double>(e);
-    }
-    const float inv = static_cast<float>(1.0 / sum);
+    const float inv = static_cast<float>(1.0 / exp_minus_max(rx.row(r), op, n));
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) op[i] *= inv;
   }
