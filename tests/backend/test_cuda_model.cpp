@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "calibration_samples.h"
 #include "comm/parallel_layout.h"
 #include "importance/scorer.h"
 #include "model/decoder.h"
@@ -136,15 +137,8 @@ TEST_P(CudaModel, Bf16WeightsStayCloseToCpu) {
 
 TEST_P(CudaModel, ImportanceMatchesCpu) {
   if (!fs::exists(dir / "calibration.jsonl")) GTEST_SKIP() << "no calibration samples";
-  std::vector<CalibrationSample> samples;
-  for (const auto& j : parse_jsonl(read_text(dir / "calibration.jsonl"))) {
-    CalibrationSample s;
-    s.id = j["id"].get<std::string>();
-    s.tokens = j["prompt_tokens"].get<std::vector<int32_t>>();
-    s.prompt_len = static_cast<int>(s.tokens.size());
-    for (int32_t t : j["output_tokens"].get<std::vector<int32_t>>()) s.tokens.push_back(t);
-    samples.push_back(std::move(s));
-  }
+  const std::vector<CalibrationSample> samples =
+      test::read_calibration_samples(dir / "calibration.jsonl");
   const ParallelContext par = ParallelContext::single();
   for (Criterion crit : {Criterion::Taylor, Criterion::TaylorVectorize, Criterion::WandaSp}) {
     ImportanceOptions opt;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "calibration_samples.h"
 #include "comm/checked_communicator.h"
 #include "comm/parallel_layout.h"
 #include "importance/scorer.h"
@@ -179,15 +180,8 @@ TEST(MpiImportance, SkippedTensorParallelReductionFailsOnEveryRank) {
   const fs::path dir = fixture_models() / "qwen3-f32";  // 2 KV heads: at tp=4 two ranks own none
   const ModelConfig cfg = load_model_config(dir);
   auto backend = make_cpu_backend(1);
-  std::vector<CalibrationSample> samples;
-  for (const auto& j : parse_jsonl(read_text(dir / "calibration.jsonl"))) {
-    CalibrationSample s;
-    s.id = j["id"].get<std::string>();
-    s.tokens = j["prompt_tokens"].get<std::vector<int32_t>>();
-    s.prompt_len = static_cast<int>(s.tokens.size());
-    for (int32_t t : j["output_tokens"].get<std::vector<int32_t>>()) s.tokens.push_back(t);
-    samples.push_back(std::move(s));
-  }
+  const std::vector<CalibrationSample> samples =
+      test::read_calibration_samples(dir / "calibration.jsonl");
   ImportanceOptions opt;
   opt.criterion = Criterion::Taylor;
 

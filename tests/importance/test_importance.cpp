@@ -5,6 +5,7 @@
 #include <cmath>
 #include <thread>
 
+#include "calibration_samples.h"
 #include "ckpt/scores_file.h"
 #include "comm/parallel_layout.h"
 #include "importance/scorer.h"
@@ -28,18 +29,7 @@ struct Fixture {
   nlohmann::json ref;
 };
 
-std::vector<CalibrationSample> read_samples(const fs::path& file) {
-  std::vector<CalibrationSample> out;
-  for (const auto& j : parse_jsonl(read_text(file))) {
-    CalibrationSample s;
-    s.id = j["id"].get<std::string>();
-    s.tokens = j["prompt_tokens"].get<std::vector<int32_t>>();
-    s.prompt_len = static_cast<int>(s.tokens.size());
-    for (int32_t t : j["output_tokens"].get<std::vector<int32_t>>()) s.tokens.push_back(t);
-    out.push_back(std::move(s));
-  }
-  return out;
-}
+using test::read_calibration_samples;
 
 Fixture load(const std::string& name, int threads = 0) {
   Fixture f;
@@ -47,7 +37,7 @@ Fixture load(const std::string& name, int threads = 0) {
   f.config = load_model_config(f.dir);
   f.backend = make_cpu_backend(threads);
   f.weights = load_weights(f.dir, f.config, make_shard_plan(f.config, 1, 0), *f.backend);
-  f.samples = read_samples(f.dir / "calibration.jsonl");
+  f.samples = read_calibration_samples(f.dir / "calibration.jsonl");
   f.ref = nlohmann::json::parse(read_text(f.dir / "grad_reference.json"));
   return f;
 }
@@ -270,7 +260,7 @@ namespace {
 ImportanceScores score_parallel(const std::string& name, int tp, int dp, Criterion c) {
   const fs::path dir = fixture_models() / name;
   const ModelConfig config = load_model_config(dir);
-  const auto samples = read_samples(dir / "calibration.jsonl");
+  const auto samples = read_calibration_samples(dir / "calibration.jsonl");
   ThreadGroup world(tp * dp);
   std::vector<std::unique_ptr<ThreadGroup>> tp_groups, dp_groups;
   for (int i = 0; i < dp; ++i) tp_groups.push_back(std::make_unique<ThreadGroup>(tp));

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "calibration_samples.h"
 #include "comm/parallel_layout.h"
 #include "core/dtype.h"
 #include "importance/scorer.h"
@@ -131,17 +132,8 @@ void round_stored_matrices(ModelWeights& w) {
 }
 
 std::vector<CalibrationSample> calibration(const fs::path& dir) {
-  std::vector<CalibrationSample> samples;
-  if (!fs::exists(dir / "calibration.jsonl")) return samples;
-  for (const auto& j : parse_jsonl(read_text(dir / "calibration.jsonl"))) {
-    CalibrationSample s;
-    s.id = j["id"].get<std::string>();
-    s.tokens = j["prompt_tokens"].get<std::vector<int32_t>>();
-    s.prompt_len = static_cast<int>(s.tokens.size());
-    for (int32_t t : j["output_tokens"].get<std::vector<int32_t>>()) s.tokens.push_back(t);
-    samples.push_back(std::move(s));
-  }
-  return samples;
+  if (!fs::exists(dir / "calibration.jsonl")) return {};
+  return test::read_calibration_samples(dir / "calibration.jsonl");
 }
 
 class Bf16Weights : public ::testing::TestWithParam<std::string> {};

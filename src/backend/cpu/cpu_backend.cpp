@@ -118,27 +118,6 @@ void parallel_chunks(int threads, int64_t n, int64_t work, Body&& body) {
   for (int64_t c = 0; c < chunks; ++c) body(c * kChunkElems, std::min(n, (c + 1) * kChunkElems));
 }
 
-// Row-wise max of n floats.
-inline float row_max(const float* x, int64_t n) {
-  float m = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : m)
-  for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
-  return m;
-}
-
-// out[i] = exp(in[i] - max(in)) over n floats (out may be in); returns their sum in double.
-inline double exp_minus_max(const float* in, float* out, int64_t n) {
-  const float m = row_max(in, n);
-  double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t i = 0; i < n; ++i) {
-    const float e = exp_f32(in[i] - m);
-    out[i] = e;
-    sum += static_cast<double>(e);
-  }
-  return sum;
-}
-
 }  // namespace
 
 // ---- construction and memory --------------------------------------------------------------------
@@ -622,9 +601,12 @@ void attend_rows(const AttnArgs& A, const RowSet& set, float* scores, int64_t s_
 // values, are streamed once in position order, each [Hkv, D] row whole, instead of once per KV
 // head at a stride of Hkv * D (which left the loop waiting on memory). Every head's arithmetic
 // is that of attend_rows (the same dot, softmax and in-order FMA sums), so the two paths agree
-// bit for bit. scores: (h1 - h0) * n_keys floats; acc: (h1 - h0) * D floats.
-void attend_one_row(const AttnArgs& A, int64_t h0, int64_t h1, float* scores, float* acc) {
+// bit for bit. scratch: (h1 - h0) * (n_keys + D + 1) floats.
+void attend_one_row(const AttnArgs& A, int64_t h0, int64_t h1, float* scratch) {
   const int64_t d = A.d, n = A.q_offset + 1, heads = h1 - h0;
+  float* scores = scratch;          // [heads][n]
+  float* acc = scores + heads * n;  // [heads][d]
+  float* inv = acc + heads * d;     // [heads]
   const int64_t ks = A.k->stride, vs = A.v->stride;
   const int64_t row_floats = A.k->cols;  // Hkv * D
   const float* q = A.q->row(0);
@@ -664,9 +646,7 @@ void attend_one_row(const AttnArgs& A, int64_t h0, int64_t h1, float* scores, fl
       dot_rows<1>(&qh, kr + A.kv_of_head[h] * d, d, &sh, s);
     }
   }
-  std::vector<float> inv(static_cast<size_t>(heads));
-  for (int64_t h = 0; h < heads; ++h)
-    inv[static_cast<size_t>(h)] = softmax_numerators(scores + h * n, n, A.scale);
+  for (int64_t h = 0; h < heads; ++h) inv[h] = softmax_numerators(scores + h * n, n, A.scale);
   std::fill(acc, acc + heads * d, 0.0f);
   const int64_t dv = d / 8 * 8;
   for (s = 0; s < n; ++s) {
@@ -685,7 +665,7 @@ void attend_one_row(const AttnArgs& A, int64_t h0, int64_t h1, float* scores, fl
   for (int64_t h = 0; h < heads; ++h) {
     const float* c = acc + h * d;
     float* oh = o + (h0 + h) * d;
-    const float f = inv[static_cast<size_t>(h)];
+    const float f = inv[h];
 #pragma omp simd
     for (int64_t i = 0; i < d; ++i) oh[i] = c[i] * f;
   }
@@ -721,25 +701,25 @@ void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, 
   if (t_len == 0 || hq == 0 || d == 0) return;
 
   const int64_t n_keys = q_offset + t_len;  // keys any query row may see
+  AttnArgs args{};
+  args.q = &rq;
+  args.k = &rk;
+  args.v = &rv;
+  args.out = &ro;
+  args.kv_of_head = kvh;
+  args.n_keys = n_keys;
+  args.t_len = t_len;
+  args.d = d;
+  args.q_offset = q_offset;
+  args.scale = scale;
   if (t_len == 1) {  // decoding: stream the cache once for all heads (see attend_one_row)
-    AttnArgs args{};
-    args.q = &rq;
-    args.k = &rk;
-    args.v = &rv;
-    args.out = &ro;
-    args.kv_of_head = kvh;
-    args.n_keys = n_keys;
-    args.t_len = 1;
-    args.d = d;
-    args.q_offset = q_offset;
-    args.scale = scale;
     const int parts =
         hq * n_keys * d >= kParallelElems ? static_cast<int>(std::min<int64_t>(threads_, hq)) : 1;
 #pragma omp parallel for num_threads(parts) schedule(static) if (parts > 1)
     for (int part = 0; part < parts; ++part) {
       const int64_t h0 = hq * part / parts, h1 = hq * (part + 1) / parts;
-      std::vector<float> scratch(static_cast<size_t>((h1 - h0) * (n_keys + d)));
-      attend_one_row(args, h0, h1, scratch.data(), scratch.data() + (h1 - h0) * n_keys);
+      std::vector<float> scratch(static_cast<size_t>((h1 - h0) * (n_keys + d + 1)));
+      attend_one_row(args, h0, h1, scratch.data());
     }
     return;
   }
@@ -790,20 +770,9 @@ void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, 
   const bool use_vp =
       vp_tiles > 0 && t_len >= 2 * kBlock && hkv * vp_tiles * n_keys * kTile <= kMaxPackedFloats;
   std::vector<float> vp(use_vp ? static_cast<size_t>(hkv * vp_tiles * n_keys * kTile) : 0);
-  AttnArgs args{};
-  args.q = &rq;
-  args.k = &rk;
-  args.v = &rv;
-  args.out = &ro;
-  args.kv_of_head = kvh;
   args.kp = use_kp ? kp.data() : nullptr;
   args.kp_tiles = kp_tiles;
   args.vp = use_vp ? vp.data() : nullptr;
-  args.n_keys = n_keys;
-  args.t_len = t_len;
-  args.d = d;
-  args.q_offset = q_offset;
-  args.scale = scale;
 
 #pragma omp parallel num_threads(threads_) if (parallel)
   {

@@ -35,14 +35,6 @@ int64_t rows_for(const Tensor& t, int64_t cols) {
   return cols ? t.numel() / cols : 0;
 }
 
-// Max over row[0, n) (vectorised).
-inline float row_max(const float* row, int64_t n) {
-  float mx = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : mx)
-  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j]);
-  return mx;
-}
-
 void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
@@ -69,15 +61,7 @@ void attention_backward_block(const float* Qh, const float* dOh, float* dQh, int
   for (int64_t i = 0; i < tb; ++i) {
     float* row = P + i * nb;
     const int64_t n = q_offset + t0 + i + 1;
-    const float mx = row_max(row, n);
-    double sum = 0;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < n; ++j) {
-      const float e = exp_f32(row[j] - mx);
-      row[j] = e;
-      sum += e;
-    }
-    const float inv = static_cast<float>(1.0 / sum);
+    const float inv = static_cast<float>(1.0 / exp_minus_max(row, row, n));
 #pragma omp simd
     for (int64_t j = 0; j < n; ++j) row[j] *= inv;
     std::fill(row + n, row + nb, 0.0f);
@@ -371,15 +355,9 @@ void CpuBackend::cross_entropy(const Tensor& losses, const Tensor& logits, const
 #pragma omp parallel for num_threads(threads_) if (R * V > (1 << 15))
   for (int64_t r = 0; r < R; ++r) {
     float* row = x + r * V;
-    const float mx = row_max(row, V);
     const float xt = row[tg[r]];
-    double sum = 0;  // one exp per element: the numerators are kept in place
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < V; ++j) {
-      const float e = exp_f32(row[j] - mx);
-      row[j] = e;
-      sum += e;
-    }
+    float mx = 0.0f;  // one exp per element: the numerators are kept in place
+    const double sum = exp_minus_max(row, row, V, &mx);
     ls[r] = static_cast<float>(static_cast<double>(mx) + std::log(sum) - static_cast<double>(xt));
     const float scale = static_cast<float>(static_cast<double>(w[r]) / sum);
 #pragma omp simd

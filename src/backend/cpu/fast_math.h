@@ -39,4 +39,27 @@ inline float exp_f32(float x) {
   return select(x > kHi, std::numeric_limits<float>::infinity(), res);
 }
 
+// Max over x[0, n) (vectorised).
+inline float row_max(const float* x, int64_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : m)
+  for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+// out[i] = exp(in[i] - max(in)) over n floats (out may be in); returns their sum in double, and
+// the max in *max_out when given. The numerically stable core of every softmax.
+inline double exp_minus_max(const float* in, float* out, int64_t n, float* max_out = nullptr) {
+  const float m = row_max(in, n);
+  if (max_out != nullptr) *max_out = m;
+  double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < n; ++i) {
+    const float e = exp_f32(in[i] - m);
+    out[i] = e;
+    sum += static_cast<double>(e);
+  }
+  return sum;
+}
+
 }  // namespace resp

@@ -186,8 +186,7 @@ constexpr auto kTiles = make_tiles(std::make_index_sequence<Vec::kRows * Vec::kC
 // each vector step of K, its rows' vectors side by side, zero-padded past K. The tiles then read
 // A as one sequential stream: no power-of-two row strides aliasing in L1, and the hardware
 // prefetcher follows it (four scattered row segments per tile defeated it).
-void pack_rows(const float* a, int64_t lda, int64_t mc, int64_t k, float* packed) {
-  const int64_t steps = (k + Vec::kWidth - 1) / Vec::kWidth;
+void pack_rows(const float* a, int64_t lda, int64_t mc, int64_t k, int64_t steps, float* packed) {
   for (int64_t i0 = 0; i0 < mc; i0 += Vec::kRows) {
     const int64_t mr = std::min<int64_t>(Vec::kRows, mc - i0);
     float* block = packed + i0 * steps * Vec::kWidth;
@@ -202,41 +201,59 @@ void pack_rows(const float* a, int64_t lda, int64_t mc, int64_t k, float* packed
   }
 }
 
-// The mc packed rows of A against the column block of B starting at row j0 (nr rows).
-void column_block(const float* packed, const float* b, int64_t ldb, float* c, int64_t ldc,
-                  int64_t mc, int64_t j0, int64_t nr, int64_t n_total, int64_t k, float alpha,
-                  float beta) {
-  const int64_t steps = (k + Vec::kWidth - 1) / Vec::kWidth;
-  std::array<float, kGemmFewRowsMax * Vec::kCols> part;
-  const float* bj = b + j0 * ldb;
-  // The next column block's rows of B come from DRAM (each weight is read once per call): fetch
-  // them while this block computes, spread evenly over its tiles, so memory and arithmetic
-  // overlap without flushing this block's rows from L1.
+// One chunk of at most kGemmFewRowsMax rows of a call, with its K blocking worked out once.
+struct Chunk {
+  const float* packed;  // the chunk's rows of A (pack_rows)
+  const float* b;
+  int64_t ldb;
+  float* c;  // the chunk's first row of C
+  int64_t ldc;
+  int64_t mc, n, k;
+  int64_t steps;    // vector steps per row of A: ceil(k / width)
+  int64_t k_block;  // floats per K block (a multiple of the width)
+  int64_t k_blocks;
+  float alpha, beta;
+};
+
+Chunk make_chunk(const float* packed, const float* b, int64_t ldb, float* c, int64_t ldc,
+                 int64_t mc, int64_t n, int64_t k, int64_t steps, float alpha, float beta) {
   const int64_t k_blocks = (k + kKBlockMax - 1) / kKBlockMax;
   const int64_t k_block =
       ((k + k_blocks - 1) / k_blocks + Vec::kWidth - 1) / Vec::kWidth * Vec::kWidth;
+  return {packed, b, ldb, c, ldc, mc, n, k, steps, k_block, k_blocks, alpha, beta};
+}
+
+// The chunk's rows against the column block of B starting at row j0.
+void column_block(const Chunk& x, int64_t j0) {
+  const int64_t nr = std::min<int64_t>(Vec::kCols, x.n - j0);
+  std::array<float, kGemmFewRowsMax * Vec::kCols> part;
+  const float* bj = x.b + j0 * x.ldb;
+  // The next column block's rows of B come from DRAM (each weight is read once per call): fetch
+  // them while this block computes, spread evenly over its tiles, so memory and arithmetic
+  // overlap without flushing this block's rows from L1.
   NextRows next;
-  next.base = bj + nr * ldb;
-  next.ldb = ldb;
-  next.rows = std::max<int64_t>(0, std::min<int64_t>(Vec::kCols, n_total - j0 - nr));
-  next.left = next.rows * ((k + 15) / 16);
-  const int64_t tiles = k_blocks * ((mc + Vec::kRows - 1) / Vec::kRows);
+  next.base = bj + nr * x.ldb;
+  next.ldb = x.ldb;
+  next.rows = std::max<int64_t>(0, std::min<int64_t>(Vec::kCols, x.n - j0 - nr));
+  next.left = next.rows * ((x.k + 15) / 16);
+  const int64_t tiles = x.k_blocks * ((x.mc + Vec::kRows - 1) / Vec::kRows);
   const int64_t per_tile = (next.left + tiles - 1) / tiles;
-  for (int64_t k0 = 0; k0 < k; k0 += k_block) {
-    const int64_t k1 = std::min(k, k0 + k_block);
-    for (int64_t i0 = 0; i0 < mc; i0 += Vec::kRows) {
-      const int64_t mr = std::min<int64_t>(Vec::kRows, mc - i0);
-      const float* ap = packed + i0 * steps * Vec::kWidth + (k0 / Vec::kWidth) * mr * Vec::kWidth;
+  for (int64_t k0 = 0; k0 < x.k; k0 += x.k_block) {
+    const int64_t k1 = std::min(x.k, k0 + x.k_block);
+    for (int64_t i0 = 0; i0 < x.mc; i0 += Vec::kRows) {
+      const int64_t mr = std::min<int64_t>(Vec::kRows, x.mc - i0);
+      const float* ap =
+          x.packed + i0 * x.steps * Vec::kWidth + (k0 / Vec::kWidth) * mr * Vec::kWidth;
       kTiles[static_cast<size_t>((mr - 1) * Vec::kCols + (nr - 1))](
-          ap, bj, ldb, k0, k1, part.data() + i0 * Vec::kCols, k0 == 0, &next, per_tile);
+          ap, bj, x.ldb, k0, k1, part.data() + i0 * Vec::kCols, k0 == 0, &next, per_tile);
     }
   }
   while (next.left > 0) next.fetch_one();  // tiles too short to place them all
-  for (int64_t i = 0; i < mc; ++i) {
-    float* ci = c + i * ldc + j0;
+  for (int64_t i = 0; i < x.mc; ++i) {
+    float* ci = x.c + i * x.ldc + j0;
     const float* pi = part.data() + i * Vec::kCols;
     for (int64_t j = 0; j < nr; ++j)
-      ci[j] = beta == 0.0f ? alpha * pi[j] : alpha * pi[j] + beta * ci[j];
+      ci[j] = x.beta == 0.0f ? x.alpha * pi[j] : x.alpha * pi[j] + x.beta * ci[j];
   }
 }
 
@@ -274,15 +291,12 @@ void gemm_few_rows(const float* a, int64_t lda, const float* b, int64_t ldb, flo
   // Chunks of at most kGemmFewRowsMax rows keep A's rows in L2 while B streams past once per chunk.
   for (int64_t m0 = 0; m0 < m; m0 += kGemmFewRowsMax) {
     const int64_t mc = std::min(kGemmFewRowsMax, m - m0);
-    pack_rows(a + m0 * lda, lda, mc, k, packed_data);
-    float* cm = c + m0 * ldc;
+    pack_rows(a + m0 * lda, lda, mc, k, steps, packed_data);
+    const Chunk chunk =
+        make_chunk(packed_data, b, ldb, c + m0 * ldc, ldc, mc, n, k, steps, alpha, beta);
     const bool parallel = threads > 1 && mc * n * k >= kParallelFlops;
 #pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
-    for (int64_t blk = 0; blk < blocks; ++blk) {
-      const int64_t j0 = blk * Vec::kCols;
-      column_block(packed_data, b, ldb, cm, ldc, mc, j0, std::min<int64_t>(Vec::kCols, n - j0), n,
-                   k, alpha, beta);
-    }
+    for (int64_t blk = 0; blk < blocks; ++blk) column_block(chunk, blk * Vec::kCols);
   }
 #else
   (void)a, (void)lda, (void)b, (void)ldb, (void)c, (void)ldc, (void)m, (void)n, (void)k,
