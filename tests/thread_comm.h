@@ -5,9 +5,13 @@
 
 #include <barrier>
 #include <cstring>
+#include <functional>
+#include <memory>
+#include <thread>
 #include <vector>
 
 #include "comm/communicator.h"
+#include "comm/parallel_layout.h"
 
 namespace resp::test {
 
@@ -86,5 +90,28 @@ class ThreadComm final : public Communicator {
   ThreadGroup& g_;
   int r_;
 };
+
+// Runs `body(par, rank)` on tp x dp "ranks" (threads) with world, TP and DP communicators laid
+// out as ParallelLayout::make lays out real ranks; returns when every rank is done.
+inline void run_on_thread_ranks(int tp, int dp,
+                                const std::function<void(ParallelContext&, int)>& body) {
+  ThreadGroup world(tp * dp);
+  std::vector<std::unique_ptr<ThreadGroup>> tp_groups, dp_groups;
+  for (int i = 0; i < dp; ++i) tp_groups.push_back(std::make_unique<ThreadGroup>(tp));
+  for (int i = 0; i < tp; ++i) dp_groups.push_back(std::make_unique<ThreadGroup>(dp));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < tp * dp; ++r)
+    threads.emplace_back([&, r] {
+      ParallelContext par;
+      par.layout = ParallelLayout::make(tp * dp, r, tp);
+      par.world = std::make_unique<ThreadComm>(world, r);
+      par.tp = std::make_unique<ThreadComm>(*tp_groups[static_cast<size_t>(par.layout.dp_rank)],
+                                            par.layout.tp_rank);
+      par.dp = std::make_unique<ThreadComm>(*dp_groups[static_cast<size_t>(par.layout.tp_rank)],
+                                            par.layout.dp_rank);
+      body(par, r);
+    });
+  for (auto& t : threads) t.join();
+}
 
 }  // namespace resp::test

@@ -35,7 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def english(shared):
     out = []
-    for path in (shared / "data/gsm8k/train.jsonl", shared / "data/mathqa/dev.jsonl"):
+    for path in (
+        shared / "data/gsm8k/train.jsonl",
+        shared / "data/mathqa/test-rows-0-799.jsonl",
+    ):
         if not path.exists():
             continue
         for line in path.read_text(encoding="utf-8").splitlines():

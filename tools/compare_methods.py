@@ -1,33 +1,47 @@
 #!/usr/bin/env python3
-"""The paper's comparison on the embedded model, with one command.
+"""The paper's comparison, at matched sparsity, with one command.
 
     python3 tools/compare_methods.py [--seeds 1 2 3] [--sparsities 0.2 0.3 0.4 0.5]
-        [--limit 200] [--jobs 2] [--work runs/compare] [--out docs]
+        [--limit 500] [--jobs 2] [--work runs/compare-testbed] [--out docs]
 
-For every method and seed it runs `resp prune` (configs/default.yaml plus the method's
-overrides and the seed), exports the checkpoints closest to each measured sparsity
-(`resp export --sparsity S --format hetero`), and evaluates them greedily on the held-out split
-with `resp eval` (0-shot chat, thinking on). The dense model is evaluated once (greedy decoding
-does not depend on the seed). Writes:
+Defaults: the testbed reasoning model models/resp-math-reasoner (docs/training.md) pruned with
+configs/testbed.yaml and evaluated on the first 500 problems of its held-out split
+data/synthetic-reasoning/test.jsonl (0-shot chat, thinking on, greedy). `--preset tiny` runs the
+same protocol on the fast embedded model instead.
 
-    <work>/results.json        every measurement
-    <out>/results.md           mean +- std table (accuracy strict / flexible, mean generated
-                               tokens, truncation rate) and the measured sparsities
-    <out>/results.png          accuracy vs measured sparsity, one line per method
-
-Steps whose outputs exist are skipped, so an interrupted comparison continues where it stopped.
-Methods (resp-method.md, "Baselines used in the paper"):
+Methods (shared/docs/resp-method.md, "Baselines used in the paper"):
     resp            self-generated traces, regenerated at the milestones (the defaults)
     resp-no-regen   the dense model's traces throughout
-    gisp            the same Taylor pruner calibrated on gold rationales, no regeneration
-    wanda-sp        |W| * ||X|| on gold rationales, per-layer uniform ratio, no regeneration
+    gisp            the same Taylor pruner calibrated on the gold rationales, no regeneration
+    wanda-sp        |W| * ||X|| on gold rationales, one-shot, layer by layer, the same ratio in
+                    every prunable layer (schedule.mode=one-shot: one checkpoint per target)
+    magnitude       |W| summed per unit, global ranking, no data (a floor; deterministic, so one
+                    run stands for every seed)
+
+The seed sets the calibration subset (data.shuffle_seed) and the sampling of RESP's traces
+(generation.seed).
+
+Matched sparsity: every method is reported AT each target sparsity. A progressive run has a
+checkpoint per iteration; when one lies within --tolerance (0.005) of the target it is evaluated,
+otherwise the two checkpoints that bracket the target are evaluated and every per-problem
+outcome is interpolated linearly in measured sparsity between them. A target a run never
+brackets is reported as not reached (never as its closest checkpoint).
+
+Statistics: mean +- std over seeds of accuracy (strict, flexible), mean generated tokens and
+truncation rate; for RESP vs GISP and RESP vs RESP-no-regen at each target, a paired bootstrap
+over problems (10,000 resamples of the problem set; per-problem outcome = mean over seeds) gives
+the mean difference in flexible accuracy, its 95% interval and a two-sided p-value.
+
+Writes <work>/results.json (every measurement, per-problem outcomes included), <out>/results.md
+and <out>/results.png (with --preset tiny: results-tiny.md / results-tiny.png). Every step whose output exists is skipped, so an interrupted comparison
+continues where it stopped (run it again).
 """
 
 import argparse
 import concurrent.futures as cf
 import json
 import os
-import re
+import random
 import shutil
 import statistics
 import subprocess
@@ -36,13 +50,51 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-METHODS = {
+PRESETS = {
+    "testbed": {"config": "configs/testbed.yaml", "model": "models/resp-math-reasoner",
+                "test": "data/synthetic-reasoning/test.jsonl", "limit": 500,
+                "max_new_tokens": 900, "work": "runs/compare-testbed",
+                "title": "the testbed reasoning model (models/resp-math-reasoner)"},
+    "tiny": {"config": "configs/default.yaml", "model": "models/resp-math-tiny",
+             "test": "data/synthetic-math/test.jsonl", "limit": 500, "max_new_tokens": 160,
+             "work": "runs/compare-tiny",
+             "title": "the fast embedded model (models/resp-math-tiny)"},
+}
+
+SCOPE = {
+    "testbed": [
+        "What this testbed can show: on a reasoning model whose own thinking is long, varied and "
+        "unlike the terse gold rationales (the premise above), whether calibrating on the model's "
+        "own traces instead of gold text changes accuracy at the same sparsity (RESP vs GISP), "
+        "whether regenerating sampled traces during pruning helps (RESP vs RESP without "
+        "regeneration), and how both compare with the paper's one-shot Wanda-sp and a data-free "
+        "magnitude floor — with the spread over calibration seeds and a paired test over problems.",
+        "What it cannot show: absolute numbers for 8B–32B models. The task is synthetic and narrow "
+        "(one kind of word problem), the model has 4.7 M parameters and 8 layers (so the protected "
+        "first and last layers are a quarter of the network, not a tenth), its 'own style' is a "
+        "learned mixture of generated phrasings rather than open-ended reasoning, answers are "
+        "scored by a deterministic extractor, and evaluation is greedy where the paper samples at "
+        "0.6. A method that wins here is not thereby shown to win on Qwen3-8B; one that loses "
+        "here on its own premise would need an explanation there.",
+    ],
+    "tiny": [
+        "This model cannot judge the method: it was trained on the gold rationales, so its own "
+        "traces are the gold text in `<think>` tags (docs/training.md). GISP vs RESP here tests "
+        "a formatting difference, and regeneration cannot change near-deterministic traces. The "
+        "table is kept as a check of the pipeline on a fast model; the comparison is "
+        "docs/results.md on the testbed.",
+    ],
+}
+
+PROGRESSIVE = {
     "resp": [],
     "resp-no-regen": ["regeneration.milestones=[]"],
     "gisp": ["calibration.source=gold", "regeneration.milestones=[]"],
-    "wanda-sp": ["importance.criterion=wanda-sp", "importance.ranking=per-layer",
-                 "calibration.source=gold", "regeneration.milestones=[]"],
+    "magnitude": ["importance.criterion=magnitude", "regeneration.milestones=[]"],
 }
+METHODS = ["resp", "resp-no-regen", "gisp", "wanda-sp", "magnitude"]
+SEED_FREE = {"magnitude"}
+PAIRS = [("resp", "gisp"), ("resp", "resp-no-regen")]
 
 
 def run(cmd, log):
@@ -54,57 +106,124 @@ def run(cmd, log):
         raise SystemExit(f"compare_methods: failed ({r.returncode}): {' '.join(cmd)}; see {log}")
 
 
+def method_overrides(method, sparsities):
+    if method == "wanda-sp":
+        targets = ",".join(f"{s:g}" for s in sparsities)
+        return ["schedule.mode=one-shot", f"schedule.targets=[{targets}]",
+                "importance.criterion=wanda-sp", "importance.ranking=per-layer",
+                "calibration.source=gold"]
+    return PROGRESSIVE[method]
+
+
+def checkpoint_history(run_dir):
+    """(iteration, measured sparsity) of every checkpoint of a run, read from the newest one's
+    history (checkpoint-format.md)."""
+    import h5py
+    files = sorted(Path(run_dir).glob("iter_*.h5"))
+    if not files:
+        raise SystemExit(f"compare_methods: {run_dir} holds no checkpoint")
+    with h5py.File(files[-1], "r") as f:
+        hist = f.attrs["history"]
+    hist = json.loads(hist.decode() if isinstance(hist, bytes) else hist)
+    present = {int(p.stem.split("_")[1]) for p in files}
+    return [(int(h["iteration"]), float(h["sparsity"])) for h in hist
+            if int(h["iteration"]) in present]
+
+
+def choose_checkpoints(history, target, tol):
+    """[(iteration, sparsity, weight)] whose weighted outcomes stand for `target`, or None."""
+    if not history:
+        return None
+    best = min(history, key=lambda h: abs(h[1] - target))
+    if abs(best[1] - target) <= tol:
+        return [(best[0], best[1], 1.0)]
+    below = [h for h in history if h[1] < target]
+    above = [h for h in history if h[1] > target]
+    if not below or not above:
+        return None
+    lo = max(below, key=lambda h: h[1])
+    hi = min(above, key=lambda h: h[1])
+    w = (target - lo[1]) / (hi[1] - lo[1])
+    return [(lo[0], lo[1], 1.0 - w), (hi[0], hi[1], w)]
+
+
 def evaluate(args, model, out_json, log):
+    """Greedy eval; returns the per-problem outcomes (strict, flexible, tokens, truncated)."""
+    items = Path(str(out_json) + ".items.jsonl")
     if not out_json.exists():
         run([args.resp, "eval", "--model", str(model), "--task", "gsm8k", "--data", args.test,
              "--shots", "0", "--chat", "--thinking", "on", "--temperature", "0",
              "--max-new-tokens", str(args.max_new_tokens), "--limit", str(args.limit),
-             "--threads", str(args.threads), "--quiet", "--out", str(out_json)], log)
-    res = json.loads(out_json.read_text())
-    s = res.get("summary", res)
-    return {"strict": s["accuracy"]["strict"], "flexible": s["accuracy"]["flexible"],
-            "mean_tokens": s["generated_tokens"]["mean"], "truncation": s["truncation_rate"]}
+             "--batch-size", "32", "--threads", str(args.threads), "--quiet",
+             "--items", str(items), "--out", str(out_json)], log)
+    outcomes = []
+    with open(items) as f:
+        for line in f:
+            it = json.loads(line)
+            c = it["correct"]
+            outcomes.append({"strict": float(bool(c["strict"])),
+                             "flexible": float(bool(c["flexible"])),
+                             "tokens": float(it["output_tokens"] if isinstance(
+                                 it.get("output_tokens"), (int, float)) else it["n_output_tokens"]),
+                             "truncated": float(it["finish_reason"] == "length")})
+    return outcomes
 
 
-def export(args, run_dir, sp, model, log):
-    """Exports the checkpoint closest to sparsity `sp`; returns its measured sparsity (kept
-    next to the model, since resp export prints it once)."""
-    note = Path(str(model) + ".sparsity")
-    if not model.exists() or not note.exists():
-        if model.exists():
-            shutil.rmtree(model)  # exported before its note was written: redo both
-        cmd = [args.resp, "export", "--run", str(run_dir), "--sparsity", str(sp), "--format",
-               "hetero", "--out", str(model)]
-        r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        with open(log, "a") as f:
-            f.write("$ " + " ".join(cmd) + "\n" + r.stdout + r.stderr)
-        if r.returncode != 0:
-            raise SystemExit(f"compare_methods: export failed: {r.stderr.strip()}")
-        m = re.search(r"measured sparsity ([0-9.]+)", r.stdout)
-        note.write_text(m.group(1) if m else "nan")
-    v = float(note.read_text())
-    return None if v != v else v
+def export_iteration(args, run_dir, iteration, model, log):
+    if model.exists() and (model / "model.safetensors").exists():
+        return
+    if model.exists():
+        shutil.rmtree(model)
+    run([args.resp, "export", "--run", str(run_dir), "--iteration", str(iteration), "--format",
+         "hetero", "--out", str(model)], log)
+
+
+def combine(parts):
+    """Weighted per-problem mix of the outcomes of the bracketing checkpoints."""
+    n = len(parts[0][1])
+    return [{k: sum(w * outs[i][k] for w, outs in parts) for k in parts[0][1][i]}
+            for i in range(n)]
+
+
+def summarise(outcomes):
+    n = len(outcomes)
+    return {k: sum(o[k] for o in outcomes) / n for k in ("strict", "flexible", "tokens",
+                                                           "truncated")}
 
 
 def method_seed(args, method, seed):
-    """One prune run, then export + eval at every sparsity. Returns a list of rows."""
+    """One prune run, then the matched-sparsity evaluations. Returns a list of rows."""
     work = Path(args.work) / method / f"seed{seed}"
     work.mkdir(parents=True, exist_ok=True)
     log = work / "log.txt"
     run_dir = work / "run"
-    sets = METHODS[method] + [f"generation.seed={seed}", f"data.shuffle_seed={seed}"] + args.set
+    sets = method_overrides(method, args.sparsities) + [
+        f"generation.seed={seed}", f"data.shuffle_seed={seed}"] + args.set
     cmd = [args.resp, "prune", "--config", args.config, "--out", str(run_dir), "--resume",
            "--threads", str(args.threads)]
     for s in sets:
         cmd += ["--set", s]
     run(cmd, log)
+    history = checkpoint_history(run_dir)
     rows = []
     for sp in args.sparsities:
-        model = work / f"model-{sp:.2f}"
-        measured = export(args, run_dir, sp, model, log)
-        r = evaluate(args, model, work / f"eval-{sp:.2f}.json", log)
-        r.update(method=method, seed=seed, target=sp, measured=measured)
-        rows.append(r)
+        chosen = choose_checkpoints(history, sp, args.tolerance)
+        row = {"method": method, "seed": seed, "target": sp}
+        if chosen is None:
+            row.update(reached=False, checkpoints=[])
+            rows.append(row)
+            continue
+        parts = []
+        for it, measured, w in chosen:
+            model = work / f"model-iter{it:04d}"
+            export_iteration(args, run_dir, it, model, log)
+            parts.append((w, evaluate(args, model, work / f"eval-iter{it:04d}.json", log)))
+        outcomes = combine(parts)
+        row.update(reached=True, outcomes=outcomes, **summarise(outcomes),
+                   measured=sum(w * m for _, m, w in chosen),
+                   checkpoints=[{"iteration": it, "sparsity": m, "weight": w}
+                                for it, m, w in chosen])
+        rows.append(row)
     return rows
 
 
@@ -115,59 +234,107 @@ def mean_std(xs):
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def fmt(xs, pct=True, digits=1):
+def fmt(xs, scale=100.0, digits=1):
     m, s = mean_std(xs)
     if m is None:
         return "n/a"
-    k = 100.0 if pct else 1.0
-    return f"{m * k:.{digits}f} ± {s * k:.{digits}f}"
+    return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
 
 
-def write_report(args, dense, rows):
+def paired_bootstrap(a, b, resamples=10000, seed=0):
+    """Mean of a-b over problems, its 95% percentile interval and a two-sided p-value (share of
+    resampled means on the other side of zero, doubled)."""
+    d = [x - y for x, y in zip(a, b)]
+    n = len(d)
+    rng = random.Random(seed)
+    means = [sum(rng.choices(d, k=n)) / n for _ in range(resamples)]
+    means.sort()
+    mean = sum(d) / n
+    lo, hi = means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
+    le = sum(m <= 0 for m in means) / resamples
+    ge = sum(m >= 0 for m in means) / resamples
+    return {"diff": mean, "ci95": [lo, hi], "p": min(1.0, 2 * min(le, ge))}
+
+
+def per_problem_mean(rows, method, sp):
+    sel = [r for r in rows if r["method"] == method and r["target"] == sp and r["reached"]]
+    if not sel:
+        return None
+    n = len(sel[0]["outcomes"])
+    return [statistics.fmean(r["outcomes"][i]["flexible"] for r in sel) for i in range(n)]
+
+
+def bootstrap_tests(args, rows):
+    tests = []
+    for a, b in PAIRS:
+        for sp in args.sparsities:
+            pa, pb = per_problem_mean(rows, a, sp), per_problem_mean(rows, b, sp)
+            if pa is None or pb is None:
+                continue
+            tests.append({"a": a, "b": b, "target": sp, **paired_bootstrap(pa, pb)})
+    return tests
+
+
+def write_report(args, dense, rows, tests, premise):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["# Results on the embedded model", "",
-             f"Produced by `python3 tools/compare_methods.py` ({len(args.seeds)} seeds: "
-             f"{' '.join(map(str, args.seeds))}; held-out `{args.test}`, first {args.limit} "
-             f"problems, greedy decoding, 0-shot chat with thinking; pruning config "
-             f"`{args.config}`{' with ' + ', '.join(args.set) if args.set else ''}).",
-             "Mean ± standard deviation over seeds (the seed sets the calibration prompts and "
-             "the sampling of RESP's traces). Sparsity is the measured sparsity of the exported "
-             "checkpoint (resp-method.md).", "",
-             f"Dense model: strict {dense['strict'] * 100:.1f}%, flexible "
-             f"{dense['flexible'] * 100:.1f}%, mean {dense['mean_tokens']:.1f} generated tokens, "
-             f"truncated {dense['truncation'] * 100:.1f}%.", "",
-             "| method | target | measured sparsity | accuracy strict (%) | accuracy flexible (%) "
-             "| mean generated tokens | truncated (%) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for method in METHODS:
+    seeds = " ".join(map(str, args.seeds))
+    lines = [f"# Results: RESP and its baselines on {PRESETS[args.preset]['title']}", "",
+             f"Produced by `python3 tools/compare_methods.py{' --preset ' + args.preset if args.preset != 'testbed' else ''}` "
+             f"({len(args.seeds)} seeds: {seeds}; held-out `{args.test}`, first {args.limit} "
+             f"problems, greedy decoding, 0-shot chat with thinking, at most "
+             f"{args.max_new_tokens} new tokens; pruning config `{args.config}`"
+             f"{' with ' + ', '.join(args.set) if args.set else ''}).", ""]
+    if premise:
+        lines += ["## The premise", "", premise, ""]
+    lines += ["## What this comparison can and cannot show", ""]
+    for para in SCOPE[args.preset]:
+        lines += [para, ""]
+    lines += ["## Accuracy at matched sparsity", "",
+              "Every row is at its target sparsity: the checkpoint within "
+              f"±{args.tolerance} of it, or a linear interpolation (per problem, in measured "
+              "sparsity) between the two checkpoints that bracket it. Mean ± standard deviation "
+              "over seeds; the seed sets the calibration subset and the sampling of RESP's traces "
+              "(magnitude uses no data: one run).", "",
+              f"Dense model: strict {dense['strict'] * 100:.1f}%, flexible "
+              f"{dense['flexible'] * 100:.1f}%, {dense['tokens']:.1f} generated tokens on "
+              f"average, truncated {dense['truncated'] * 100:.1f}%.", "",
+              "| method | sparsity | checkpoints used (measured) | flexible (%) | strict (%) "
+              "| generated tokens | truncated (%) |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for method in args.methods:
         for sp in args.sparsities:
             sel = [r for r in rows if r["method"] == method and r["target"] == sp]
             if not sel:
                 continue
+            ok = [r for r in sel if r["reached"]]
+            if not ok:
+                lines.append(f"| {method} | {sp:.2f} | not reached | n/a | n/a | n/a | n/a |")
+                continue
+            used = sorted({round(c["sparsity"], 3) for r in ok for c in r["checkpoints"]})
             lines.append(
-                f"| {method} | {sp:.1f} | {fmt([r['measured'] for r in sel], pct=False, digits=3)}"
-                f" | {fmt([r['strict'] for r in sel])} | {fmt([r['flexible'] for r in sel])}"
-                f" | {fmt([r['mean_tokens'] for r in sel], pct=False)}"
-                f" | {fmt([r['truncation'] for r in sel])} |")
-    short = sorted({r["method"] for r in rows
-                    if r["measured"] is not None and abs(r["measured"] - r["target"]) > 0.05})
-    if short:
-        lines += ["", "Rows where the measured sparsity is far from the target: the run never "
-                  "reached it and the closest checkpoint is shown (" + ", ".join(short) + ")."]
-    best = []
-    for sp in args.sparsities:
-        scored = [(mean_std([r["flexible"] for r in rows
-                             if r["method"] == m and r["target"] == sp])[0], m) for m in METHODS]
-        scored = [x for x in scored if x[0] is not None]
-        if scored:
-            acc = max(a for a, _ in scored)
-            tied = [m for a, m in scored if abs(a - acc) < 1e-12]
-            best.append(f"{sp:.1f}: {' = '.join(tied)} ({acc * 100:.1f}%)")
-    if best:
-        lines += ["", "Best mean flexible accuracy per target sparsity — " + "; ".join(best) + "."]
-    lines += ["", "![accuracy vs sparsity](results.png)", ""]
-    (out / "results.md").write_text("\n".join(lines))
+                f"| {method} | {sp:.2f} | {', '.join(f'{u:.3f}' for u in used)}"
+                f"{'' if len(ok) == len(sel) else f' ({len(sel) - len(ok)} seed(s) not reached)'}"
+                f" | {fmt([r['flexible'] for r in ok])} | {fmt([r['strict'] for r in ok])}"
+                f" | {fmt([r['tokens'] for r in ok], scale=1.0)}"
+                f" | {fmt([r['truncated'] for r in ok])} |")
+    if tests:
+        lines += ["", "## Paired bootstrap over problems", "",
+                  "Difference in flexible accuracy (first method minus second; per-problem "
+                  "outcome = mean over seeds), 10,000 resamples of the problems.", "",
+                  "| comparison | sparsity | difference (points) | 95% interval | p (two-sided) |",
+                  "| --- | --- | --- | --- | --- |"]
+        for t in tests:
+            lines.append(f"| {t['a']} − {t['b']} | {t['target']:.2f} | {t['diff'] * 100:+.1f} "
+                         f"| [{t['ci95'][0] * 100:+.1f}, {t['ci95'][1] * 100:+.1f}] "
+                         f"| {t['p']:.4f} |")
+    stem = "results" if args.preset == "testbed" else f"results-{args.preset}"
+    lines += ["", f"![accuracy vs sparsity]({stem}.png)", ""]
+    (out / f"{stem}.md").write_text("\n".join(lines))
+    plot(args, dense, rows, out / f"{stem}.png")
+
+
+def plot(args, dense, rows, path):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -177,62 +344,73 @@ def write_report(args, dense, rows):
               "no plot", file=sys.stderr)
         return
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for method in METHODS:
+    for method in args.methods:
         xs, ys, es = [], [], []
         for sp in args.sparsities:
-            sel = [r for r in rows if r["method"] == method and r["target"] == sp]
-            if not sel:
-                continue
-            mx, _ = mean_std([r["measured"] for r in sel])
-            my, sy = mean_std([r["flexible"] for r in sel])
-            xs.append(mx if mx is not None else sp)
-            ys.append(my * 100)
-            es.append(sy * 100)
+            ok = [r for r in rows if r["method"] == method and r["target"] == sp and r["reached"]]
+            if ok:
+                m, s = mean_std([r["flexible"] for r in ok])
+                xs.append(sp)
+                ys.append(m * 100)
+                es.append(s * 100)
         if xs:
             ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method)
     ax.axhline(dense["flexible"] * 100, color="gray", linestyle="--", label="dense")
-    ax.set_xlabel("measured sparsity")
+    ax.set_xlabel("measured sparsity (matched)")
     ax.set_ylabel("held-out accuracy, flexible (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title("Structured pruning of the embedded model")
+    ax.set_title("Structured pruning at matched sparsity")
     fig.tight_layout()
-    fig.savefig(out / "results.png", dpi=120)
+    fig.savefig(path, dpi=120)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", choices=list(PRESETS), default="testbed")
     ap.add_argument("--resp", default=str(ROOT / "build/resp"))
-    ap.add_argument("--config", default="configs/default.yaml")
+    ap.add_argument("--config")
     ap.add_argument("--set", action="append", default=[],
                     help="extra override for every prune run (section.key=value)")
-    ap.add_argument("--model", default="models/resp-math-tiny")
-    ap.add_argument("--test", default="data/synthetic-math/test.jsonl")
-    ap.add_argument("--limit", type=int, default=200)
-    ap.add_argument("--max-new-tokens", type=int, default=160)
+    ap.add_argument("--model")
+    ap.add_argument("--test")
+    ap.add_argument("--limit", type=int)
+    ap.add_argument("--max-new-tokens", type=int)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--sparsities", type=float, nargs="+", default=[0.2, 0.3, 0.4, 0.5])
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    ap.add_argument("--jobs", type=int, default=2, help="prune runs at once")
+    ap.add_argument("--tolerance", type=float, default=0.005)
+    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    ap.add_argument("--premise", help="premise JSON of tools/measure_premise.py to quote")
+    ap.add_argument("--jobs", type=int, default=2, help="method/seed runs at once")
     ap.add_argument("--threads", type=int, default=1, help="threads per resp process")
-    ap.add_argument("--work", default="runs/compare")
+    ap.add_argument("--work")
     ap.add_argument("--out", default="docs")
     args = ap.parse_args()
+    preset = PRESETS[args.preset]
+    for key in ("config", "model", "test", "limit", "max_new_tokens", "work"):
+        if getattr(args, key) is None:
+            setattr(args, key, preset[key])
     Path(args.work).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 
-    dense = evaluate(args, args.model, Path(args.work) / "dense-eval.json",
-                     Path(args.work) / "dense-log.txt")
-    tasks = [(m, s) for m in args.methods for s in args.seeds]
+    dense = summarise(evaluate(args, args.model, Path(args.work) / "dense-eval.json",
+                               Path(args.work) / "dense-log.txt"))
+    tasks = [(m, s) for m in args.methods
+             for s in (args.seeds[:1] if m in SEED_FREE else args.seeds)]
     rows = []
     with cf.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         for fut in cf.as_completed([pool.submit(method_seed, args, m, s) for m, s in tasks]):
             rows.extend(fut.result())
+    rows.sort(key=lambda r: (METHODS.index(r["method"]), r["seed"], r["target"]))
+    tests = bootstrap_tests(args, rows)
+    premise = None
+    if args.premise and Path(args.premise).exists():
+        premise = json.loads(Path(args.premise).read_text()).get("summary")
     (Path(args.work) / "results.json").write_text(
-        json.dumps({"dense": dense, "rows": rows}, indent=1) + "\n")
-    write_report(args, dense, rows)
-    print(f"compare_methods: wrote {args.out}/results.md and results.png")
+        json.dumps({"dense": dense, "rows": rows, "bootstrap": tests}) + "\n")
+    write_report(args, dense, rows, tests, premise)
+    print(f"compare_methods: wrote the report to {args.out}/")
 
 
 if __name__ == "__main__":

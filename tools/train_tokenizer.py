@@ -4,7 +4,8 @@
     python3 tools/train_tokenizer.py --data data/synthetic-math/train.jsonl \
         --vocab-size 1024 --out models/resp-math-tiny
 
-Reads the string fields `question` and `answer` of every row (GSM8K format) plus the fixed
+Reads the string fields `question`, `answer` and (where present) `thinking` of every row (GSM8K
+format, plus the testbed's model-style traces) and the fixed
 phrases the model is trained to write ("The answer is N."), and writes tokenizer.json and
 tokenizer_config.json in the Qwen3 layout: ids 0..255 are the bytes (GPT-2 byte-to-unicode
 characters), then the learned merges in rank order, then the added tokens <|endoftext|>,
@@ -43,7 +44,7 @@ def corpus_texts(path):
             if not line.strip():
                 continue
             row = json.loads(line)
-            for key in ("question", "answer"):
+            for key in ("question", "answer", "thinking"):
                 if isinstance(row.get(key), str):
                     yield row[key]
             ans = row.get("answer", "")

@@ -2,10 +2,13 @@
 // (shared/docs/resp-method.md): GSM8K 8-shot chain of thought (or --shots 0), MathQA 0-shot,
 // through the chat template with thinking on by default, sampled with the model's settings.
 // Answers are extracted deterministically (strict and flexible, see
-// generate/answer_extraction.h).
+// generate/answer_extraction.h): by this project's extractor, or (--extract lm-eval) by
+// lm-evaluation-harness's gsm8k_cot rules. With a chat template the GSM8K exemplars are separate
+// user/assistant turns (--no-fewshot-as-multiturn: one user turn).
 //
 //   resp eval --model DIR --task gsm8k|mathqa --data FILE.jsonl --out results.json
-//             [--items results.items.jsonl] [--shots N] [--limit N] [generation flags]
+//             [--items results.items.jsonl] [--shots N] [--limit N]
+//             [--extract resp|lm-eval] [--[no-]fewshot-as-multiturn] [generation flags]
 // Writes the per-item JSONL first, then the results JSON (both atomically): a results file
 // exists only for a complete run.
 #include <CLI/CLI.hpp>
@@ -30,6 +33,8 @@ struct EvalOptions {
   std::string model, task, data, out, items;
   std::optional<int> shots;
   int limit = 0;
+  std::string extract = "resp";
+  std::optional<bool> fewshot_as_multiturn;  // unset: on with a chat template
   GenerationFlags flags;
 };
 
@@ -44,6 +49,12 @@ std::filesystem::path default_items_path(const std::filesystem::path& out) {
 int run_eval(const EvalOptions& o) {
   Stopwatch wall;
   const Task task = parse_task(o.task);
+  const Extractor extractor = parse_extractor(o.extract);
+  if (extractor == Extractor::LmEval && task != Task::Gsm8k)
+    throw UsageError(
+        cat("--extract lm-eval supports only --task gsm8k (lm-evaluation-harness's "
+            "gsm8k_cot rules), not ",
+            task_name(task)));
   if (o.limit < 0) throw UsageError(cat("--limit must be >= 0, got ", o.limit));
   const int shots = o.shots.value_or(task == Task::Gsm8k ? 8 : 0);
   if (task == Task::Gsm8k && (shots < 0 || shots > 8))
@@ -64,11 +75,19 @@ int run_eval(const EvalOptions& o) {
 
   GenerationSession S(o.model, o.flags, task == Task::Gsm8k ? 2048 : 4096);
   const bool chat = o.flags.chat.value_or(S.has_chat_template());
+  if (!chat && o.fewshot_as_multiturn.value_or(false))
+    throw UsageError(
+        "--fewshot-as-multiturn needs a chat template (it was used with --no-chat or "
+        "a model without one)");
+  // The exemplars as separate turns: only through a chat template and with GSM8K exemplars.
+  const bool multiturn =
+      chat && task == Task::Gsm8k && shots > 0 && o.fewshot_as_multiturn.value_or(true);
   EvalPromptOptions po;
   po.task = task;
   po.shots = shots;
   po.chat = chat ? &S.chat() : nullptr;
   po.thinking = parse_thinking(o.flags.thinking);
+  po.fewshot_as_multiturn = multiturn;
   // A plain-text few-shot prompt continues with the next "Q:" once the answer is given.
   if (!chat && task == Task::Gsm8k && shots > 0) S.generation_config().stop.push_back("\n\nQ:");
 
@@ -108,7 +127,7 @@ int run_eval(const EvalOptions& o) {
       &stats);
   printer.finish(last);
 
-  Evaluator ev(task, S.thinking_output(chat));
+  Evaluator ev(task, S.thinking_output(chat), extractor);
   std::vector<nlohmann::json> items;
   for (size_t i = 0; i < results.size(); ++i)
     items.push_back(
@@ -130,6 +149,8 @@ int run_eval(const EvalOptions& o) {
           {"tokens_per_s", stats.seconds > 0 ? stats.generated_tokens / stats.seconds : 0.0}}},
         {"settings",
          {{"shots", shots},
+          {"fewshot_as_multiturn", multiturn},
+          {"extract", extractor_name(extractor)},
           {"chat", chat},
           {"chat_format", chat ? S.chat().name() : "none"},
           {"thinking", S.thinking_output(chat)},
@@ -185,6 +206,14 @@ void register_eval(CLI::App& root, Action* selected) {
       "--shots", [o = opts.get()](const int& v) { o->shots = v; },
       "GSM8K chain-of-thought exemplars, 0..8 (default 8); MathQA: 0");
   cmd->add_option("--limit", opts->limit, "Evaluate only the first N rows (0 = all)");
+  cmd->add_option("--extract", opts->extract,
+                  "Answer extractor: resp (default) | lm-eval (lm-evaluation-harness gsm8k_cot "
+                  "filters and exact_match; gsm8k only)");
+  cmd->add_flag_function(
+      "--fewshot-as-multiturn,!--no-fewshot-as-multiturn",
+      [o = opts.get()](int64_t n) { o->fewshot_as_multiturn = n > 0; },
+      "With --chat and GSM8K shots: each exemplar as its own user and assistant turn (default; "
+      "--no-fewshot-as-multiturn: all exemplars in one user turn)");
   add_generation_flags(cmd, opts->flags);
   cmd->callback([opts, selected] { *selected = [opts] { return run_eval(*opts); }; });
 }

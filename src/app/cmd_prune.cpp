@@ -1,4 +1,5 @@
-// `resp prune`: the main job (RESP progressive pruning with regeneration), and `resp inspect`.
+// `resp prune`: the main job (RESP progressive pruning with regeneration, or one-shot Wanda-sp
+// with schedule.mode one-shot), and `resp inspect`.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
@@ -71,8 +72,10 @@ void register_prune(CLI::App& root, Action* selected) {
                   "CPU threads per rank (same as --set parallel.threads=N)");
   cmd->add_option("--device", o->device, kDeviceHelp)
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  cmd->add_option("--max-iterations", o->max_iterations,
-                  "Stop (checkpointed, resumable) after this many iterations in this process")
+  cmd->add_option(
+         "--max-iterations", o->max_iterations,
+         "Stop (checkpointed, resumable) after this many iterations (one-shot: targets) in "
+         "this process")
       ->check(CLI::NonNegativeNumber);
   cmd->callback([o, selected] { *selected = [o] { return run_prune_cmd(*o); }; });
 

@@ -66,6 +66,11 @@ void register_synth(CLI::App& root, Action* selected) {
       ->capture_default_str();
   cmd->add_option("--max-pack", o.max_pack, "largest pack size")->capture_default_str();
   cmd->add_option("--max-value", o.max_value, "largest intermediate value")->capture_default_str();
+  cmd->add_flag("--gold-markup", o.gold_markup,
+                "write the gold `answer` in GSM8K's terse calculator-markup style");
+  cmd->add_flag("--thinking", o.thinking,
+                "also write a model-style `thinking` trace per problem (the testbed's training "
+                "target)");
   cmd->callback([args, selected] { *selected = [args] { return run_synth(*args); }; });
 }
 

@@ -43,8 +43,10 @@ importance:
   ranking: global
   protected_layers: auto
 schedule:
+  mode: progressive
   iterations: 112
   final_ratio: 0.7
+  targets: [0.2, 0.3, 0.4, 0.5]
 regeneration:
   milestones: [0.1, 0.2, 0.3, 0.4, 0.5]
   fraction: 1.0
@@ -92,8 +94,10 @@ PruneConfig parse_prune_config(const std::string& text, const std::vector<std::s
   if (!is_auto(s("importance", "protected_layers")))
     c.protected_layers = get<std::vector<int>>(s("importance", "protected_layers"),
                                                "importance.protected_layers", src);
+  c.mode = get<std::string>(s("schedule", "mode"), "schedule.mode", src);
   c.iterations = get<int>(s("schedule", "iterations"), "schedule.iterations", src);
   c.final_ratio = get<double>(s("schedule", "final_ratio"), "schedule.final_ratio", src);
+  c.targets = get<std::vector<double>>(s("schedule", "targets"), "schedule.targets", src);
   c.milestones =
       get<std::vector<double>>(s("regeneration", "milestones"), "regeneration.milestones", src);
   c.regen_fraction = get<double>(s("regeneration", "fraction"), "regeneration.fraction", src);
@@ -134,6 +138,25 @@ PruneConfig parse_prune_config(const std::string& text, const std::vector<std::s
   if (c.iterations < 1) bad("schedule.iterations", "must be >= 1");
   if (!(c.final_ratio >= 0 && c.final_ratio < 1))
     bad("schedule.final_ratio", cat(c.final_ratio, " must be in [0, 1)"));
+  if (c.mode != "progressive" && c.mode != "one-shot")
+    bad("schedule.mode", cat("\"", c.mode, "\" must be progressive or one-shot"));
+  if (c.targets.empty()) bad("schedule.targets", "must list at least one sparsity");
+  for (size_t i = 0; i < c.targets.size(); ++i)
+    if (!(c.targets[i] > 0 && c.targets[i] < 1) || (i && c.targets[i] <= c.targets[i - 1]))
+      bad("schedule.targets", "must be increasing values in (0, 1)");
+  if (c.one_shot()) {
+    // One-shot is Wanda-sp as the paper runs it: layer by layer, a uniform ratio per layer,
+    // on fixed calibration samples.
+    if (c.criterion != "wanda-sp")
+      bad("importance.criterion",
+          cat("\"", c.criterion, "\" cannot run with schedule.mode one-shot (only wanda-sp)"));
+    if (c.ranking != "per-layer")
+      bad("importance.ranking",
+          "must be per-layer with schedule.mode one-shot (a uniform ratio in every layer)");
+    if (c.source == "self")
+      bad("calibration.source",
+          "must be gold or text with schedule.mode one-shot (fixed calibration samples)");
+  }
   for (size_t i = 0; i < c.milestones.size(); ++i)
     if (!(c.milestones[i] > 0 && c.milestones[i] < 1) ||
         (i && c.milestones[i] <= c.milestones[i - 1]))
@@ -206,8 +229,11 @@ std::string to_yaml(const PruneConfig& c) {
     e << "auto";
   e << YAML::EndMap;
   e << YAML::Key << "schedule" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "mode" << YAML::Value << c.mode;
   e << YAML::Key << "iterations" << YAML::Value << c.iterations;
   e << YAML::Key << "final_ratio" << YAML::Value << c.final_ratio;
+  e << YAML::Key << "targets" << YAML::Value;
+  seq(c.targets);
   e << YAML::EndMap;
   e << YAML::Key << "regeneration" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "milestones" << YAML::Value;

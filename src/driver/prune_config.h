@@ -36,8 +36,11 @@ struct PruneConfig {
   std::string ranking = "global";
   std::optional<std::vector<int>> protected_layers;  // unset: outside range(int(0.1 L), L-1)
   // schedule
-  int iterations = 112;
-  double final_ratio = 0.7;
+  std::string mode = "progressive";  // progressive | one-shot
+  int iterations = 112;              // progressive
+  double final_ratio = 0.7;          // progressive
+  // one-shot: measured sparsities to prune the dense model to, one checkpoint each
+  std::vector<double> targets = {0.2, 0.3, 0.4, 0.5};
   // regeneration
   std::vector<double> milestones = {0.1, 0.2, 0.3, 0.4, 0.5};
   double regen_fraction = 1.0;
@@ -47,6 +50,7 @@ struct PruneConfig {
   int tp = 1;
   int threads = 0;
 
+  bool one_shot() const { return mode == "one-shot"; }
   // Structural ratio of iteration t: linspace(0, final_ratio, iterations)[t].
   double ratio_at(int t) const;
 };

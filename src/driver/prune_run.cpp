@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iomanip>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
@@ -15,6 +16,7 @@
 #include "core/rng.h"
 #include "core/timer.h"
 #include "driver/calibration_sources.h"
+#include "driver/wanda_one_shot.h"
 #include "generate/data_parallel.h"
 #include "generate/generator.h"
 #include "importance/scorer.h"
@@ -86,6 +88,125 @@ int64_t count_kv(const ModelConfig& c) {
   return n;
 }
 
+// Rank 0 appends one line per iteration / target to RUN/timings.jsonl.
+void append_timings(const fs::path& run, const nlohmann::json& j) {
+  std::ofstream f(run / "timings.jsonl", std::ios::app);
+  f << j.dump() << '\n';
+  if (!f) log_warn("cannot append to ", (run / "timings.jsonl").string());
+}
+
+// schedule.mode one-shot: Wanda-sp layer by layer from the dense model, once per target
+// (wanda_one_shot.h); checkpoint k holds target k's plan. The plans are not nested: every
+// target starts again from the dense model, so a resumed run only needs to know which targets
+// are done (state.iteration).
+// Appends `rec` as iteration `it` of `state` and writes its checkpoint (rank 0 writes: the
+// state is global and identical on every rank), recording the file's size and the time taken.
+const IterationRecord& commit_iteration(const fs::path& run, RunState& state,
+                                        const IterationRecord& rec, int it,
+                                        const ParallelContext& par) {
+  Stopwatch phase;
+  state.iteration = it;
+  state.history.push_back(rec);
+  if (par.layout.rank == 0) {
+    write_run_checkpoint(run, state);
+    std::error_code ec;
+    const auto bytes = fs::file_size(checkpoint_path(run, it), ec);
+    state.history.back().checkpoint_mb = ec ? 0.0 : static_cast<double>(bytes) / 1e6;
+  }
+  par.world->barrier();
+  state.history.back().t_checkpoint = phase.seconds();
+  return state.history.back();
+}
+
+PruneRunResult run_one_shot(const PruneRunOptions& opt, const ParallelContext& par,
+                            Backend& backend, const ModelConfig& dense,
+                            const CheckpointReader& reader, const std::vector<bool>& prot,
+                            RunState& state) {
+  const PruneConfig& cfg = opt.config;
+  const ParallelLayout& L = par.layout;
+  const fs::path& run = opt.run_dir;
+  PruneRunResult result;
+  // Every target's kept counts first: an unreachable target fails before any work.
+  std::vector<UniformCounts> counts;
+  for (double target : cfg.targets)
+    counts.push_back(uniform_counts_for_sparsity(dense, prot, target, kOneShotTolerance));
+  const int n_prunable = static_cast<int>(std::count(prot.begin(), prot.end(), false));
+  log_info("one-shot wanda-sp: ", dense.num_layers, " layers (", n_prunable,
+           " pruned layer by layer), ", state.traces.size(), " calibration samples (source ",
+           cfg.source, "); ", L.str());
+  for (const auto& u : counts)
+    log_info("  target ", u.target, ": ratio ", std::setprecision(4), u.ratio,
+             ", each layer removes ", u.heads_removed, " of ", dense.num_heads, " heads and ",
+             u.channels_removed, " of ", dense.intermediate_size, " channels -> measured sparsity ",
+             u.sparsity);
+  const auto samples = samples_of(state.traces);
+  double mean_out = 0;
+  for (const auto& tr : state.traces) mean_out += static_cast<double>(tr.output.size());
+  if (!state.traces.empty()) mean_out /= static_cast<double>(state.traces.size());
+
+  const int n = static_cast<int>(cfg.targets.size());
+  int done_here = 0;
+  for (int k = state.iteration + 1; k < n; ++k) {
+    const UniformCounts& u = counts[static_cast<size_t>(k)];
+    Stopwatch whole;
+    IterationRecord rec;
+    rec.iteration = k;
+    rec.ratio = u.ratio;
+    rec.mean_output_tokens = mean_out;
+    OneShotResult r = wanda_sp_one_shot(reader, dense, prot, samples, u, par, backend,
+                                        [&](int layer, double sec) {
+                                          log_info("  target ", u.target, ": layer ", layer,
+                                                   " pruned (", std::setprecision(3), sec, " s)");
+                                        });
+    r.scores.source = cfg.source;
+    rec.t_importance = r.t_importance;
+    rec.t_prune = whole.seconds() - r.t_importance;
+    rec.sparsity = measured_sparsity(dense, r.plan);
+    if (!(std::fabs(rec.sparsity - u.target) <= kOneShotTolerance))
+      throw Error(cat("one-shot target ", u.target, " ended at measured sparsity ", rec.sparsity));
+    rec.heads_kept = count_heads(r.plan);
+    rec.channels_kept = count_channels(r.plan);
+    rec.kv_heads_kept = count_kv(apply_plan(dense, r.plan));
+    state.plan = std::move(r.plan);
+    state.scores = std::move(r.scores);
+
+    const IterationRecord& h = commit_iteration(run, state, rec, k, par);
+    log_info("target ", k, "/", n - 1, " (", u.target, "): measured sparsity ",
+             std::setprecision(4), h.sparsity, ", kept ", h.heads_kept, " heads / ",
+             h.channels_kept, " channels, times importance ", std::setprecision(3), h.t_importance,
+             " s, prune ", h.t_prune, " s, ckpt ", h.t_checkpoint, " s");
+    result.last_iteration = k;
+    ++done_here;
+    if (L.rank == 0)
+      append_timings(run, {{"iteration", k},
+                           {"target", u.target},
+                           {"world", L.world},
+                           {"tp", L.tp},
+                           {"dp", L.dp},
+                           {"calibration_samples", state.scores.samples},
+                           {"importance_tokens", state.scores.tokens},
+                           {"t_load", r.t_load},
+                           {"t_importance", h.t_importance},
+                           {"t_prune", h.t_prune - r.t_load},
+                           {"t_checkpoint", h.t_checkpoint},
+                           {"t_iteration", whole.seconds()}});
+    par.tp->check_in_sync("end of one-shot target");
+    par.dp->check_in_sync("end of one-shot target");
+    par.world->check_in_sync("end of one-shot target");
+    const double want_stop = (opt.stop_requested && opt.stop_requested()) ? 1.0 : 0.0;
+    const bool stop = par.world->all_reduce_scalar(want_stop, ReduceOp::Max) > 0.0;
+    if (k + 1 < n && (stop || (opt.max_iterations > 0 && done_here >= opt.max_iterations))) {
+      log_info(stop ? "stop requested: " : "iteration limit reached: ", "checkpoint of target ", k,
+               " is complete; resume with --resume");
+      result.stopped = true;
+      return result;
+    }
+  }
+  result.finished = true;
+  result.last_iteration = state.iteration;
+  return result;
+}
+
 }  // namespace
 
 PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par, Backend& backend) {
@@ -109,7 +230,14 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
   RunState state;
   if (resume_from) {
     state = read_run_checkpoint(*resume_from);
-    if (state.config_yaml != layout_free_yaml(cfg))
+    // Compared after a round trip through the schema, so that a run written before a key
+    // existed (e.g. schedule.mode) resumes when the new key has its default.
+    std::string saved = state.config_yaml;
+    try {
+      saved = layout_free_yaml(parse_prune_config(saved, {}, "checkpoint", "/"));
+    } catch (const Error&) {
+    }
+    if (saved != layout_free_yaml(cfg))
       throw ConfigError(cat("the configuration differs from the one of the run in ", run.string(),
                             " (only parallel.tp and parallel.threads may change on --resume); see ",
                             (run / "config.yaml").string()));
@@ -194,6 +322,7 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
   }
   state.layout_tp = L.tp;
   state.layout_dp = L.dp;
+  if (cfg.one_shot()) return run_one_shot(opt, par, backend, dense, reader, prot, state);
 
   GenerationConfig gen_cfg;
   if (self_source) {
@@ -310,19 +439,7 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
     for (double m : cfg.milestones)
       if (before < m && rec.sparsity >= m && self_source) state.regen_pending = true;
 
-    // Checkpoint (rank 0 writes; the state is global and identical on every rank).
-    phase.reset();
-    state.iteration = t;
-    state.history.push_back(rec);
-    if (L.rank == 0) {
-      write_run_checkpoint(run, state);
-      std::error_code ec;
-      const auto bytes = fs::file_size(checkpoint_path(run, t), ec);
-      state.history.back().checkpoint_mb = ec ? 0.0 : static_cast<double>(bytes) / 1e6;
-    }
-    par.world->barrier();
-    state.history.back().t_checkpoint = phase.seconds();
-    const IterationRecord& r = state.history.back();
+    const IterationRecord& r = commit_iteration(run, state, rec, t, par);
     log_info("iteration ", t, "/", cfg.iterations - 1, ": ratio ", std::setprecision(3), r.ratio,
              " sparsity ", r.sparsity, ", kept ", r.heads_kept, " heads / ", r.channels_kept,
              " channels, loss ", r.mean_loss, ", times gen ", r.t_generate, " s, importance ",
@@ -360,9 +477,7 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
                    {"importance", comm_json(comm_imp)},
                    {"total", comm_json(all)}};
       // Rank 0's view; appended per iteration, so a resumed run continues the file.
-      std::ofstream f(run / "timings.jsonl", std::ios::app);
-      f << j.dump() << '\n';
-      if (!f) log_warn("cannot append to ", (run / "timings.jsonl").string());
+      append_timings(run, j);
     }
 
     // With RESP_COMM_CHECK=1: every rank must have issued the same collectives this iteration
@@ -387,10 +502,101 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
   return result;
 }
 
+namespace {
+
+// `resp inspect` of a one-shot run: one row per target, each from its own checkpoint (the
+// plans are not nested, so the latest checkpoint alone does not describe the others).
+std::string describe_one_shot(const fs::path& run_dir, const RunState& s, const PruneConfig& cfg,
+                              bool per_layer) {
+  std::map<int, PrunePlan> plans;
+  for (const fs::path& p : list_checkpoints(run_dir)) {
+    try {
+      RunState r = read_run_checkpoint(p);
+      if (r.iteration <= s.iteration) plans[r.iteration] = std::move(r.plan);
+    } catch (const Error&) {
+    }
+  }
+  std::vector<bool> prot = default_protected_layers(static_cast<int>(s.plan.size()));
+  if (cfg.protected_layers) {
+    prot.assign(s.plan.size(), false);
+    for (int l : *cfg.protected_layers)
+      if (l >= 0 && static_cast<size_t>(l) < prot.size()) prot[static_cast<size_t>(l)] = true;
+  }
+  // Kept heads (or channels) of the unprotected layers: "n" when uniform, "lo-hi" otherwise.
+  auto kept = [&](const PrunePlan& plan, bool heads) {
+    size_t lo = SIZE_MAX, hi = 0;
+    for (size_t l = 0; l < plan.size() && l < prot.size(); ++l) {
+      if (prot[l]) continue;
+      const size_t n = heads ? plan[l].heads.size() : plan[l].channels.size();
+      lo = std::min(lo, n);
+      hi = std::max(hi, n);
+    }
+    if (lo == SIZE_MAX) return std::string("-");
+    return lo == hi ? std::to_string(lo) : cat(lo, "-", hi);
+  };
+  std::ostringstream os;
+  os << "run " << run_dir.string() << ": model " << s.model << ", one-shot " << cfg.criterion
+     << " (layer by layer, the same kept counts in every unprotected layer), " << s.history.size()
+     << " of " << cfg.targets.size() << " targets done, " << s.traces.size()
+     << " calibration samples (" << cfg.source << ")\n";
+  os << " iter  target   ratio  sparsity    error  heads  kv  channels  heads/layer  "
+        "channels/layer   imp_s  prune_s  ckpt_s\n";
+  char buf[320];
+  for (const auto& r : s.history) {
+    const double target = static_cast<size_t>(r.iteration) < cfg.targets.size()
+                              ? cfg.targets[static_cast<size_t>(r.iteration)]
+                              : std::nan("");
+    const auto it = plans.find(r.iteration);
+    const std::string hl = it == plans.end() ? "?" : kept(it->second, true);
+    const std::string cl = it == plans.end() ? "?" : kept(it->second, false);
+    std::snprintf(buf, sizeof buf,
+                  "%5d  %6.3f  %6.4f  %8.4f  %+7.4f  %5lld %3lld  %8lld  %11s  %14s  %6.2f  %7.2f  "
+                  "%6.2f\n",
+                  r.iteration, target, r.ratio, r.sparsity, r.sparsity - target,
+                  static_cast<long long>(r.heads_kept), static_cast<long long>(r.kv_heads_kept),
+                  static_cast<long long>(r.channels_kept), hl.c_str(), cl.c_str(), r.t_importance,
+                  r.t_prune, r.t_checkpoint);
+    os << buf;
+  }
+  os << "(heads/layer, channels/layer: kept in each unprotected layer; resp export --run DIR "
+        "--sparsity TARGET picks that target's checkpoint)\n";
+  if (per_layer) {
+    os << "\nlayer  protected";
+    for (const auto& [it, plan] : plans) {
+      std::snprintf(buf, sizeof buf, "  %14s",
+                    cat("t=", static_cast<size_t>(it) < cfg.targets.size()
+                                  ? cfg.targets[static_cast<size_t>(it)]
+                                  : std::nan(""))
+                        .c_str());
+      os << buf;
+    }
+    os << "   (heads/channels kept)\n";
+    for (size_t l = 0; l < s.plan.size(); ++l) {
+      std::snprintf(buf, sizeof buf, "%5zu  %9s", l, l < prot.size() && prot[l] ? "yes" : "");
+      os << buf;
+      for (const auto& [it, plan] : plans) {
+        std::snprintf(buf, sizeof buf, "  %14s",
+                      cat(plan[l].heads.size(), "/", plan[l].channels.size()).c_str());
+        os << buf;
+      }
+      os << "\n";
+    }
+  }
+  return os.str();
+}
+
+}  // namespace
+
 std::string describe_run(const fs::path& run_dir, bool per_layer) {
   const auto latest = latest_checkpoint(run_dir);
   if (!latest) throw UsageError(cat(run_dir.string(), ": no complete checkpoint"));
   const RunState s = read_run_checkpoint(*latest);
+  std::optional<PruneConfig> cfg;
+  try {
+    cfg = parse_prune_config(s.config_yaml, {}, "checkpoint", "/");
+  } catch (const Error&) {
+  }
+  if (cfg && cfg->one_shot()) return describe_one_shot(run_dir, s, *cfg, per_layer);
   std::ostringstream os;
   os << "run " << run_dir.string() << ": model " << s.model << ", " << s.history.size()
      << " iterations done, traces generated " << s.regen_round << " time(s)\n";
@@ -409,10 +615,7 @@ std::string describe_run(const fs::path& run_dir, bool per_layer) {
   }
   // The checkpoints closest to the sparsities the run reports (nested sub-networks).
   std::vector<double> report = {0.2, 0.3, 0.4, 0.5};
-  try {
-    report = parse_prune_config(s.config_yaml, {}, "checkpoint", "/").report_sparsities;
-  } catch (const Error&) {
-  }
+  if (cfg) report = cfg->report_sparsities;
   if (!s.history.empty() && !report.empty()) {
     os << "\ntarget  iteration  sparsity  heads  channels  (resp export --run DIR --sparsity S)\n";
     for (double target : report) {

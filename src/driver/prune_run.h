@@ -6,6 +6,8 @@
 //   the kept ids -> measured sparsity -> checkpoint (atomic) -> stop if a signal asked for it.
 // Everything a resumed run needs (plan, traces, RNG round, history) is in the checkpoint, in
 // global terms, so a run killed at any point resumes to the same final plan, with any layout.
+// schedule.mode one-shot instead prunes the dense model once per schedule.targets entry with
+// one-shot Wanda-sp (wanda_one_shot.h); checkpoint k is target k (plans not nested).
 #pragma once
 
 #include <filesystem>

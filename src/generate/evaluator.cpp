@@ -8,19 +8,49 @@
 
 namespace resp {
 
-Evaluator::Evaluator(Task task, bool thinking) : task_(task), thinking_(thinking) {}
+Extractor parse_extractor(std::string_view name) {
+  if (name == "resp") return Extractor::Resp;
+  if (name == "lm-eval") return Extractor::LmEval;
+  throw UsageError(cat("unknown extractor '", name, "' (expected resp or lm-eval)"));
+}
+
+const char* extractor_name(Extractor e) {
+  return e == Extractor::Resp ? "resp" : "lm-eval";
+}
+
+Evaluator::Evaluator(Task task, bool thinking, Extractor extractor)
+    : task_(task), thinking_(thinking), extractor_(extractor) {
+  if (extractor_ == Extractor::LmEval && task_ != Task::Gsm8k)
+    throw UsageError(
+        cat("--extract lm-eval reproduces lm-evaluation-harness's gsm8k_cot filters "
+            "and supports only --task gsm8k, not ",
+            task_name(task_)));
+}
 
 ItemScore Evaluator::score(const nlohmann::json& row, std::string_view output) const {
   ItemScore s;
+  if (extractor_ == Extractor::LmEval) {
+    task_gold(task_, row);  // the row must have a "#### N" answer, as for the resp extractor
+    s.gold = lm_eval_gsm8k_target(row.at("answer").get<std::string>());
+    const std::string response = lm_eval_response(output, thinking_);
+    const std::string strict = lm_eval_strict(response), flexible = lm_eval_flexible(response);
+    s.correct_strict = lm_eval_exact_match(strict, s.gold);
+    s.correct_flexible = lm_eval_exact_match(flexible, s.gold);
+    if (strict != kLmEvalInvalid) s.strict = strict;
+    if (flexible != kLmEvalInvalid) s.flexible = flexible;
+    return s;
+  }
   s.gold = task_gold(task_, row);
+  // Strict reads the answer after "</think>" only; flexible also an output cut while thinking.
   const std::string_view region = answer_region(output, thinking_);
+  const std::string_view loose = flexible_region(output);
   if (task_ == Task::Gsm8k) {
     s.strict = gsm8k_strict(region);
-    s.flexible = gsm8k_flexible(region);
+    s.flexible = gsm8k_flexible(loose);
   } else {
     const auto options = parse_mathqa_options(row.at("options").get<std::string>());
     if (auto l = mathqa_letter(region)) s.strict = std::string(1, *l);
-    if (auto l = mathqa_flexible(region, options)) s.flexible = std::string(1, *l);
+    if (auto l = mathqa_flexible(loose, options)) s.flexible = std::string(1, *l);
   }
   s.correct_strict = s.strict && *s.strict == s.gold;
   s.correct_flexible = s.flexible && *s.flexible == s.gold;

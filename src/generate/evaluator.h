@@ -16,19 +16,30 @@
 
 namespace resp {
 
+// Which answer extractor scores the outputs (`resp eval --extract`).
+//   Resp    this project's extractor (generate/answer_extraction.h), GSM8K and MathQA;
+//   LmEval  lm-evaluation-harness's gsm8k_cot filters and exact_match, GSM8K only.
+enum class Extractor { Resp, LmEval };
+// "resp" | "lm-eval"; UsageError naming the choices otherwise.
+Extractor parse_extractor(std::string_view name);
+const char* extractor_name(Extractor e);
+
 struct ItemScore {
-  std::string gold;
-  std::optional<std::string> strict, flexible;  // extracted answers (nullopt: none found)
+  std::string gold;  // Resp: canonical number or letter; LmEval: doc_to_target (text after ####)
+  // Extracted answers (nullopt: none found; with LmEval, the filter's "[invalid]").
+  std::optional<std::string> strict, flexible;
   bool correct_strict = false, correct_flexible = false;
 };
 
 class Evaluator {
  public:
-  // `thinking`: the outputs come from thinking mode, so the answer is read after "</think>".
-  Evaluator(Task task, bool thinking);
+  // `thinking`: the outputs come from thinking mode, so the answer is read after "</think>"
+  // (LmEval: lm-eval's think_end_token "</think>"). LmEval with MathQA is a UsageError.
+  Evaluator(Task task, bool thinking, Extractor extractor = Extractor::Resp);
 
   Task task() const { return task_; }
   bool thinking() const { return thinking_; }
+  Extractor extractor() const { return extractor_; }
 
   // Scores one output against its dataset row.
   ItemScore score(const nlohmann::json& row, std::string_view output) const;
@@ -50,6 +61,7 @@ class Evaluator {
  private:
   Task task_;
   bool thinking_;
+  Extractor extractor_;
   int64_t n_ = 0, ok_strict_ = 0, ok_flexible_ = 0, none_strict_ = 0, none_flexible_ = 0;
   int64_t eos_ = 0, length_ = 0, stop_ = 0;
   std::vector<int64_t> tokens_;

@@ -115,6 +115,22 @@ std::string gsm8k_fewshot_text(std::string_view question, int shots) {
   return s;
 }
 
+std::vector<ChatMessage> gsm8k_fewshot_messages(std::string_view question, int shots,
+                                                bool multiturn) {
+  if (!multiturn) return {ChatMessage{"user", gsm8k_fewshot_text(question, shots)}};
+  const auto& ex = gsm8k_cot_exemplars();
+  if (shots < 0 || shots > static_cast<int>(ex.size()))
+    throw UsageError(cat("--shots for gsm8k must be in [0, ", ex.size(), "], got ", shots));
+  std::vector<ChatMessage> m;
+  for (int i = 0; i < shots; ++i) {
+    const CotExemplar& e = ex[static_cast<size_t>(i)];
+    m.push_back({"user", cat("Q: ", e.question, "\nA:")});
+    m.push_back({"assistant", e.answer});
+  }
+  m.push_back({"user", cat("Q: ", question, "\nA:")});
+  return m;
+}
+
 std::string calibration_prompt(Task t, const nlohmann::json& row, const ChatFormat& chat,
                                Thinking thinking) {
   ChatOptions o;
@@ -128,20 +144,20 @@ std::string calibration_prompt(Task t, const nlohmann::json& row, const ChatForm
 }
 
 std::string eval_prompt(const EvalPromptOptions& o, const nlohmann::json& row) {
-  std::string text;
-  if (o.task == Task::Gsm8k) {
-    text = o.shots > 0 ? gsm8k_fewshot_text(task_user_text(o.task, row), o.shots)
-                       : task_user_text(o.task, row);
-  } else {
-    if (o.shots != 0)
-      throw UsageError(cat("mathqa is evaluated 0-shot; --shots ", o.shots, " is not supported"));
-    text = task_user_text(o.task, row);
-  }
-  if (!o.chat) return text;
+  if (o.task == Task::MathQA && o.shots != 0)
+    throw UsageError(cat("mathqa is evaluated 0-shot; --shots ", o.shots, " is not supported"));
+  const std::string user = task_user_text(o.task, row);
+  if (o.task == Task::Gsm8k &&
+      (o.shots < 0 || o.shots > static_cast<int>(gsm8k_cot_exemplars().size())))
+    throw UsageError(cat("--shots for gsm8k must be in [0, 8], got ", o.shots));
+  const bool fewshot = o.task == Task::Gsm8k && o.shots > 0;
+  if (!o.chat) return fewshot ? gsm8k_fewshot_text(user, o.shots) : user;
   ChatOptions co;
   co.add_generation_prompt = true;
   co.thinking = o.thinking;
-  return o.chat->render({ChatMessage{"user", text}}, co);
+  if (fewshot)
+    return o.chat->render(gsm8k_fewshot_messages(user, o.shots, o.fewshot_as_multiturn), co);
+  return o.chat->render({ChatMessage{"user", user}}, co);
 }
 
 }  // namespace resp

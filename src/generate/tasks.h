@@ -5,7 +5,9 @@
 //    chat template, thinking on, generation prompt added; no system prompt, no examples.
 //  - Evaluation: GSM8K k-shot chain of thought with the standard 8 exemplars of Wei et al.
 //    (2022) ("Q: ...\nA: ... The answer is N.\n\n" each, then "Q: {question}\nA:"), or 0-shot;
-//    MathQA 0-shot with the calibration user text.
+//    through a chat template the exemplars are by default separate user ("Q: ...\nA:") and
+//    assistant ("... The answer is N.") turns, as lm-evaluation-harness renders gsm8k_cot with
+//    apply_chat_template and fewshot_as_multiturn. MathQA 0-shot with the calibration user text.
 #pragma once
 
 #include <string>
@@ -40,6 +42,12 @@ std::string task_gold(Task t, const nlohmann::json& row);
 
 // GSM8K few-shot text: the first `shots` exemplars (0..8) then "Q: {question}\nA:".
 std::string gsm8k_fewshot_text(std::string_view question, int shots);
+// GSM8K few-shot chat turns. `multiturn`: per exemplar a user turn "Q: {question}\nA:" and an
+// assistant turn "{answer}" (lm-eval's doc_to_text and target; the target delimiter " " and the
+// fewshot delimiter "\n\n" only join plain text), then the user turn "Q: {question}\nA:".
+// Otherwise one user turn holding gsm8k_fewshot_text().
+std::vector<ChatMessage> gsm8k_fewshot_messages(std::string_view question, int shots,
+                                                bool multiturn);
 
 // RESP's calibration prompt for a row, rendered through `chat`. Thinking::Default means on for
 // Qwen3 (RESP generates in thinking mode) and the template's default for other formats.
@@ -51,9 +59,13 @@ struct EvalPromptOptions {
   int shots = 8;                          // GSM8K only; MathQA must be 0
   const ChatFormat* chat = nullptr;       // null: plain text prompt (base models)
   Thinking thinking = Thinking::Default;  // with a chat format
+  // With a chat format and GSM8K shots > 0: exemplars as separate user/assistant turns
+  // (`resp eval` default) instead of one user turn.
+  bool fewshot_as_multiturn = true;
 };
-// The evaluation prompt text of a row (the few-shot text, or the user text, as one user turn
-// through the chat template when `chat` is set).
+// The evaluation prompt text of a row: plain text (the few-shot text, or the user text), or
+// through the chat template when `chat` is set (gsm8k_fewshot_messages() for GSM8K shots > 0,
+// else the user text as one user turn).
 std::string eval_prompt(const EvalPromptOptions& o, const nlohmann::json& row);
 
 }  // namespace resp

@@ -84,14 +84,15 @@ class LayerGradReducer {
 
 class Observer final : public ActivationObserver {
  public:
-  Observer(Backend& be, std::vector<LocalSums>& sums, int64_t head_dim)
-      : be_(be), sums_(sums), D_(head_dim) {}
+  Observer(Backend& be, std::vector<LocalSums>& sums, int64_t head_dim,
+           const std::vector<bool>& layers)
+      : be_(be), sums_(sums), D_(head_dim), layers_(layers) {}
   bool want_forward = false, want_backward = false;
   // Set during the last local sample's backward: start each layer's DP gradient reduction.
   LayerGradReducer* reduce_after_layer = nullptr;
 
   void on_forward(const LayerActivations& a) override {
-    if (!want_forward) return;
+    if (!want_forward || !selected(a.layer)) return;
     LocalSums& s = sums_[static_cast<size_t>(a.layer)];
     if (!a.attn_out.empty()) square_sums(a.attn_out, s.attn_sq);
     if (!a.mlp_act.empty()) square_sums(a.mlp_act, s.act_sq);
@@ -99,7 +100,7 @@ class Observer final : public ActivationObserver {
 
   void on_backward(const LayerActivations& a) override {
     if (reduce_after_layer) reduce_after_layer->start(static_cast<size_t>(a.layer));
-    if (!want_backward) return;
+    if (!want_backward || !selected(a.layer)) return;
     LocalSums& s = sums_[static_cast<size_t>(a.layer)];
     const int64_t T = a.tokens;
     if (!a.d_q_proj_out.empty()) {
@@ -132,9 +133,11 @@ class Observer final : public ActivationObserver {
         out[static_cast<size_t>(c)] += v * v;
       }
   }
+  bool selected(int layer) const { return layers_.empty() || layers_[static_cast<size_t>(layer)]; }
   Backend& be_;
   std::vector<LocalSums>& sums_;
   int64_t D_;
+  const std::vector<bool>& layers_;
 };
 
 }  // namespace
@@ -151,6 +154,10 @@ ImportanceScores compute_importance(const ModelWeights& w, Backend& be, const Pa
   out.loss = opt.loss;
   out.source = needs_data(opt.criterion) ? opt.source : "none";
 
+  if (!opt.layers.empty() && opt.layers.size() != n_layers)
+    throw ConfigError(cat("importance: layer selection of ", opt.layers.size(),
+                          " entries for a model of ", n_layers, " layers"));
+  const auto selected = [&](size_t l) { return opt.layers.empty() || opt.layers[l]; };
   std::vector<LocalSums> sums(n_layers);
   for (size_t l = 0; l < n_layers; ++l) {
     const auto& lw = w.layers[l];
@@ -177,7 +184,7 @@ ImportanceScores compute_importance(const ModelWeights& w, Backend& be, const Pa
   if (needs_data(opt.criterion)) {
     if (samples.empty()) throw UsageError("no calibration samples");
     GradientPass pass(w, be, *par.tp);
-    Observer obs(be, sums, D);
+    Observer obs(be, sums, D, opt.layers);
     obs.want_forward = opt.criterion == Criterion::WandaSp;
     obs.want_backward = opt.criterion == Criterion::TaylorVectorize;
     int64_t local_total = 0, local_done = 0;
@@ -242,8 +249,10 @@ ImportanceScores compute_importance(const ModelWeights& w, Backend& be, const Pa
     std::vector<double> heads(static_cast<size_t>(hq), 0.0), chans(static_cast<size_t>(F), 0.0);
     const LocalSums& s = sums[l];
 
-    if (opt.criterion == Criterion::Taylor || opt.criterion == Criterion::Magnitude ||
-        opt.criterion == Criterion::WandaSp) {
+    if (!selected(l)) {
+      // not scored: zeros
+    } else if (opt.criterion == Criterion::Taylor || opt.criterion == Criterion::Magnitude ||
+               opt.criterion == Criterion::WandaSp) {
       const auto wq = to_host(be, lw.wq), wo = to_host(be, lw.wo), wg = to_host(be, lw.wg),
                  wu = to_host(be, lw.wu), wd = to_host(be, lw.wd);
       std::vector<float> gq, go, gg, gu, gd;

@@ -22,6 +22,10 @@ struct ImportanceOptions {
   Criterion criterion = Criterion::Taylor;
   LossMode loss = LossMode::DecodeOnly;
   std::string source = "self";
+  // Layers to observe and score (empty: every layer). The others get their kept ids with zero
+  // scores and cost no activation statistics or weight reads (one-shot Wanda-sp scores one
+  // layer at a time). The same on every rank.
+  std::vector<bool> layers;
   // Called after each local sample (done, total local) for progress reporting.
   std::function<void(int64_t, int64_t)> progress;
 };

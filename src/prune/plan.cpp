@@ -135,6 +135,80 @@ PrunePlan prune_to_ratio(const ModelConfig& dense, const PrunePlan& current,
   return next;
 }
 
+UniformCounts uniform_counts_for_sparsity(const ModelConfig& dense, const std::vector<bool>& prot,
+                                          double target, double tolerance) {
+  if (prot.size() != static_cast<size_t>(dense.num_layers))
+    throw ConfigError("protected-layer mask has the wrong length");
+  const int n_prunable = static_cast<int>(std::count(prot.begin(), prot.end(), false));
+  if (n_prunable == 0)
+    throw ConfigError(
+        cat("schedule.targets: sparsity ", target,
+            " is unreachable: every layer is protected (importance.protected_layers)"));
+  // The plan removing `h` heads and `c` channels (the lowest ids) of every unprotected layer.
+  auto sparsity_of = [&](int h, int c) {
+    PrunePlan p = dense_plan(dense);
+    for (size_t l = 0; l < p.size(); ++l) {
+      if (prot[l]) continue;
+      p[l].heads.erase(p[l].heads.begin(), p[l].heads.begin() + h);
+      p[l].channels.erase(p[l].channels.begin(), p[l].channels.begin() + c);
+    }
+    return measured_sparsity(dense, p);
+  };
+  const int n_heads = dense.num_heads, d_ff = dense.intermediate_size;
+  // The dense model's measured sparsity is > 0 (norms and biases count only in the denominator).
+  const double s0 = sparsity_of(0, 0);
+  const double dh = sparsity_of(1, 0) - s0, dc = sparsity_of(0, 1) - s0;
+  UniformCounts u;
+  u.target = target;
+  u.ratio = (target - s0) / (n_heads * dh + d_ff * dc);
+  u.heads_removed =
+      std::clamp(static_cast<int>(std::floor(u.ratio * n_heads + 0.5)), 0, n_heads - 1);
+  const double exact = (target - s0 - u.heads_removed * dh) / dc;
+  int best = -1;
+  double best_err = 0;
+  for (double cand : {std::floor(exact), std::ceil(exact)}) {
+    const int c = static_cast<int>(std::clamp(cand, 0.0, static_cast<double>(d_ff - 1)));
+    const double err = std::fabs(sparsity_of(u.heads_removed, c) - target);
+    if (best < 0 || err < best_err || (err == best_err && c < best)) {
+      best = c;
+      best_err = err;
+    }
+  }
+  u.channels_removed = best;
+  u.sparsity = sparsity_of(u.heads_removed, u.channels_removed);
+  if (!(std::fabs(u.sparsity - target) <= tolerance))
+    throw ConfigError(
+        cat("schedule.targets: sparsity ", target, " is unreachable with a uniform ratio in the ",
+            n_prunable, " unprotected layer(s): the closest is ", u.sparsity, " (", u.heads_removed,
+            " of ", n_heads, " heads and ", u.channels_removed, " of ", d_ff,
+            " channels removed per layer; protected layers and the "
+            "last head and channel of a layer are never pruned)"));
+  return u;
+}
+
+LayerPlan prune_layer_lowest(const LayerPlan& current, const LayerScores& s, int heads,
+                             int channels) {
+  if (s.head_ids != current.heads || s.channel_ids != current.channels)
+    throw ConfigError("scores do not describe the layer's kept units");
+  auto keep = [](const std::vector<int>& ids, const std::vector<double>& score, int remove) {
+    if (remove < 0 || remove > static_cast<int>(ids.size()))
+      throw ConfigError(cat("cannot remove ", remove, " of ", ids.size(), " units"));
+    std::vector<size_t> order(ids.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    for (double v : score)
+      if (!std::isfinite(v)) throw ConfigError("non-finite score");
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      return std::tie(score[a], ids[a]) < std::tie(score[b], ids[b]);
+    });
+    std::vector<int> kept;
+    for (size_t i = static_cast<size_t>(remove); i < order.size(); ++i)
+      kept.push_back(ids[order[i]]);
+    std::sort(kept.begin(), kept.end());
+    return kept;
+  };
+  return {keep(current.heads, s.heads, heads), keep(current.channels, s.channels, channels)};
+}
+
 ModelConfig apply_plan(const ModelConfig& dense, const PrunePlan& plan) {
   if (plan.size() != static_cast<size_t>(dense.num_layers))
     throw ConfigError(cat("plan has ", plan.size(), " layers, the model ", dense.num_layers));

@@ -45,6 +45,33 @@ PrunePlan prune_to_ratio(const ModelConfig& dense, const PrunePlan& current,
                          const ImportanceScores& scores, double ratio, Ranking ranking,
                          const std::vector<bool>& protected_layers);
 
+// One-shot uniform pruning (Wanda-sp as the paper runs it): every unprotected layer removes the
+// same number of query heads and the same number of MLP channels. The kept counts for a measured
+// sparsity `target` follow one rule (docs/config.md, "One-shot Wanda-sp"):
+//   s0      = the dense model's measured sparsity (> 0: norms and biases are never "present")
+//   dh, dc  = what removing one head / one channel from every unprotected layer adds to it
+//   ratio   = (target - s0) / (n_heads * dh + d_ff * dc)   (the shared structural ratio)
+//   heads   = floor(ratio * n_heads + 0.5), at most n_heads - 1
+//   channels = the count in [0, d_ff - 1] whose measured sparsity (with `heads`) is closest to
+//             the target (ties: fewer channels), so channels absorb the coarse head rounding.
+// Throws ConfigError naming schedule.targets when no unprotected layer exists or the closest
+// reachable sparsity is further than `tolerance` from the target.
+struct UniformCounts {
+  double target = 0;
+  double ratio = 0;          // the shared structural ratio
+  int heads_removed = 0;     // per unprotected layer
+  int channels_removed = 0;  // per unprotected layer
+  double sparsity = 0;       // measured sparsity of the resulting plan
+};
+UniformCounts uniform_counts_for_sparsity(const ModelConfig& dense,
+                                          const std::vector<bool>& protected_layers, double target,
+                                          double tolerance);
+
+// Removes the `heads` lowest-scored heads and the `channels` lowest-scored channels of one
+// layer (ties: the lower original id goes first). `scores` must describe `current`.
+LayerPlan prune_layer_lowest(const LayerPlan& current, const LayerScores& scores, int heads,
+                             int channels);
+
 // The dense config with `plan` applied (per-layer kept ids; KV heads without query heads
 // dropped). Throws ConfigError when the plan names ids outside the dense model.
 ModelConfig apply_plan(const ModelConfig& dense, const PrunePlan& plan);

@@ -6,7 +6,7 @@
 #include <unordered_set>
 
 #include "core/error.h"
-#include "core/rng.h"
+#include "train/keyed_draws.h"
 
 namespace resp {
 
@@ -29,24 +29,9 @@ constexpr std::array<const char*, 16> kItems{
     "apples", "marbles", "stickers", "pencils", "cookies", "books",    "coins",   "cards",
     "shells", "stamps",  "candies",  "beads",   "eggs",    "balloons", "crayons", "toy cars"};
 
-// Draws for one problem: a counter-keyed stream, so adding a draw never shifts another
-// problem's numbers.
-class Draws {
- public:
-  Draws(uint64_t seed, uint64_t index) : seed_(seed), index_(index) {}
-  int64_t uniform(int64_t lo, int64_t hi) {  // inclusive
-    const uint64_t span = static_cast<uint64_t>(hi - lo + 1);
-    return lo + static_cast<int64_t>(random_u64(seed_, index_, counter_++, 0x5e77) % span);
-  }
-  bool coin() { return uniform(0, 1) == 1; }
-  template <typename T, size_t N>
-  const T& pick(const std::array<T, N>& a) {
-    return a[static_cast<size_t>(uniform(0, static_cast<int64_t>(N) - 1))];
-  }
-
- private:
-  uint64_t seed_, index_, counter_ = 0;
-};
+// The problem's own draws (numbers, people, question sentences). Domain 0x5e77 is the one the
+// first generator used, so the embedded model's data regenerate bit for bit.
+constexpr uint64_t kProblemDomain = 0x5e77;
 
 std::string num(int64_t v) {
   return std::to_string(v);
@@ -62,7 +47,7 @@ std::string capitalised(std::string s) {
   return s;
 }
 
-enum class Op { Add, Sub, Mul, Pack, Half, Split };
+using Op = SyntheticEvent::Kind;
 
 }  // namespace
 
@@ -80,17 +65,19 @@ void SyntheticMathOptions::validate() const {
 
 std::string SyntheticProblem::gsm8k_answer() const {
   std::string out;
-  for (const auto& s : steps) out += s + "\n";
+  for (const auto& s : gold_lines.empty() ? steps : gold_lines) out += s + "\n";
   return out + "#### " + num(answer);
 }
 
 nlohmann::json SyntheticProblem::to_row() const {
-  return {{"question", question}, {"answer", gsm8k_answer()}};
+  nlohmann::json row = {{"question", question}, {"answer", gsm8k_answer()}};
+  if (!thinking.empty()) row["thinking"] = thinking;
+  return row;
 }
 
 SyntheticProblem make_synthetic_problem(uint64_t seed, uint64_t index,
                                         const SyntheticMathOptions& o) {
-  Draws d(seed, index);
+  KeyedDraws d(seed, index, kProblemDomain);
   const Person& who = d.pick(kPeople);
   const Person* friend_ = &d.pick(kPeople);
   while (friend_ == &who) friend_ = &d.pick(kPeople);
@@ -99,6 +86,10 @@ SyntheticProblem make_synthetic_problem(uint64_t seed, uint64_t index,
                     obj = who.she ? "her" : "him", other = friend_->name;
 
   SyntheticProblem p;
+  p.name = name;
+  p.other = other;
+  p.items = items;
+  p.she = who.she;
   int64_t x = d.uniform(o.min_start, o.max_start);
   std::string q = name + " has " + num(x) + " " + items + ".";
   p.steps.push_back(name + " starts with " + num(x) + " " + items + ".");
@@ -127,7 +118,9 @@ SyntheticProblem make_synthetic_problem(uint64_t seed, uint64_t index,
       case Op::Add: {
         const int64_t b = d.uniform(2, std::min<int64_t>(o.max_addend, o.max_value - x));
         const int64_t y = x + b;
-        switch (d.uniform(0, 2)) {
+        const int variant = static_cast<int>(d.uniform(0, 2));
+        p.events.push_back({Op::Add, variant, x, y, b, 0});
+        switch (variant) {
           case 0:
             q += " " + subj + " buys " + num(b) + " more " + items + ".";
             p.steps.push_back(capitalised(pro) + " buys " + num(b) +
@@ -149,7 +142,9 @@ SyntheticProblem make_synthetic_problem(uint64_t seed, uint64_t index,
       case Op::Sub: {
         const int64_t b = d.uniform(2, std::min<int64_t>(o.max_addend, x - 1));
         const int64_t y = x - b;
-        switch (d.uniform(0, 2)) {
+        const int variant = static_cast<int>(d.uniform(0, 2));
+        p.events.push_back({Op::Sub, variant, x, y, b, 0});
+        switch (variant) {
           case 0:
             q += " " + subj + " gives " + num(b) + " " + items + " to " + other + ".";
             p.steps.push_back(capitalised(pro) + " gives " + num(b) + " to " + other + ": " +
@@ -172,6 +167,7 @@ SyntheticProblem make_synthetic_problem(uint64_t seed, uint64_t index,
       case Op::Mul: {
         const int64_t k = d.uniform(2, std::min<int64_t>(o.max_factor, o.max_value / x));
         const int64_t y = x * k;
+        p.events.push_back({Op::Mul, 0, x, y, k, 0});
         q += " " + subj + " then gets more " + items + " until " + pro + " has " + num(k) +
              " times as many.";
         p.steps.push_back(num(k) + " times as many: " + equation(x, "*", k, y));
@@ -185,6 +181,7 @@ SyntheticProblem make_synthetic_problem(uint64_t seed, uint64_t index,
         if (most < 2) continue;  // no room: draw another operation
         const int64_t b = d.uniform(2, most);
         const int64_t m = k * b, y = x + m;
+        p.events.push_back({Op::Pack, 0, x, y, k, b});
         q += " " + subj + " buys " + num(k) + " packs of " + items + " with " + num(b) +
              " in each pack.";
         p.steps.push_back(num(k) + " packs of " + num(b) + ": " + equation(k, "*", b, m));
@@ -195,6 +192,7 @@ SyntheticProblem make_synthetic_problem(uint64_t seed, uint64_t index,
       }
       case Op::Half: {
         const int64_t y = x / 2;
+        p.events.push_back({Op::Half, 0, x, y, 2, 0});
         q += " " + subj + " gives half of " + pos + " " + items + " to " + other + ".";
         p.steps.push_back("Half goes to " + other + ": " + equation(x, "/", 2, y));
         x = y;
@@ -205,6 +203,7 @@ SyntheticProblem make_synthetic_problem(uint64_t seed, uint64_t index,
         const int64_t k =
             divisors[static_cast<size_t>(d.uniform(0, static_cast<int64_t>(divisors.size()) - 1))];
         const int64_t y = x / k;
+        p.events.push_back({Op::Split, 0, x, y, k, 0});
         q += " " + subj + " splits " + pos + " " + items + " into " + num(k) +
              " equal groups and keeps one group.";
         p.steps.push_back("One of " + num(k) + " groups: " + equation(x, "/", k, y));
@@ -219,6 +218,8 @@ SyntheticProblem make_synthetic_problem(uint64_t seed, uint64_t index,
   p.steps.push_back(name + " has " + num(x) + " " + items + " now.");
   p.question = std::move(q);
   p.answer = x;
+  if (o.gold_markup) p.gold_lines = gold_markup_lines(p);
+  if (o.thinking) p.thinking = thinking_trace(p, seed, index);
   return p;
 }
 

@@ -23,9 +23,15 @@ std::string string_field(const nlohmann::json& row, const char* key, const std::
 }  // namespace
 
 std::string gsm8k_thinking_response(const nlohmann::json& row) {
-  const std::string answer = row.at("answer").get<std::string>();
-  const auto hashes = answer.rfind("####");
-  std::string reasoning = py_strip(answer.substr(0, hashes == std::string::npos ? 0 : hashes));
+  std::string reasoning;
+  if (const auto it = row.find("thinking"); it != row.end()) {
+    if (!it->is_string()) throw UsageError("the \"thinking\" field must be a string");
+    reasoning = py_strip(it->get<std::string>());
+  } else {
+    const std::string answer = row.at("answer").get<std::string>();
+    const auto hashes = answer.rfind("####");
+    reasoning = py_strip(answer.substr(0, hashes == std::string::npos ? 0 : hashes));
+  }
   return "<think>\n" + reasoning + "\n</think>\n\nThe answer is " + task_gold(Task::Gsm8k, row) +
          ".";
 }

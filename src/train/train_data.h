@@ -1,9 +1,11 @@
 // Training examples: token sequences with the index where the response starts, built from JSONL
 // rows in one of four formats, and the deterministic order in which steps consume them.
 //
-//   gsm8k-thinking     {"question", "answer": "...\n#### N"}: the question as one user turn
-//                      through the chat template (thinking on), the response
-//                      "<think>\n{reasoning}\n</think>\n\nThe answer is N." + the eos token.
+//   gsm8k-thinking     {"question", "answer": "...\n#### N"[, "thinking"]}: the question as one
+//                      user turn through the chat template (thinking on), the response
+//                      "<think>\n{reasoning}\n</think>\n\nThe answer is N." + the eos token;
+//                      the reasoning is the row's "thinking" when present, else the answer's
+//                      text before "####".
 //   messages           {"messages": [...]} ending in an assistant turn, which is the response.
 //   prompt-completion  {"prompt", "completion"} as plain text.
 //   text               {"text"}: no prompt (the loss covers every token).
@@ -25,7 +27,8 @@ struct TrainExample {
   int32_t prompt_len = 0;  // tokens[0, prompt_len) are the prompt
 };
 
-// The thinking-mode response for a GSM8K row (the reasoning before "####", then the answer).
+// The thinking-mode response for a GSM8K row (its "thinking", or the reasoning before "####",
+// then the answer).
 std::string gsm8k_thinking_response(const nlohmann::json& row);
 
 struct TrainDataset {

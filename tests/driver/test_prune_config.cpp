@@ -68,3 +68,36 @@ TEST(PruneConfig, ClearErrors) {
   EXPECT_NE(err(ok + "schedule: 3\n").find("mapping"), std::string::npos);
   EXPECT_THROW(load_prune_config("/nonexistent/cfg.yaml", {}), IoError);
 }
+
+TEST(PruneConfig, OneShotModeKeysAndErrors) {
+  const std::string ok =
+      "model: m\ndata: {prompts: p}\ncalibration: {source: gold}\n"
+      "importance: {criterion: wanda-sp, ranking: per-layer}\n";
+  const auto def = parse_prune_config(ok, {}, "cfg", "/base");
+  EXPECT_EQ(def.mode, "progressive");
+  EXPECT_FALSE(def.one_shot());
+  EXPECT_EQ(def.targets, (std::vector<double>{0.2, 0.3, 0.4, 0.5}));
+  const auto c = parse_prune_config(ok, {"schedule.mode=one-shot", "schedule.targets=[0.25, 0.45]"},
+                                    "cfg", "/base");
+  EXPECT_TRUE(c.one_shot());
+  EXPECT_EQ(c.targets, (std::vector<double>{0.25, 0.45}));
+  const auto back = parse_prune_config(to_yaml(c), {}, "again", "/");
+  EXPECT_EQ(to_yaml(back), to_yaml(c));
+  EXPECT_TRUE(back.one_shot());
+  const std::vector<std::string> one = {"schedule.mode=one-shot"};
+  auto with = [&](std::vector<std::string> v, const std::string& s) {
+    v.push_back(s);
+    return v;
+  };
+  EXPECT_NE(err(ok, {"schedule.mode=oneshot"}).find("schedule.mode"), std::string::npos);
+  EXPECT_NE(err(ok, {"schedule.targets=[0.4, 0.3]"}).find("schedule.targets"), std::string::npos);
+  EXPECT_NE(err(ok, {"schedule.targets=[]"}).find("schedule.targets"), std::string::npos);
+  EXPECT_NE(err(ok, {"schedule.targets=[1.0]"}).find("schedule.targets"), std::string::npos);
+  EXPECT_NE(err(ok, with(one, "importance.criterion=taylor")).find("importance.criterion"),
+            std::string::npos);
+  EXPECT_NE(err(ok, with(one, "importance.ranking=global")).find("importance.ranking"),
+            std::string::npos);
+  EXPECT_NE(err(ok, with(one, "calibration.source=self")).find("calibration.source"),
+            std::string::npos);
+  EXPECT_EQ(err(ok, with(with(one, "calibration.source=text"), "calibration.loss=full")), "");
+}

@@ -8,21 +8,13 @@
 
 #include "ckpt/run_checkpoint.h"
 #include "core/error.h"
+#include "driver/prune_model.h"
 #include "test_util.h"
 
 using namespace resp;
 using namespace resp::test;
 
 namespace {
-
-// qwen3-f32 (3 layers: 0 and 1 prunable, 2 protected) with the demo model's byte tokenizer.
-fs::path make_model(const TempDir& d) {
-  const fs::path m = d / "model";
-  fs::copy(fixture_models() / "qwen3-f32", m, fs::copy_options::recursive);
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-    fs::copy_file(fixture_models() / "qwen3-tiny-demo" / f, m / f);
-  return m;
-}
 
 fs::path write_config(const TempDir& d, const fs::path& model, const std::string& extra = "") {
   const std::string yaml = "model: " + model.string() + "\n" + "data:\n  task: gsm8k\n  prompts: " +
@@ -71,7 +63,7 @@ int shell(const std::string& cmd) {
 
 TEST(PruneRun, ScheduleMilestonesAndProtectedLayers) {
   TempDir d;
-  const auto cfg = write_config(d, make_model(d));
+  const auto cfg = write_config(d, make_prune_model(d));
   const auto r = run_resp("prune --config " + cfg.string() + " --out " + (d / "run").string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("effective configuration"), std::string::npos);
@@ -115,7 +107,7 @@ TEST(PruneRun, ScheduleMilestonesAndProtectedLayers) {
 
 TEST(PruneRun, KillNineAtRandomPointsThenResumeIsExact) {
   TempDir d;
-  const auto model = make_model(d);
+  const auto model = make_prune_model(d);
   const auto cfg = write_config(d, model);
   const std::string bin = RESP_BINARY;
   ASSERT_EQ(shell(bin + " prune --config " + cfg.string() + " --out " + (d / "ref").string() +
@@ -141,7 +133,7 @@ TEST(PruneRun, KillNineAtRandomPointsThenResumeIsExact) {
 
 TEST(PruneRun, SigtermCheckpointsAndExitsZero) {
   TempDir d;
-  const auto cfg = write_config(d, make_model(d));
+  const auto cfg = write_config(d, make_prune_model(d));
   const std::string bin = RESP_BINARY;
   const fs::path run = d / "run";
   // SIGTERM after a moment: the run finishes its iteration, checkpoints and exits 0.
@@ -160,7 +152,7 @@ TEST(PruneRun, SigtermCheckpointsAndExitsZero) {
 TEST(PruneRun, CheckpointFromTwoRanksResumesOnOne) {
   if (!have_mpiexec()) GTEST_SKIP() << "mpiexec not installed";
   TempDir d;
-  const auto cfg = write_config(d, make_model(d));
+  const auto cfg = write_config(d, make_prune_model(d));
   const std::string bin = RESP_BINARY;
   ASSERT_EQ(shell(bin + " prune --config " + cfg.string() + " --out " + (d / "ref").string() +
                   " >/dev/null 2>&1"),
@@ -184,7 +176,7 @@ TEST(PruneRun, CheckpointFromTwoRanksResumesOnOne) {
 
 TEST(PruneRun, BadConfigsAndCorruptCheckpoints) {
   TempDir d;
-  const auto model = make_model(d);
+  const auto model = make_prune_model(d);
   const fs::path run = d / "run";
   auto cfg = write_config(d, model, "schedul:\n  iterations: 3\n");
   auto r = run_resp("prune --config " + cfg.string() + " --out " + run.string());

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "ckpt/run_checkpoint.h"
+#include "driver/prune_model.h"
 #include "test_util.h"
 
 extern char** environ;
@@ -22,15 +23,6 @@ using namespace resp;
 using namespace resp::test;
 
 namespace {
-
-// qwen3-f32 (3 layers) with the demo model's byte tokenizer, as in test_prune_run.cpp.
-fs::path make_model(const TempDir& d) {
-  const fs::path m = d / "model";
-  fs::copy(fixture_models() / "qwen3-f32", m, fs::copy_options::recursive);
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-    fs::copy_file(fixture_models() / "qwen3-tiny-demo" / f, m / f);
-  return m;
-}
 
 fs::path write_config(const TempDir& d, const fs::path& model, int iterations) {
   write_text(d / "cfg.yaml", "model: " + model.string() + "\ndata:\n  task: gsm8k\n  prompts: " +
@@ -85,7 +77,7 @@ pid_t find_rank_process(pid_t parent, int rank) {
 
 TEST(PruneSlurm, WorldSizeMustEqualSlurmNtasks) {
   TempDir d;
-  const auto cfg = write_config(d, make_model(d), 3);
+  const auto cfg = write_config(d, make_prune_model(d), 3);
   const fs::path run = d / "run";
   // One process where Slurm started two tasks: what `srun --mpi=none` does to an OpenMPI
   // binary. Refused before any work, in one line, with a non-zero exit.
@@ -114,7 +106,7 @@ TEST(PruneSlurm, UsrOneToOneRankStopsBothAtACheckpointThenResumesExactly) {
   if (!have_mpiexec()) GTEST_SKIP() << "mpiexec not installed";
   constexpr int kIterations = 16;
   TempDir d;
-  const auto cfg = write_config(d, make_model(d), kIterations);
+  const auto cfg = write_config(d, make_prune_model(d), kIterations);
   const std::string bin = RESP_BINARY;
   ASSERT_EQ(shell(bin + " prune --config " + cfg.string() + " --out " + (d / "ref").string() +
                   " >/dev/null 2>&1"),

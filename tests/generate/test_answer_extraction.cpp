@@ -53,11 +53,14 @@ TEST(AnswerExtraction, EveryGsm8kTrainGoldAnswer) {
 }
 
 TEST(AnswerExtraction, MathqaGoldRationales) {
-  const auto rows = read_rows("data/mathqa/dev.jsonl");
+  const auto rows = read_rows("data/mathqa/test-rows-0-799.jsonl");
   ASSERT_EQ(rows.size(), 800u);
   // "States it": an explicit answer keyword right before the letter (independent regex).
   const std::regex states(
       R"(\b(?:answer|ans|option|choice)\s*(?:is|:|-|=)?\s*:?\s*(?:option\s*)?\(?\s*([a-e])\s*\)?\s*\.?\s*"?$)");
+  // The same statement anywhere in the text (not only at its end).
+  const std::regex states_anywhere(
+      R"(\b(?:answer|ans|option|choice)\s*(?:is|:|-|=)?\s*:?\s*(?:option\s*)?\(?\s*([a-e])\s*\)?\s*\.?\s*"?(?:$|\s))");
   size_t stated = 0, agree = 0, picked = 0;
   for (const auto& r : rows) {
     const std::string rat = r["Rationale"].get<std::string>();
@@ -71,9 +74,9 @@ TEST(AnswerExtraction, MathqaGoldRationales) {
     ++agree;
     const auto got = mathqa_letter(rat);
     picked += got && std::string(1, *got) == correct;
-    if (!got || std::string(1, *got) != correct)
-      ADD_FAILURE() << "got " << (got ? std::string(1, *got) : "<none>") << " want " << correct
-                    << " in: " << rat;
+    if (got && std::string(1, *got) == correct) continue;
+    ADD_FAILURE() << "got " << (got ? std::string(1, *got) : "<none>") << " want " << correct
+                  << " in: " << rat;
   }
   EXPECT_EQ(picked, agree);
   EXPECT_GE(stated, 640u) << "most rationales end by stating the letter";
@@ -103,7 +106,7 @@ TEST(AnswerExtraction, MathqaOptionsBothFormats) {
   EXPECT_EQ(d[0].value, "rs . 1,200");
   EXPECT_EQ(d[1].value, "rs . 1,500");
   // Every row of the stored file parses into five options a..e.
-  for (const auto& r : read_rows("data/mathqa/dev.jsonl")) {
+  for (const auto& r : read_rows("data/mathqa/test-rows-0-799.jsonl")) {
     const auto o = parse_mathqa_options(r["options"].get<std::string>());
     ASSERT_EQ(o.size(), 5u) << r["options"];
     for (const auto& x : o) EXPECT_FALSE(x.value.empty()) << r["options"];
@@ -159,12 +162,15 @@ TEST(AnswerExtraction, ThinkingRegion) {
   const std::string out = "<think>Maybe 5? The answer is 5.</think>\n\nThe answer is 7.";
   EXPECT_EQ(answer_region(out, true), "\n\nThe answer is 7.");
   EXPECT_EQ(opt(gsm8k_strict(answer_region(out, true))), "7");
-  // Truncated while thinking: no answer, even though the thoughts hold numbers.
-  const std::string cut = "<think>Maybe 5? The answer is 5. Let me check";
+  // Truncated while thinking: strict has no answer region; flexible reads the whole output.
+  const std::string cut = "<think>Maybe 5? The answer is 5. Let me check 6";
   EXPECT_EQ(answer_region(cut, true), "");
-  EXPECT_EQ(gsm8k_flexible(answer_region(cut, true)), std::nullopt);
+  EXPECT_EQ(gsm8k_strict(answer_region(cut, true)), std::nullopt);
+  EXPECT_EQ(flexible_region(cut), cut);
+  EXPECT_EQ(opt(gsm8k_flexible(flexible_region(cut))), "6");
+  EXPECT_EQ(flexible_region(out), "\n\nThe answer is 7.");
   // Without thinking the whole output counts.
-  EXPECT_EQ(opt(gsm8k_flexible(answer_region(cut, false))), "5");
+  EXPECT_EQ(opt(gsm8k_flexible(answer_region(cut, false))), "6");
 }
 
 TEST(AnswerExtraction, MathqaTrickyOutputs) {
@@ -187,7 +193,7 @@ TEST(AnswerExtraction, MathqaTrickyOutputs) {
       {"The profit is 27.675 percent.", 0, 'b'},
       {"We cannot tell; the data inadequate to decide.", 0, 'd'},
       {"I think it is 31.", 0, 0},
-      {"Answer: a. Wait, no. The answer is b.", 'b', 'b'},
+      {"Answer: a. Wait, no. The answer is b.", 'b', 'b'},  // the last statement wins
       {"", 0, 0},
   };
   for (const auto& c : cases) {
@@ -212,8 +218,9 @@ TEST(Evaluator, ScoresAndSummarises) {
   EXPECT_EQ(item["finish_reason"], "eos");
   r.tokens.assign(10, 1);
   r.finish = FinishReason::Length;
-  item = ev.add(1, 2, row, "P", "<think>1200 1200", r);  // truncated while thinking
+  item = ev.add(1, 2, row, "P", "<think>1200 12", r);  // truncated while thinking
   EXPECT_TRUE(item["extracted"]["strict"].is_null());
+  EXPECT_EQ(item["extracted"]["flexible"], "12");  // the last number of the thoughts
   EXPECT_FALSE(item["correct"]["flexible"].get<bool>());
   r.tokens.assign(5, 1);
   r.finish = FinishReason::Eos;
@@ -237,4 +244,83 @@ TEST(Evaluator, ScoresAndSummarises) {
   EXPECT_EQ(opt(sc.flexible), "c");
   EXPECT_TRUE(sc.correct_flexible);
   EXPECT_TRUE(mq.score(mrow, "Answer: (c)").correct_strict);
+}
+
+// Fault (a): an output truncated inside <think> (no "</think>") keeps its last number for the
+// flexible reading, as lm-evaluation-harness's flexible-extract does; strict finds nothing.
+TEST(AnswerExtractionFaults, TruncatedThinkingFlexibleTakesLastNumber) {
+  Evaluator ev(Task::Gsm8k, /*thinking=*/true);
+  const nlohmann::json row = {{"question", "q"}, {"answer", "#### 8"}};
+  const auto s = ev.score(row, "<think>3 apples, then 5 more, so 3 + 5 = 8");
+  EXPECT_FALSE(s.strict);
+  EXPECT_EQ(opt(s.flexible), "8");
+  EXPECT_TRUE(s.correct_flexible);
+  EXPECT_FALSE(s.correct_strict);
+  // A closed thinking block still hides its numbers from both readings.
+  const auto c = ev.score(row, "<think>so 8</think>I do not know.");
+  EXPECT_FALSE(c.strict);
+  EXPECT_FALSE(c.flexible);
+  // MathQA: the same region rule (the option whose value is the last number).
+  Evaluator mq(Task::MathQA, true);
+  const nlohmann::json mrow = {
+      {"Problem", "p"}, {"options", "a ) 1 , b ) 2 , c ) 3 , d ) 4 , e ) 5"}, {"correct", "d"}};
+  const auto m = mq.score(mrow, "<think>two plus two is 4");
+  EXPECT_FALSE(m.strict);
+  EXPECT_EQ(opt(m.flexible), "d");
+}
+
+// Fault (b): "answer" used as a verb followed by the article "a" is not option a.
+TEST(AnswerExtractionFaults, MathqaProseIsNotALetter) {
+  const auto opts = parse_mathqa_options("a ) 38 , b ) 27 , c ) 30 , d ) 12 , e ) 9");
+  EXPECT_EQ(mathqa_letter("To answer a question like this, add 10 and 20 to get 30."),
+            std::nullopt);
+  EXPECT_EQ(mathqa_flexible("To answer a question like this, add 10 and 20 to get 30.", opts), 'c');
+  EXPECT_EQ(mathqa_letter("The answer is a multiple of 3, namely 27."), std::nullopt);
+  EXPECT_EQ(mathqa_letter("The answer is an integer."), std::nullopt);
+  EXPECT_EQ(mathqa_letter("The answer is e.g. 38"), std::nullopt);
+  EXPECT_EQ(mathqa_letter("Answer (a) because it is 38"), 'a');  // a label, not an article
+  // A bare article at the start of a sentence is not a letter either.
+  EXPECT_EQ(mathqa_letter("A train runs at 30 km/h."), std::nullopt);
+}
+
+// Fault (c): "Option d is a common mistake" states nothing; of real statements the last wins.
+TEST(AnswerExtractionFaults, MathqaLastStatementWinsAndMentionsAreNotStatements) {
+  EXPECT_EQ(mathqa_letter("The answer is b. Option d is a common mistake."), 'b');
+  EXPECT_EQ(mathqa_letter("Option d is a common mistake. The answer is b."), 'b');
+  EXPECT_EQ(mathqa_letter("Option (d) is a common mistake. The answer is (b)."), 'b');
+  EXPECT_EQ(mathqa_letter("The answer is (c). The answer is (e)."), 'e');
+  EXPECT_EQ(mathqa_letter("The answer is b. Option d is tempting but wrong."), 'b');
+  EXPECT_EQ(mathqa_letter("Option d is correct, not b."), 'd');
+  EXPECT_EQ(mathqa_letter("so the total is 30 , hence option d"), 'd');
+  EXPECT_EQ(mathqa_letter("answer c"), 'c');
+}
+
+// Fault (d): a bare letter or parenthesised letter as the whole answer.
+TEST(AnswerExtractionFaults, MathqaBareLetter) {
+  for (const char* t : {"A", "a", " (A) ", "(a).", "A.", "A)", "\n**A**\n", "[A]"})
+    EXPECT_EQ(mathqa_letter(t), 'a') << t;
+  EXPECT_EQ(mathqa_letter("(C)"), 'c');
+  EXPECT_EQ(mathqa_letter("E"), 'e');
+  for (const char* t : {"F", "(A", "AB", "A bit.", "(A) or (B)", "."})
+    EXPECT_EQ(mathqa_letter(t), std::nullopt) << t;
+  Evaluator mq(Task::MathQA, /*thinking=*/true);
+  const nlohmann::json mrow = {
+      {"Problem", "p"}, {"options", "a ) 1 , b ) 2 , c ) 3 , d ) 4 , e ) 5"}, {"correct", "a"}};
+  const auto s = mq.score(mrow, "<think>it is 1</think>\n\n(A)");
+  EXPECT_EQ(opt(s.strict), "a");
+  EXPECT_TRUE(s.correct_strict);
+}
+
+// Statement forms without a connector, as MathQA's own rationales write them, and brackets that
+// must close to make a label.
+TEST(AnswerExtractionFaults, MathqaStatementForms) {
+  EXPECT_EQ(mathqa_letter("x = 5 % ans ; c"), 'c');
+  EXPECT_EQ(mathqa_letter("this is the correct answer . ( b )"), 'b');
+  EXPECT_EQ(mathqa_letter("so this must be the answer . d"), 'd');
+  EXPECT_EQ(mathqa_letter("x = 7 ans . e ) 7"), 'e');
+  EXPECT_EQ(mathqa_letter("total hrs = 51 answer e 51"), 'e');
+  EXPECT_EQ(mathqa_letter("option ' c '"), 'c');
+  EXPECT_EQ(mathqa_letter("the answer is (a good guess) 38"), std::nullopt);
+  EXPECT_EQ(mathqa_letter("answer e 51 hours later"), std::nullopt);
+  EXPECT_EQ(mathqa_letter("The answer. A train covers 30 km."), std::nullopt);
 }

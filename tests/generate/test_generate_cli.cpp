@@ -126,7 +126,7 @@ TEST(GenerateCli, DatasetRowsBuildTheCalibrationPrompt) {
               tok.encode(calibration_prompt(Task::Gsm8k, rows[i], chat)));
   }
   // MathQA rows, thinking off explicitly.
-  const auto m = generate(source_dir() / "data/mathqa/dev.jsonl", d / "m.jsonl",
+  const auto m = generate(source_dir() / "data/mathqa/test-rows-0-799.jsonl", d / "m.jsonl",
                           "--task mathqa --limit 2 --max-new-tokens 2 --thinking off");
   ASSERT_EQ(m.exit_code, 0) << m.err;
   const auto ml = parse_jsonl(read_text(d / "m.jsonl"));
@@ -227,7 +227,7 @@ TEST(EvalCli, ResultsAndItems) {
 
   // MathQA with an explicit items path; 0-shot only.
   const auto m = run_resp("eval --model " + q(model()) + " --task mathqa --data " +
-                          q(source_dir() / "data/mathqa/dev.jsonl") +
+                          q(source_dir() / "data/mathqa/test-rows-0-799.jsonl") +
                           " --limit 2 --max-new-tokens 4 --threads 1 --out " + q(d / "m.json") +
                           " --items " + q(d / "mi.jsonl"));
   ASSERT_EQ(m.exit_code, 0) << m.err;
@@ -242,7 +242,77 @@ TEST(EvalCli, ResultsAndItems) {
   expect_one_line_error(e, "train.jsonl:1: prompt of ");
   expect_no_output(out8);
   expect_no_output(d / "r8.items.jsonl");
-  const auto s = run_resp("eval --model " + q(model()) + " --task mathqa --shots 3 --data " +
-                          q(source_dir() / "data/mathqa/dev.jsonl") + " --out " + q(out8));
+  const auto s =
+      run_resp("eval --model " + q(model()) + " --task mathqa --shots 3 --data " +
+               q(source_dir() / "data/mathqa/test-rows-0-799.jsonl") + " --out " + q(out8));
   expect_one_line_error(s, "0-shot");
+}
+
+// --fewshot-as-multiturn (the default with a chat template): each GSM8K exemplar is its own user
+// and assistant turn in the prompt; --no-fewshot-as-multiturn puts them all in one user turn.
+// The per-item JSONL records the prompt text, and the results' settings record the choice.
+TEST(EvalCli, FewshotAsMultiturnAndExtractor) {
+  TempDir d;
+  write_text(d / "g.jsonl", "{\"question\": \"2+2?\", \"answer\": \"so\\n#### 4\"}\n");
+  const Tokenizer tok = Tokenizer::load(model());
+  const ChatFormat chat = ChatFormat::for_tokenizer(tok);
+  auto eval = [&](const std::string& name, const std::string& extra) {
+    return run_resp("eval --model " + q(model()) + " --task gsm8k --data " + q(d / "g.jsonl") +
+                    " --shots 1 --max-new-tokens 2 --temperature 0 --threads 1 --out " +
+                    q(d / (name + ".json")) + " " + extra);
+  };
+  auto prompt_of = [&](const std::string& name) {
+    return parse_jsonl(read_text(d / (name + ".items.jsonl")))[0]["prompt"].get<std::string>();
+  };
+  auto settings_of = [&](const std::string& name) {
+    return nlohmann::json::parse(read_text(d / (name + ".json")))["settings"];
+  };
+
+  auto r = eval("multi", "");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string multi = prompt_of("multi");
+  EXPECT_EQ(multi, chat.render(gsm8k_fewshot_messages("2+2?", 1, true)));
+  EXPECT_EQ(multi.rfind("<|im_start|>user\nQ: There are 15 trees", 0), 0u);
+  EXPECT_NE(multi.find("plant today?\nA:<|im_end|>\n<|im_start|>assistant\nThere are 15 trees "
+                       "originally."),
+            std::string::npos);
+  EXPECT_NE(multi.find("The answer is 6.<|im_end|>\n<|im_start|>user\nQ: 2+2?\nA:<|im_end|>\n"),
+            std::string::npos);
+  EXPECT_EQ(settings_of("multi")["fewshot_as_multiturn"], true);
+  EXPECT_EQ(settings_of("multi")["extract"], "resp");
+
+  r = eval("single", "--no-fewshot-as-multiturn");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string single = prompt_of("single");
+  EXPECT_EQ(single, chat.render({{"user", gsm8k_fewshot_text("2+2?", 1)}}));
+  EXPECT_NE(single.find("The answer is 6.\n\nQ: 2+2?\nA:<|im_end|>"), std::string::npos);
+  EXPECT_NE(single, multi);
+  EXPECT_EQ(settings_of("single")["fewshot_as_multiturn"], false);
+
+  // Plain text: the setting does not apply (recorded false); asking for it is an error.
+  r = eval("plain", "--no-chat");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(prompt_of("plain"), gsm8k_fewshot_text("2+2?", 1));
+  EXPECT_EQ(settings_of("plain")["fewshot_as_multiturn"], false);
+  r = eval("bad", "--no-chat --fewshot-as-multiturn");
+  expect_one_line_error(r, "--fewshot-as-multiturn needs a chat template");
+  expect_no_output(d / "bad.json");
+  expect_no_output(d / "bad.items.jsonl");
+
+  // --extract lm-eval: recorded, and the gold is lm-eval's doc_to_target string.
+  r = eval("lm", "--extract lm-eval");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(settings_of("lm")["extract"], "lm-eval");
+  const auto item = parse_jsonl(read_text(d / "lm.items.jsonl"))[0];
+  EXPECT_EQ(item["gold"], "4");
+  for (const char* k : {"strict", "flexible"})
+    EXPECT_TRUE(item["extracted"][k].is_null() || item["extracted"][k].is_string());
+  r = run_resp("eval --model " + q(model()) + " --task mathqa --data " +
+               q(source_dir() / "data/mathqa/test-rows-0-799.jsonl") + " --extract lm-eval --out " +
+               q(d / "m.json"));
+  expect_one_line_error(r, "--extract lm-eval supports only --task gsm8k");
+  expect_no_output(d / "m.json");
+  r = eval("judge", "--extract judge");
+  expect_one_line_error(r, "unknown extractor 'judge'");
+  expect_no_output(d / "judge.json");
 }

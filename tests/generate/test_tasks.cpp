@@ -74,12 +74,15 @@ TEST(Tasks, CalibrationPromptIsOneThinkingUserTurn) {
   EXPECT_EQ(calibration_prompt(Task::MathQA, m, qwen3),
             "<|im_start|>user\nQuestion: p ?\nOptions: a ) 1 , b ) 2\nAnswer:<|im_end|>\n"
             "<|im_start|>assistant\n");
-  // Evaluation prompt: the 8-shot text as the user turn.
+  // Evaluation prompt with --no-fewshot-as-multiturn: the 8-shot text as one user turn.
   EvalPromptOptions o;
   o.chat = &qwen3;
+  o.fewshot_as_multiturn = false;
   const std::string e = eval_prompt(o, g);
+  EXPECT_EQ(e, qwen3.render({{"user", gsm8k_fewshot_text("What is 2+2?", 8)}}));
   EXPECT_EQ(e.rfind("<|im_start|>user\nQ: There are 15 trees", 0), 0u);
   EXPECT_NE(e.find("Q: What is 2+2?\nA:<|im_end|>\n<|im_start|>assistant\n"), std::string::npos);
+  EXPECT_EQ(e.find("<|im_start|>assistant\nThere"), std::string::npos);  // no assistant turns
   o.chat = nullptr;
   o.shots = 0;
   EXPECT_EQ(eval_prompt(o, g), "What is 2+2?");
@@ -102,4 +105,66 @@ TEST(Tasks, FixtureTokenizerIsQwen3ByteLevel) {
   const auto ids = tok.encode(f.render({{"user", "2+2?"}}));
   EXPECT_EQ(ids.front(), 258);
   EXPECT_EQ(std::count(ids.begin(), ids.end(), 257), 1);
+}
+
+// lm-evaluation-harness with apply_chat_template and fewshot_as_multiturn: per exemplar a user
+// turn doc_to_text ("Q: {question}\nA:") and an assistant turn with the target (no leading
+// target delimiter, no trailing fewshot delimiter), then the question as the last user turn.
+TEST(Tasks, Gsm8kFewshotAsMultiturn) {
+  const auto& ex = gsm8k_cot_exemplars();
+  const auto m = gsm8k_fewshot_messages("What is 2+2?", 8, true);
+  ASSERT_EQ(m.size(), 17u);
+  for (size_t i = 0; i < 8; ++i) {
+    EXPECT_EQ(m[2 * i].role, "user");
+    EXPECT_EQ(m[2 * i].content, std::string("Q: ") + ex[i].question + "\nA:");
+    EXPECT_EQ(m[2 * i + 1].role, "assistant");
+    EXPECT_EQ(m[2 * i + 1].content, ex[i].answer);
+  }
+  EXPECT_EQ(m[0].content,
+            "Q: There are 15 trees in the grove. Grove workers will plant trees in the grove "
+            "today. After they are done, there will be 21 trees. How many trees did the grove "
+            "workers plant today?\nA:");
+  EXPECT_EQ(m[1].content,
+            "There are 15 trees originally. Then there were 21 trees after some more were "
+            "planted. So there must have been 21 - 15 = 6. The answer is 6.");
+  EXPECT_EQ(m[16].role, "user");
+  EXPECT_EQ(m[16].content, "Q: What is 2+2?\nA:");
+  // Not multiturn: one user turn with the plain few-shot text.
+  const auto one = gsm8k_fewshot_messages("What is 2+2?", 2, false);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].content, gsm8k_fewshot_text("What is 2+2?", 2));
+  EXPECT_EQ(gsm8k_fewshot_messages("x", 0, true).size(), 1u);
+  EXPECT_THROW(gsm8k_fewshot_messages("x", 9, true), UsageError);
+
+  // Rendered through Qwen3's template (history assistant turns carry no thinking block).
+  const ChatFormat qwen3 = ChatFormat::named("qwen3");
+  const nlohmann::json g = {{"question", "What is 2+2?"}, {"answer", "#### 4"}};
+  EvalPromptOptions o;
+  o.chat = &qwen3;
+  o.shots = 2;
+  EXPECT_TRUE(o.fewshot_as_multiturn);  // the default
+  EXPECT_EQ(eval_prompt(o, g),
+            "<|im_start|>user\nQ: There are 15 trees in the grove. Grove workers will plant "
+            "trees in the grove today. After they are done, there will be 21 trees. How many "
+            "trees did the grove workers plant today?\nA:<|im_end|>\n"
+            "<|im_start|>assistant\nThere are 15 trees originally. Then there were 21 trees "
+            "after some more were planted. So there must have been 21 - 15 = 6. The answer is "
+            "6.<|im_end|>\n"
+            "<|im_start|>user\nQ: If there are 3 cars in the parking lot and 2 more cars "
+            "arrive, how many cars are in the parking lot?\nA:<|im_end|>\n"
+            "<|im_start|>assistant\nThere are originally 3 cars. 2 more cars arrive. 3 + 2 = 5. "
+            "The answer is 5.<|im_end|>\n"
+            "<|im_start|>user\nQ: What is 2+2?\nA:<|im_end|>\n<|im_start|>assistant\n");
+  o.thinking = Thinking::Off;
+  EXPECT_EQ(eval_prompt(o, g),
+            qwen3.render(gsm8k_fewshot_messages("What is 2+2?", 2, true), true, Thinking::Off));
+  // Plain text and 0-shot prompts do not depend on the setting.
+  o.chat = nullptr;
+  EXPECT_EQ(eval_prompt(o, g), gsm8k_fewshot_text("What is 2+2?", 2));
+  o.chat = &qwen3;
+  o.thinking = Thinking::Default;
+  o.shots = 0;
+  const std::string zero = eval_prompt(o, g);
+  o.fewshot_as_multiturn = false;
+  EXPECT_EQ(eval_prompt(o, g), zero);
 }

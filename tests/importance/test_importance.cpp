@@ -261,29 +261,15 @@ ImportanceScores score_parallel(const std::string& name, int tp, int dp, Criteri
   const fs::path dir = fixture_models() / name;
   const ModelConfig config = load_model_config(dir);
   const auto samples = read_calibration_samples(dir / "calibration.jsonl");
-  ThreadGroup world(tp * dp);
-  std::vector<std::unique_ptr<ThreadGroup>> tp_groups, dp_groups;
-  for (int i = 0; i < dp; ++i) tp_groups.push_back(std::make_unique<ThreadGroup>(tp));
-  for (int i = 0; i < tp; ++i) dp_groups.push_back(std::make_unique<ThreadGroup>(dp));
   std::vector<ImportanceScores> out(static_cast<size_t>(tp * dp));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < tp * dp; ++r)
-    threads.emplace_back([&, r] {
-      ParallelContext par;
-      par.layout = ParallelLayout::make(tp * dp, r, tp);
-      par.world = std::make_unique<ThreadComm>(world, r);
-      par.tp = std::make_unique<ThreadComm>(*tp_groups[static_cast<size_t>(par.layout.dp_rank)],
-                                            par.layout.tp_rank);
-      par.dp = std::make_unique<ThreadComm>(*dp_groups[static_cast<size_t>(par.layout.tp_rank)],
-                                            par.layout.dp_rank);
-      auto backend = make_cpu_backend(1);
-      const ModelWeights w =
-          load_weights(dir, config, make_shard_plan(config, tp, par.layout.tp_rank), *backend);
-      ImportanceOptions o;
-      o.criterion = c;
-      out[static_cast<size_t>(r)] = compute_importance(w, *backend, par, samples, o);
-    });
-  for (auto& t : threads) t.join();
+  run_on_thread_ranks(tp, dp, [&](ParallelContext& par, int r) {
+    auto backend = make_cpu_backend(1);
+    const ModelWeights w =
+        load_weights(dir, config, make_shard_plan(config, tp, par.layout.tp_rank), *backend);
+    ImportanceOptions o;
+    o.criterion = c;
+    out[static_cast<size_t>(r)] = compute_importance(w, *backend, par, samples, o);
+  });
   for (int r = 1; r < tp * dp; ++r)
     EXPECT_EQ(max_rel_diff(out[static_cast<size_t>(r)], out[0]), 0.0) << r;
   return out[0];
