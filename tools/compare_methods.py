@@ -32,6 +32,11 @@ truncation rate; for RESP vs GISP and RESP vs RESP-no-regen at each target, a pa
 over problems (10,000 resamples of the problem set; per-problem outcome = mean over seeds) gives
 the mean difference in flexible accuracy, its 95% interval and a two-sided p-value.
 
+Durable record: every finished evaluation (per-problem outcomes) and every finished run's
+checkpoint sparsities also go to --cache (default docs/results-data/<preset>.json, committed), so
+a comparison that spans several sessions loses at most the prune run in progress when its work
+directory (runs/, not committed) is gone: points in the cache are never recomputed.
+
 Writes <work>/results.json (every measurement, per-problem outcomes included), <out>/results.md
 and <out>/results.png (with --preset tiny: results-tiny.md / results-tiny.png). Every step whose output exists is skipped, so an interrupted comparison
 continues where it stopped (run it again).
@@ -46,6 +51,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,6 +153,51 @@ def choose_checkpoints(history, target, tol):
     return [(lo[0], lo[1], 1.0 - w), (hi[0], hi[1], w)]
 
 
+class Cache:
+    """The durable record of finished work: {"settings", "dense", "runs": {"method/seedN":
+    {"history": [[iteration, sparsity], ...], "evals": {iteration: outcomes}}}}. Outcomes are
+    stored compactly: "0"/"1" strings for strict, flexible and truncated, a list of token counts.
+    Written atomically after every addition; a cache made under other settings is refused."""
+
+    def __init__(self, path, settings):
+        self.path = Path(path)
+        self.lock = threading.Lock()
+        self.data = {"settings": settings, "dense": None, "runs": {}}
+        if self.path.exists():
+            data = json.loads(self.path.read_text())
+            if data.get("settings") != settings:
+                raise SystemExit(f"compare_methods: {self.path} was made with other settings "
+                                 f"({data.get('settings')}); pass another --cache or remove it")
+            self.data = data
+
+    @staticmethod
+    def pack(outcomes):
+        bits = lambda k: "".join("1" if o[k] >= 0.5 else "0" for o in outcomes)
+        return {"strict": bits("strict"), "flexible": bits("flexible"),
+                "truncated": bits("truncated"), "tokens": [int(o["tokens"]) for o in outcomes]}
+
+    @staticmethod
+    def unpack(p):
+        return [{"strict": float(a == "1"), "flexible": float(b == "1"), "tokens": float(t),
+                 "truncated": float(c == "1")}
+                for a, b, c, t in zip(p["strict"], p["flexible"], p["truncated"], p["tokens"])]
+
+    def save(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, separators=(",", ":")) + "\n")
+        tmp.replace(self.path)
+
+    def run_entry(self, key):
+        with self.lock:
+            return self.data["runs"].setdefault(key, {"history": None, "evals": {}})
+
+    def set(self, setter):
+        with self.lock:
+            setter(self.data)
+            self.save()
+
+
 def evaluate(args, model, out_json, log):
     """Greedy eval; returns the per-problem outcomes (strict, flexible, tokens, truncated)."""
     items = Path(str(out_json) + ".items.jsonl")
@@ -203,8 +254,13 @@ def method_seed(args, method, seed):
            "--threads", str(args.threads)]
     for s in sets:
         cmd += ["--set", s]
-    run(cmd, log)
-    history = checkpoint_history(run_dir)
+    key = f"{method}/seed{seed}"
+    entry = args.cache.run_entry(key)
+    if entry["history"] is None:
+        run(cmd, log)
+        history = checkpoint_history(run_dir)
+        args.cache.set(lambda d: d["runs"][key].update(history=history))
+    history = [tuple(h) for h in entry["history"]]
     rows = []
     for sp in args.sparsities:
         chosen = choose_checkpoints(history, sp, args.tolerance)
@@ -215,9 +271,17 @@ def method_seed(args, method, seed):
             continue
         parts = []
         for it, measured, w in chosen:
-            model = work / f"model-iter{it:04d}"
-            export_iteration(args, run_dir, it, model, log)
-            parts.append((w, evaluate(args, model, work / f"eval-iter{it:04d}.json", log)))
+            done = entry["evals"].get(str(it))
+            if done is None:
+                if not (run_dir / f"iter_{it:04d}.h5").exists():
+                    run(cmd, log)  # the work directory is gone: prune again (deterministic)
+                model = work / f"model-iter{it:04d}"
+                export_iteration(args, run_dir, it, model, log)
+                outs = evaluate(args, model, work / f"eval-iter{it:04d}.json", log)
+                args.cache.set(lambda d, it=it, outs=outs:
+                               d["runs"][key]["evals"].__setitem__(str(it), Cache.pack(outs)))
+                done = entry["evals"][str(it)]
+            parts.append((w, Cache.unpack(done)))
         outcomes = combine(parts)
         row.update(reached=True, outcomes=outcomes, **summarise(outcomes),
                    measured=sum(w * m for _, m, w in chosen),
@@ -281,7 +345,7 @@ def write_report(args, dense, rows, tests, premise):
     seeds = " ".join(map(str, args.seeds))
     lines = [f"# Results: RESP and its baselines on {PRESETS[args.preset]['title']}", "",
              f"Produced by `python3 tools/compare_methods.py{' --preset ' + args.preset if args.preset != 'testbed' else ''}` "
-             f"({len(args.seeds)} seeds: {seeds}; held-out `{args.test}`, first {args.limit} "
+             f"({len(args.seeds)} seed{'s' if len(args.seeds) > 1 else ''}: {seeds}; held-out `{args.test}`, first {args.limit} "
              f"problems, greedy decoding, 0-shot chat with thinking, at most "
              f"{args.max_new_tokens} new tokens; pruning config `{args.config}`"
              f"{' with ' + ', '.join(args.set) if args.set else ''}).", ""]
@@ -381,10 +445,13 @@ def main():
     ap.add_argument("--sparsities", type=float, nargs="+", default=[0.2, 0.3, 0.4, 0.5])
     ap.add_argument("--tolerance", type=float, default=0.005)
     ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
-    ap.add_argument("--premise", help="premise JSON of tools/measure_premise.py to quote")
+    ap.add_argument("--premise", help="premise JSON of tools/measure_premise.py to quote "
+                    "(default for the testbed: docs/results-data/premise-testbed.json)")
     ap.add_argument("--jobs", type=int, default=2, help="method/seed runs at once")
     ap.add_argument("--threads", type=int, default=1, help="threads per resp process")
     ap.add_argument("--work")
+    ap.add_argument("--cache", help="durable record of finished work (default "
+                    "docs/results-data/<preset>.json)")
     ap.add_argument("--out", default="docs")
     args = ap.parse_args()
     preset = PRESETS[args.preset]
@@ -394,8 +461,15 @@ def main():
     Path(args.work).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 
-    dense = summarise(evaluate(args, args.model, Path(args.work) / "dense-eval.json",
-                               Path(args.work) / "dense-log.txt"))
+    args.cache = Cache(args.cache or f"docs/results-data/{args.preset}.json",
+                       {"config": args.config, "model": args.model, "test": args.test,
+                        "limit": args.limit, "max_new_tokens": args.max_new_tokens,
+                        "set": args.set, "sparsities": args.sparsities})
+    if args.cache.data["dense"] is None:
+        outs = evaluate(args, args.model, Path(args.work) / "dense-eval.json",
+                        Path(args.work) / "dense-log.txt")
+        args.cache.set(lambda d: d.__setitem__("dense", Cache.pack(outs)))
+    dense = summarise(Cache.unpack(args.cache.data["dense"]))
     tasks = [(m, s) for m in args.methods
              for s in (args.seeds[:1] if m in SEED_FREE else args.seeds)]
     rows = []
@@ -405,6 +479,8 @@ def main():
     rows.sort(key=lambda r: (METHODS.index(r["method"]), r["seed"], r["target"]))
     tests = bootstrap_tests(args, rows)
     premise = None
+    if args.premise is None and args.preset == "testbed":
+        args.premise = "docs/results-data/premise-testbed.json"
     if args.premise and Path(args.premise).exists():
         premise = json.loads(Path(args.premise).read_text()).get("summary")
     (Path(args.work) / "results.json").write_text(

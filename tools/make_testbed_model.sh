@@ -74,4 +74,4 @@ cp "$run"/model/{config.json,model.safetensors,generation_config.json} "$model/"
 cp "$run/log.jsonl" "$model/training_log.jsonl"
 $resp eval --model "$model" --task gsm8k --data "$data/test.jsonl" --shots 0 --chat \
   --thinking on --temperature 0 --max-new-tokens 900 --limit 500 --batch-size 32 \
-  --threads "$threads" --out "$run/eval.json"
+  --threads "$threads" --items "$run/eval.items.jsonl" --out "$run/eval.json"

@@ -3,7 +3,8 @@
 than the gold rationales a GISP-style baseline calibrates on, and they differ from them.
 
     python3 tools/measure_premise.py [--model models/resp-math-reasoner]
-        [--data data/synthetic-reasoning/test.jsonl] [--n 100] [--out runs/premise.json]
+        [--data data/synthetic-reasoning/test.jsonl] [--n 100]
+        [--out docs/results-data/premise-testbed.json]
 
 For the first N problems it builds three kinds of calibration sequences, each = the RESP
 calibration prompt (the question as one user turn, thinking on) + a response:
@@ -47,7 +48,7 @@ def main():
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--max-new-tokens", type=int, default=900)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="runs/premise.json")
+    ap.add_argument("--out", default="docs/results-data/premise-testbed.json")
     args = ap.parse_args()
     rows = read_jsonl(ROOT / args.data)[:args.n]
     eos = json.loads((ROOT / args.model / "tokenizer_config.json").read_text())["eos_token"]

@@ -190,6 +190,14 @@ TrainRunResult run_training(const TrainRunOptions& o, const ParallelContext& par
   if (mc.vocab_size < tok.vocab_size())
     throw ConfigError(cat(config_file.string(), ": vocab_size ", mc.vocab_size,
                           " is smaller than the tokenizer's ", tok.vocab_size(), " tokens"));
+  // A config written for another tokenizer carries that tokenizer's special-token ids; an eos id
+  // that is an ordinary token here would end every generation of the trained model at that word.
+  for (const int id : mc.eos_token_ids)
+    if (id < 0 || id >= tok.vocab_size() || !tok.is_special(id))
+      throw ConfigError(cat(
+          config_file.string(), ": eos_token_id ", id, " is not a special token of the tokenizer",
+          id >= 0 && id < tok.vocab_size() ? " (it is \"" + tok.token(id) + "\")" : std::string(),
+          "; its eos token is ", tok.eos_token()));
   const ShardPlan plan = make_shard_plan(mc, 1, 0);
   ModelWeights weights =
       c.init_from.empty()

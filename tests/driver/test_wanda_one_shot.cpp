@@ -12,10 +12,10 @@
 #include "ckpt/run_checkpoint.h"
 #include "comm/parallel_layout.h"
 #include "core/error.h"
+#include "driver/prune_model.h"
 #include "driver/wanda_one_shot.h"
 #include "model/model_weights.h"
 #include "model/safetensors.h"
-#include "driver/prune_model.h"
 #include "test_util.h"
 #include "thread_comm.h"
 

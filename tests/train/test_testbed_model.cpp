@@ -16,9 +16,10 @@ namespace fs = std::filesystem;
 
 const fs::path kModel = test::source_dir() / "models/resp-math-reasoner";
 const fs::path kTest = test::source_dir() / "data/synthetic-reasoning/test.jsonl";
-// docs/training.md states the held-out accuracy; the slice of 64 must stay above it minus a
-// margin that covers the slice's sampling spread.
-constexpr double kStatedAccuracyMinusMargin = 0.80;
+// docs/training.md states 91.8 % greedy accuracy on the first 500 held-out problems (95.3 % on
+// this slice of the first 64); the margin covers floating-point drift between machines (AVX2 /
+// AVX-512 kernels), not a weaker model.
+constexpr double kStatedAccuracyMinusMargin = 0.85;
 
 // A quoted path for the shell (built by appending: GCC 12 warns, -Wrestrict, on "'" + string).
 std::string q(const fs::path& p) {

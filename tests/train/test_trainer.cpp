@@ -125,6 +125,21 @@ TEST(Trainer, RefusesToOverwriteAndChecksTheModelAgainstTheTokenizer) {
   TrainConfig c = tiny_config(d / "train.jsonl", 2);
   c.model_config = (d / "config.json").string();
   EXPECT_THROW(train(c, d / "out"), ConfigError);
+  // An eos id that is an ordinary token of the tokenizer (a config copied from another model)
+  // would end every generation at that word: refused, naming the token.
+  const Tokenizer tok = Tokenizer::load(demo());
+  int32_t ordinary = 0;
+  while (tok.is_special(ordinary)) ++ordinary;
+  cfg = nlohmann::json::parse(test::read_text(demo() / "config.json"));
+  cfg["eos_token_id"] = ordinary;
+  test::write_text(d / "config.json", cfg.dump());
+  try {
+    train(c, d / "out2");
+    ADD_FAILURE() << "an ordinary-token eos id was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("is not a special token"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(d / "out2/model"));
 }
 
 TEST(TrainData, FormatsSplitPromptAndResponse) {
@@ -183,6 +198,17 @@ TEST(TrainData, FormatsSplitPromptAndResponse) {
   } catch (const UsageError& e) {
     EXPECT_NE(std::string(e.what()).find("bad.jsonl:2"), std::string::npos) << e.what();
   }
+}
+
+TEST(TrainData, ThinkingFieldIsTheReasoningWhenPresent) {
+  const nlohmann::json gold = {{"question", "q"}, {"answer", "2+3=<<2+3=5>>5\n#### 5"}};
+  EXPECT_EQ(gsm8k_thinking_response(gold), "<think>\n2+3=<<2+3=5>>5\n</think>\n\nThe answer is 5.");
+  nlohmann::json traced = gold;
+  traced["thinking"] = "  Let me add: 2 + 3 = 5.\n";
+  EXPECT_EQ(gsm8k_thinking_response(traced),
+            "<think>\nLet me add: 2 + 3 = 5.\n</think>\n\nThe answer is 5.");
+  traced["thinking"] = 7;
+  EXPECT_THROW(gsm8k_thinking_response(traced), UsageError);
 }
 
 TEST(TrainData, EpochOrderIsAKeyedPermutation) {
