@@ -214,8 +214,7 @@ def evaluate(args, model, out_json, log):
             c = it["correct"]
             outcomes.append({"strict": float(bool(c["strict"])),
                              "flexible": float(bool(c["flexible"])),
-                             "tokens": float(it["output_tokens"] if isinstance(
-                                 it.get("output_tokens"), (int, float)) else it["n_output_tokens"]),
+                             "tokens": float(it["n_output_tokens"]),
                              "truncated": float(it["finish_reason"] == "length")})
     return outcomes
 
