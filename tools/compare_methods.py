@@ -51,6 +51,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import threading
 from pathlib import Path
 
@@ -241,12 +242,71 @@ def summarise(outcomes):
                                                            "truncated")}
 
 
+def snapshot_path(args, method, seed):
+    return Path(args.snapshots) / f"{method}-seed{seed}.tar.xz"
+
+
+def restore_snapshot(args, method, seed, run_dir):
+    """A run cut short by the end of a session continues from its snapshot (--snapshot)."""
+    snap = snapshot_path(args, method, seed)
+    if any(run_dir.glob("iter_*.h5")) or not snap.exists():
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(snap) as t:
+        names = t.getnames()
+        if any("/" in n or n.startswith(".") for n in names):
+            raise SystemExit(f"compare_methods: {snap} holds unexpected paths")
+        t.extractall(run_dir)
+    print(f"compare_methods: {method} seed {seed} continues from {snap}")
+
+
+def take_snapshots(args):
+    """Packs every unfinished run directory (all checkpoints: pending evaluations may need any
+    of them) into --snapshots, so that a comparison spanning sessions loses no pruning work;
+    drops the snapshots of finished runs. Safe while runs are in progress (checkpoints are
+    renamed into place whole; .tmp files are skipped)."""
+    Path(args.snapshots).mkdir(parents=True, exist_ok=True)
+    for method in args.methods:
+        for seed in (args.seeds[:1] if method in SEED_FREE else args.seeds):
+            key = f"{method}/seed{seed}"
+            snap = snapshot_path(args, method, seed)
+            if run_finished(args, key):
+                snap.unlink(missing_ok=True)
+                continue
+            run_dir = Path(args.work) / method / f"seed{seed}" / "run"
+            files = sorted(p for p in run_dir.glob("*")
+                           if p.name in ("config.yaml", "latest") or
+                           (p.name.startswith("iter_") and p.suffix == ".h5"))
+            if not any(p.suffix == ".h5" for p in files):
+                continue
+            tmp = snap.with_suffix(".tmp")
+            with tarfile.open(tmp, "w:xz") as t:
+                for p in files:
+                    t.add(p, arcname=p.name)
+            tmp.replace(snap)
+            print(f"compare_methods: snapshot {snap} ({snap.stat().st_size / 1e6:.2f} MB)")
+
+
+def run_finished(args, key):
+    """True when the cache holds the run's history and every evaluation its rows need."""
+    entry = args.cache.data["runs"].get(key)
+    if not entry or entry.get("history") is None:
+        return False
+    history = [tuple(h) for h in entry["history"]]
+    for sp in args.sparsities:
+        for it, _, _ in choose_checkpoints(history, sp, args.tolerance) or []:
+            if str(it) not in entry["evals"]:
+                return False
+    return True
+
+
 def method_seed(args, method, seed):
     """One prune run, then the matched-sparsity evaluations. Returns a list of rows."""
     work = Path(args.work) / method / f"seed{seed}"
     work.mkdir(parents=True, exist_ok=True)
     log = work / "log.txt"
     run_dir = work / "run"
+    restore_snapshot(args, method, seed, run_dir)
     sets = method_overrides(method, args.sparsities) + [
         f"generation.seed={seed}", f"data.shuffle_seed={seed}"] + args.set
     cmd = [args.resp, "prune", "--config", args.config, "--out", str(run_dir), "--resume",
@@ -287,6 +347,8 @@ def method_seed(args, method, seed):
                    checkpoints=[{"iteration": it, "sparsity": m, "weight": w}
                                 for it, m, w in chosen])
         rows.append(row)
+    if run_finished(args, key):
+        snapshot_path(args, method, seed).unlink(missing_ok=True)
     return rows
 
 
@@ -452,6 +514,11 @@ def main():
     ap.add_argument("--cache", help="durable record of finished work (default "
                     "docs/results-data/<preset>.json)")
     ap.add_argument("--out", default="docs")
+    ap.add_argument("--snapshots", help="where unfinished runs are packed by --snapshot and "
+                    "restored from (default docs/results-data/<preset>-runs)")
+    ap.add_argument("--snapshot", action="store_true",
+                    help="only pack the unfinished run directories (e.g. before a session ends, "
+                    "while a comparison runs) and exit")
     args = ap.parse_args()
     preset = PRESETS[args.preset]
     for key in ("config", "model", "test", "limit", "max_new_tokens", "work"):
@@ -464,6 +531,11 @@ def main():
                        {"config": args.config, "model": args.model, "test": args.test,
                         "limit": args.limit, "max_new_tokens": args.max_new_tokens,
                         "set": args.set, "sparsities": args.sparsities})
+    if args.snapshots is None:
+        args.snapshots = f"docs/results-data/{args.preset}-runs"
+    if args.snapshot:
+        take_snapshots(args)
+        return
     if args.cache.data["dense"] is None:
         outs = evaluate(args, args.model, Path(args.work) / "dense-eval.json",
                         Path(args.work) / "dense-log.txt")

@@ -68,10 +68,12 @@ std::vector<CalibrationSample> load_calibration(const CalibrationInput& in,
   Task task = Task::Gsm8k;
   if (in.source == "gold") {
     task = parse_task(in.task);
-    chat = ChatFormat::for_tokenizer(tok, in.chat_format);
+    chat = ChatFormat::for_tokenizer(tok, in.chat_format, in.model_dir);
   } else if (in.source != "text") {
     throw UsageError(cat("unknown calibration source \"", in.source, "\""));
   }
+  const Thinking thinking = parse_thinking_setting(in.thinking, "--thinking");
+  if (chat) chat->resolve(thinking);  // thinking on without a thinking mode fails up front
   for (size_t i = 0; i < records.size(); ++i) {
     const JsonlRecord& r = records[i];
     const std::string where = cat(in.path, ":", r.line);
@@ -79,9 +81,9 @@ std::vector<CalibrationSample> load_calibration(const CalibrationInput& in,
     row.id = id_of(r, i);
     row.value = r.value;
     row.line = r.line;
-    CalibrationSample s = in.source == "gold"
-                              ? gold_sample(task, row, tok, &*chat, Thinking::On, where)
-                              : text_sample(row, tok, where);
+    CalibrationSample s =
+        in.source == "gold" ? gold_sample(task, row, tok, &*chat, thinking, where, in.system_prompt)
+                            : text_sample(row, tok, where);
     check_vocab(s, config, where);
     out.push_back(std::move(s));
   }

@@ -16,6 +16,8 @@ struct CalibrationInput {
   std::string task;             // gsm8k | mathqa (gold)
   std::string model_dir;        // tokenizer location (gold, text)
   std::string chat_format;      // override for gold prompts
+  std::string thinking;         // gold prompts: auto (default) | on | off
+  std::string system_prompt;    // gold prompts: a leading system message when not empty
   int64_t limit = 0;            // 0 = all records
 };
 

@@ -58,6 +58,9 @@ int run_bench_checkpoint(const CheckpointBenchOptions& o) {
   double write_s = 0, read_s = 0, bytes = 0;
   for (int r = 0; r < o.repeat; ++r) {
     s.iteration = r;
+    IterationRecord rec;  // a checkpoint's history ends at its own iteration
+    rec.iteration = r;
+    s.history.push_back(rec);
     Stopwatch w;
     write_run_checkpoint(dir, s);
     write_s += w.seconds();

@@ -1,6 +1,7 @@
 // `resp eval`: accuracy of a model on GSM8K or MathQA following RESP's protocol
 // (shared/docs/resp-method.md): GSM8K 8-shot chain of thought (or --shots 0), MathQA 0-shot,
-// through the chat template with thinking on by default, sampled with the model's settings.
+// through the model's chat template with thinking auto by default (on when the template has a
+// thinking mode), sampled with the model's settings.
 // Answers are extracted deterministically (strict and flexible, see
 // generate/answer_extraction.h): by this project's extractor, or (--extract lm-eval) by
 // lm-evaluation-harness's gsm8k_cot rules. With a chat template the GSM8K exemplars are separate
@@ -65,6 +66,10 @@ int run_eval(const EvalOptions& o) {
       o.items.empty() ? default_items_path(o.out) : std::filesystem::path(o.items);
   if (items_path == std::filesystem::path(o.out))
     throw UsageError("--items must differ from --out");
+  // Both outputs are files: refuse a directory before anything is written beside it.
+  for (const auto& p : {std::filesystem::path(o.out), items_path})
+    if (std::filesystem::is_directory(p))
+      throw UsageError(cat(p.string(), " is a directory; --out and --items name files"));
   Runtime rt = start_runtime(o.flags.tp, o.flags.threads, o.flags.device);
   const ParallelLayout& L = rt.par.layout;
 
@@ -75,6 +80,9 @@ int run_eval(const EvalOptions& o) {
 
   GenerationSession S(o.model, o.flags, task == Task::Gsm8k ? 2048 : 4096);
   const bool chat = o.flags.chat.value_or(S.has_chat_template());
+  if (!chat && !o.flags.system_prompt.empty())
+    throw UsageError(
+        "--system needs a chat template (it was used with --no-chat or a model without one)");
   if (!chat && o.fewshot_as_multiturn.value_or(false))
     throw UsageError(
         "--fewshot-as-multiturn needs a chat template (it was used with --no-chat or "
@@ -87,6 +95,7 @@ int run_eval(const EvalOptions& o) {
   po.shots = shots;
   po.chat = chat ? &S.chat() : nullptr;
   po.thinking = parse_thinking(o.flags.thinking);
+  po.system_prompt = o.flags.system_prompt;
   po.fewshot_as_multiturn = multiturn;
   // A plain-text few-shot prompt continues with the next "Q:" once the answer is given.
   if (!chat && task == Task::Gsm8k && shots > 0) S.generation_config().stop.push_back("\n\nQ:");
@@ -154,6 +163,7 @@ int run_eval(const EvalOptions& o) {
           {"chat", chat},
           {"chat_format", chat ? S.chat().name() : "none"},
           {"thinking", S.thinking_output(chat)},
+          {"system_prompt", o.flags.system_prompt},
           {"temperature", gc.sampling.temperature},
           {"top_p", gc.sampling.top_p},
           {"top_k", gc.sampling.top_k},

@@ -2,6 +2,7 @@
 // Face checkpoint directory (ckpt/export.h). The iteration is given directly (--iteration) or
 // as the one whose measured sparsity is closest to --sparsity (ties: the earlier iteration).
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <optional>
@@ -115,7 +116,17 @@ int run_export(const ExportOptions& o) {
         chosen = &c;
   }
   std::printf("iteration %d: measured sparsity %.4f", chosen->iteration, chosen->sparsity);
-  if (o.sparsity) std::printf(" (closest to the requested %.4f)", *o.sparsity);
+  if (o.sparsity) {
+    double highest = 0;
+    for (const auto& c : candidates) highest = std::max(highest, c.sparsity);
+    std::printf(" (closest to the requested %.4f)", *o.sparsity);
+    // The nearest checkpoint of a run that stopped short is not the model that was asked for.
+    if (!sparsity_reached(highest, *o.sparsity)) {
+      std::printf(" -- requested sparsity NOT REACHED: the run's highest is %.4f", highest);
+      log_warn("no checkpoint of ", o.run, " reached sparsity ", *o.sparsity,
+               " (highest ", highest, "); exporting iteration ", chosen->iteration);
+    }
+  }
   std::printf("\n");
   std::fflush(stdout);
 

@@ -3,7 +3,8 @@
 // each replica decodes its share with continuous batching on its TP group; world rank 0 writes
 // every trace, in input order, to a file that appears only when complete.
 //
-//   resp generate --model DIR --prompts FILE.jsonl --out traces.jsonl [--chat] [--thinking on|off]
+//   resp generate --model DIR --prompts FILE.jsonl --out traces.jsonl [--chat]
+//                 [--thinking auto|on|off] [--system TEXT]
 //                 [--task gsm8k|mathqa] [--max-new-tokens N] [--temperature T] [--top-p P]
 //                 [--top-k K] [--seed S] [--batch-size B] [--stop STR]... [--limit N]
 // Input lines: {"id"?, "prompt": "..."} (plain text, or one user turn with --chat),
@@ -66,7 +67,7 @@ int run_generate(const GenerateOptions& o) {
   if (records.empty()) throw UsageError(cat(o.prompts, ": no prompts"));
 
   GenerationSession S(o.model, o.flags, 2048);
-  const Thinking thinking = parse_thinking(o.flags.thinking);
+  const ChatOptions chat_opts = S.chat_options();
   const bool chat_prompts = o.flags.chat.value_or(false);
   std::vector<GenerationRequest> requests;
   std::vector<nlohmann::json> ids;
@@ -78,23 +79,22 @@ int run_generate(const GenerateOptions& o) {
     bool raw = false;
     try {
       if (task) {
-        text = calibration_prompt(*task, r.value, S.chat(), thinking);
+        text = calibration_prompt(*task, r.value, S.chat(), chat_opts.thinking,
+                                  chat_opts.system_prompt);
       } else if (r.value.contains("messages")) {
         if (r.value.contains("prompt"))
           throw UsageError("has both \"prompt\" and \"messages\"; give one");
-        ChatOptions co;
-        co.thinking = thinking;
-        text = S.chat().render(parse_messages(r, where), co);
+        text = S.chat().render(parse_messages(r, where), chat_opts);
       } else if (r.value.contains("prompt")) {
         const auto& p = r.value["prompt"];
         if (!p.is_string()) throw UsageError(cat("\"prompt\" must be a string, got ", p.dump()));
         text = p.get<std::string>();
         if (text.empty()) throw UsageError("empty prompt");
         if (chat_prompts) {
-          ChatOptions co;
-          co.thinking = thinking;
-          text = S.chat().render({ChatMessage{"user", text}}, co);
+          text = S.chat().render({ChatMessage{"user", text}}, chat_opts);
         } else {
+          if (!chat_opts.system_prompt.empty())
+            throw UsageError("--system needs --chat (a plain-text prompt has no system message)");
           raw = true;
         }
       } else {

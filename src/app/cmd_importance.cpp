@@ -2,7 +2,8 @@
 // data, written as HDF5 (ckpt/scores_file.h).
 //   self: traces from `resp generate` ({"prompt_tokens", "output_tokens"}), prompt masked
 //   gold: dataset rows (--task gsm8k|mathqa); the gold rationale is the response to RESP's
-//         calibration prompt (chat template, thinking on)
+//         calibration prompt (chat template, thinking auto: on when the template has a
+//         thinking mode; --thinking, --system)
 //   text: {"text"} rows, full-sequence loss
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -25,6 +26,7 @@ namespace {
 
 struct ImportanceCliOptions {
   std::string model, traces, out, criterion = "taylor", loss, source = "self", task, chat_format;
+  std::string thinking, system_prompt;
   int tp = 1, threads = 0;
   std::string device = "auto";
   int64_t limit = 0;
@@ -54,6 +56,8 @@ int run_importance(const ImportanceCliOptions& o) {
     in.task = o.task;
     in.model_dir = o.model;
     in.chat_format = o.chat_format;
+    in.thinking = o.thinking;
+    in.system_prompt = o.system_prompt;
     in.limit = o.limit;
     samples = load_calibration(in, config);
   }
@@ -92,7 +96,12 @@ void register_importance(CLI::App& root, Action* selected) {
   cmd->add_option("--loss", o->loss, "decode-only (default) | full (default for --source text)");
   cmd->add_option("--source", o->source, "self | gold | text");
   cmd->add_option("--task", o->task, "gsm8k | mathqa (for --source gold)");
-  cmd->add_option("--chat-format", o->chat_format, "Override the detected chat format (gold)");
+  cmd->add_option("--chat-format", o->chat_format,
+                  "Hand-written chat format instead of the model's own template (gold)");
+  cmd->add_option("--thinking", o->thinking,
+                  "Thinking mode of the gold prompts: auto (default) | on | off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  cmd->add_option("--system", o->system_prompt, "System prompt of the gold prompts");
   cmd->add_option("--limit", o->limit, "Use only the first N records")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--out", o->out, "Output scores (.h5)")->required();

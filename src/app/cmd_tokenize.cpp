@@ -1,9 +1,11 @@
 // `resp tokenize` and `resp detokenize`: text (or chat messages) <-> token ids with the model's
 // own tokenizer.json, exactly as Hugging Face tokenizers / apply_chat_template produce them.
 //
-//   resp tokenize --model DIR (--text S | --input FILE.jsonl) [--chat] [--thinking on|off]
-//                 [--chat-format qwen3|qwen2.5|deepseek-r1|llama3] [--date "26 Jul 2024"]
-//                 [--no-special-tokens]
+//   resp tokenize --model DIR (--text S | --input FILE.jsonl) [--chat] [--thinking auto|on|off]
+//                 [--system TEXT] [--chat-format qwen3|qwen2.5|deepseek-r1|llama3]
+//                 [--date "26 Jul 2024"] [--no-special-tokens]
+//     Chat rendering is the model's own template (as apply_chat_template; without --thinking
+//     the template's default), or a hand-written format with --chat-format.
 //     --text: one line {"ids": [...]}; --input: lines {"id"?, "text"} or {"id"?, "messages"}
 //     -> {"id": ..., "ids": [...]} (id = the record's, or its 0-based index).
 //   resp detokenize --model DIR (--ids "1,2,3" | --input FILE.jsonl) [--skip-special]
@@ -25,7 +27,7 @@ namespace {
 using ojson = nlohmann::ordered_json;
 
 struct TokenizeOptions {
-  std::string model, text, input, thinking, chat_format, date;
+  std::string model, text, input, thinking, chat_format, date, system_prompt;
   bool has_text = false, has_input = false;
   bool chat = false;
   bool no_special = false;
@@ -63,9 +65,10 @@ std::vector<ChatMessage> parse_messages(const nlohmann::json& arr, const std::st
 class Tokenize {
  public:
   explicit Tokenize(const TokenizeOptions& o) : o_(o), tok_(Tokenizer::load(o.model)) {
-    if (o.thinking == "on") chat_opts_.thinking = Thinking::On;
-    if (o.thinking == "off") chat_opts_.thinking = Thinking::Off;
+    // Without --thinking the template's own default, as apply_chat_template without kwargs.
+    if (!o.thinking.empty()) chat_opts_.thinking = parse_thinking_setting(o.thinking);
     if (!o.date.empty()) chat_opts_.date_string = o.date;
+    chat_opts_.system_prompt = o.system_prompt;
   }
 
   std::vector<int32_t> text(const std::string& s) const {
@@ -74,7 +77,7 @@ class Tokenize {
   }
 
   std::vector<int32_t> chat(const std::vector<ChatMessage>& m, bool gen_prompt) const {
-    if (!format_) format_.emplace(ChatFormat::for_tokenizer(tok_, o_.chat_format));
+    if (!format_) format_.emplace(ChatFormat::for_tokenizer(tok_, o_.chat_format, o_.model));
     ChatOptions co = chat_opts_;
     co.add_generation_prompt = gen_prompt;
     // The rendered text carries its own BOS (where the template has one), as with
@@ -93,8 +96,10 @@ int run_tokenize(const TokenizeOptions& o) {
   if (o.has_text == o.has_input)
     throw UsageError("tokenize: give exactly one of --text and --input");
   const bool text_mode = o.has_text;
-  if (text_mode && !o.chat && (!o.thinking.empty() || !o.chat_format.empty() || !o.date.empty()))
-    throw UsageError("tokenize: --thinking, --chat-format and --date need --chat");
+  if (text_mode && !o.chat &&
+      (!o.thinking.empty() || !o.chat_format.empty() || !o.date.empty() ||
+       !o.system_prompt.empty()))
+    throw UsageError("tokenize: --thinking, --system, --chat-format and --date need --chat");
   const Tokenize t(o);
   if (text_mode) {
     print_line(ojson{{"ids", t.text(o.text)}});
@@ -208,13 +213,17 @@ void register_tokenize(CLI::App& root, Action* selected) {
   tk->add_flag("--chat", to->chat,
                "Render --text (or each \"text\") as one user turn with the chat template and "
                "the generation prompt");
-  tk->add_option("--thinking", to->thinking, "Thinking mode of the chat template (Qwen3)")
-      ->check(CLI::IsMember({"on", "off"}));
+  tk->add_option("--thinking", to->thinking,
+                 "Thinking mode of the chat template: auto | on | off (default: the template's)")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  tk->add_option("--system", to->system_prompt,
+                 "System prompt: a leading system message in each chat rendering");
   tk->add_option("--chat-format", to->chat_format,
-                 "Chat format instead of the one detected from chat_template")
+                 "Hand-written chat format instead of the model's own chat template")
       ->check(CLI::IsMember({"qwen3", "qwen2.5", "deepseek-r1", "llama3"}));
   tk->add_option("--date", to->date,
-                 "Llama-3 system header 'Today Date' (default: 26 Jul 2024, the template's own)");
+                 "Date the template sees (date_string, strftime_now; Llama-3's 'Today Date'); "
+                 "default 26 Jul 2024");
   tk->add_flag("--no-special-tokens", to->no_special,
                "Plain text: do not add the tokenizer's special tokens (Llama-3's BOS)");
   tk->callback([to, selected, text, input] {

@@ -23,5 +23,6 @@ void register_prune(CLI::App& root, Action* selected);  // prune + inspect
 void register_export(CLI::App& root, Action* selected);
 void register_synth(CLI::App& root, Action* selected);  // synth-math
 void register_train(CLI::App& root, Action* selected);
+void register_import_gguf(CLI::App& root, Action* selected);
 
 }  // namespace resp::app

@@ -19,7 +19,7 @@ std::vector<JsonlRecord> read_jsonl(const std::filesystem::path& path) {
     r.line = n;
     try {
       r.value = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e999
       throw UsageError(cat(path.string(), ":", n, ": malformed JSON (", e.what(), ")"));
     }
     if (!r.value.is_object())

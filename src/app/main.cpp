@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "app/commands.h"
 #include "comm/mpi_communicator.h"
@@ -24,11 +25,23 @@ int main(int argc, char** argv) {
   resp::app::register_export(root, &selected);
   resp::app::register_synth(root, &selected);
   resp::app::register_train(root, &selected);
+  resp::app::register_import_gguf(root, &selected);
 
   try {
     root.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return root.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return root.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return root.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line and exit 2, like every other usage error (CLI11's own codes are 100+).
+    std::string msg = e.what();
+    for (char& c : msg)
+      if (c == '\n') c = ' ';
+    std::fprintf(stderr, "resp: error: %s (see resp --help)\n", msg.c_str());
+    return 2;
   }
   int code = 0;
   try {

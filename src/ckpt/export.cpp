@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "ckpt/hetero_python.h"
 #include "ckpt/safetensors_writer.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -322,6 +323,22 @@ void write_text(const fs::path& path, const std::string& text) {
   if (!f) throw IoError(cat("cannot write ", path.string()));
 }
 
+constexpr const char* kHeteroModelingModule = "modeling_resp_pruned";
+constexpr const char* kHeteroConfigurationModule = "configuration_resp_pruned";
+
+// The family part of the class names in src/ckpt/python (RespPruned<family>ForCausalLM).
+std::string hetero_python_family(Arch arch) {
+  switch (arch) {
+    case Arch::Qwen3:
+      return "Qwen3";
+    case Arch::Qwen2:
+      return "Qwen2";
+    case Arch::Llama:
+      return "Llama";
+  }
+  throw UnsupportedError("export: hetero has no transformers class for this architecture");
+}
+
 std::string export_config(const fs::path& source_dir, const ModelConfig& pruned,
                           ExportFormat format) {
   ojson j = read_json_ordered(source_dir / "config.json");
@@ -332,6 +349,12 @@ std::string export_config(const fs::path& source_dir, const ModelConfig& pruned,
     j["intermediate_size"] = s.d_ff();
     j["head_dim"] = pruned.head_dim;
   } else if (format == ExportFormat::Hetero) {
+    // Stock transformers builds the per-layer shapes through the export's own Python files.
+    const std::string family = hetero_python_family(pruned.arch);
+    j.erase("auto_map");
+    j["auto_map"] = {
+        {"AutoConfig", cat(kHeteroConfigurationModule, ".RespPruned", family, "Config")},
+        {"AutoModelForCausalLM", cat(kHeteroModelingModule, ".RespPruned", family, "ForCausalLM")}};
     // One line per layer (dump(2) would put every id on a line of its own).
     const std::string placeholder = "@resp_pruning@";
     j.erase("resp_pruning");
@@ -455,6 +478,10 @@ void export_model(const fs::path& source_dir, const ModelConfig& dense, const Pr
       write_text(tmp / "config.json", config_text);
     for (const char* f : kSideFiles)
       if (fs::is_regular_file(source_dir / f)) fs::copy_file(source_dir / f, tmp / f);
+    if (format == ExportFormat::Hetero) {
+      write_text(tmp / cat(kHeteroModelingModule, ".py"), kModelingRespPrunedPy);
+      write_text(tmp / cat(kHeteroConfigurationModule, ".py"), kConfigurationRespPrunedPy);
+    }
     verify_output(tmp, tensors, format == ExportFormat::Masked ? dense : pruned);
     fs::remove(tmp / kIncompleteMarker);
     if (non_empty_dir(out_dir))

@@ -8,7 +8,9 @@
 //            that says why.
 //   hetero   physically smaller per-layer shapes; config.json gains "resp_pruning": {"layers":
 //            [{"heads": [...], "kv_heads": [...], "channels": [...]}, ...]} (original ids),
-//            which resp loads (docs/checkpoint-format.md); stock tools do not.
+//            which resp loads (docs/checkpoint-format.md), and an "auto_map" naming the
+//            modeling_resp_pruned.py / configuration_resp_pruned.py written next to the weights
+//            (src/ckpt/python), so transformers loads it with trust_remote_code=True.
 // Tensors keep the source dtype (bf16 stays bf16; rows are copied as raw bytes). Tokenizer and
 // generation files are copied. The output directory is written atomically (OUT.tmp, rename).
 #pragma once

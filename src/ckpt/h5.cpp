@@ -1,6 +1,14 @@
 #include "ckpt/h5.h"
 
+#include <fcntl.h>
 #include <hdf5.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <utility>
 
 #include "core/error.h"
 
@@ -57,13 +65,45 @@ void write_dataset(const File& f, const std::string& name, hid type, const T* da
   Handle space = space_of(shape);
   Handle lcpl = check(H5Pcreate(H5P_LINK_CREATE), close_plist, "H5Pcreate");
   H5Pset_create_intermediate_group(lcpl.id(), 1);
-  Handle ds =
-      check(H5Dcreate2(f.id(), name.c_str(), type, space.id(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT),
-            close_dataset, cat(f.path(), ": cannot create dataset ", name));
   int64_t n = 1;
   for (auto d : shape) n *= d;
+  // Fletcher32 needs a chunked layout; one chunk per dataset up to ~64 MiB keeps reads simple.
+  Handle dcpl = check(H5Pcreate(H5P_DATASET_CREATE), close_plist, "H5Pcreate");
+  if (n > 0 && !shape.empty()) {
+    std::vector<hsize_t> chunk(shape.begin(), shape.end());
+    const hsize_t row = n / static_cast<int64_t>(chunk[0]);
+    chunk[0] = std::max<hsize_t>(1, std::min<hsize_t>(chunk[0], (hsize_t{16} << 20) / row));
+    if (H5Pset_chunk(dcpl.id(), static_cast<int>(chunk.size()), chunk.data()) < 0 ||
+        H5Pset_fletcher32(dcpl.id()) < 0)
+      throw IoError(cat(f.path(), ": cannot set up the checksum of dataset ", name));
+  }
+  Handle ds =
+      check(H5Dcreate2(f.id(), name.c_str(), type, space.id(), lcpl.id(), dcpl.id(), H5P_DEFAULT),
+            close_dataset, cat(f.path(), ": cannot create dataset ", name));
   if (n > 0 && H5Dwrite(ds.id(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
     throw IoError(cat(f.path(), ": cannot write dataset ", name));
+}
+
+// The element count of a dataspace of `obj`, refused when the elements need more bytes than the
+// whole file: resp writes no compressed data, so such dims are a corrupt header, and a flipped
+// bit in a dimension must be a FormatError, not an allocation of terabytes.
+uint64_t element_count(hid obj, const std::vector<hsize_t>& dims, size_t elem_size,
+                       const std::string& what) {
+  hsize_t file_size = 0;
+  const hid file = H5Iget_file_id(obj);
+  const bool sized = file >= 0 && H5Fget_filesize(file, &file_size) >= 0;
+  if (file >= 0) H5Fclose(file);
+  if (!sized) throw FormatError(cat(what, ": cannot determine the file size"));
+  if (std::find(dims.begin(), dims.end(), hsize_t{0}) != dims.end()) return 0;
+  const uint64_t max = file_size / std::max<size_t>(elem_size, 1);
+  uint64_t n = 1;
+  for (hsize_t d : dims) {
+    if (n > max / d)
+      throw FormatError(cat(what, ": its dims ask for more data than the file's ", file_size,
+                            " bytes hold (corrupt file?)"));
+    n *= d;
+  }
+  return n;
 }
 
 template <typename T>
@@ -77,17 +117,14 @@ std::vector<T> read_dataset(const File& f, const std::string& name, hid type,
   if (rank < 0 || rank > 8) throw FormatError(cat(f.path(), ": dataset ", name, " has bad rank"));
   std::vector<hsize_t> dims(static_cast<size_t>(rank));
   H5Sget_simple_extent_dims(space.id(), dims.data(), nullptr);
-  uint64_t n = 1;
-  for (auto d : dims) {
-    if (d > (1ull << 40))
-      throw FormatError(cat(f.path(), ": dataset ", name, " is absurdly large"));
-    n *= d;
-  }
-  if (n > (1ull << 40)) throw FormatError(cat(f.path(), ": dataset ", name, " is absurdly large"));
+  Handle stored = check(H5Dget_type(ds.id()), close_type, "H5Dget_type");
+  const uint64_t n =
+      element_count(ds.id(), dims, H5Tget_size(stored.id()), cat(f.path(), ": dataset ", name));
   if (shape_out) shape_out->assign(dims.begin(), dims.end());
   std::vector<T> v(n);
   if (n > 0 && H5Dread(ds.id(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
-    throw FormatError(cat(f.path(), ": cannot read dataset ", name, " as the expected type"));
+    throw FormatError(cat(f.path(), ": cannot read dataset ", name,
+                          " as the expected type (or its checksum failed: corrupt file)"));
   return v;
 }
 
@@ -95,6 +132,163 @@ Handle open_obj(const File& f, const std::string& obj) {
   return check(
       H5Oopen(f.id(), obj.c_str(), H5P_DEFAULT), [](hid id) { return H5Oclose(id); },
       cat(f.path(), ": no object ", obj));
+}
+
+// FNV-1a, 64 bit: enough to tell rot or an edit from an intact file (not a defence against
+// someone who recomputes it).
+struct Fnv64 {
+  uint64_t h = 1469598103934665603ull;
+  void bytes(const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  }
+  void u64(uint64_t v) { bytes(&v, sizeof v); }
+  void str(std::string_view s) {
+    u64(s.size());
+    bytes(s.data(), s.size());
+  }
+};
+
+std::string read_string_value(hid obj, hid type, bool is_attr, const std::string& what) {
+  if (H5Tis_variable_str(type) > 0) {
+    char* s = nullptr;
+    Handle mem = check(H5Tcopy(H5T_C_S1), close_type, "H5Tcopy");
+    H5Tset_size(mem.id(), H5T_VARIABLE);
+    H5Tset_cset(mem.id(), H5Tget_cset(type));  // HDF5 will not convert ASCII <-> UTF-8
+    const herr_t rc = is_attr ? H5Aread(obj, mem.id(), &s)
+                              : H5Dread(obj, mem.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &s);
+    if (rc < 0 || !s) throw FormatError(cat(what, ": cannot read string"));
+    std::string out(s);
+    H5free_memory(s);
+    return out;
+  }
+  const size_t n = H5Tget_size(type);
+  if (n > (1u << 26)) throw FormatError(cat(what, ": string too large"));
+  std::string buf(n, '\0');
+  const herr_t rc = is_attr ? H5Aread(obj, type, buf.data())
+                            : H5Dread(obj, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data());
+  if (rc < 0) throw FormatError(cat(what, ": cannot read string"));
+  while (!buf.empty() && buf.back() == '\0') buf.pop_back();
+  return buf;
+}
+
+// Folds one value (attribute or dataset) into the digest: its type class, element size,
+// shape and bytes as this machine's native type.
+void digest_value(Fnv64& d, hid obj, bool is_attr, const std::string& what) {
+  Handle type = check(is_attr ? H5Aget_type(obj) : H5Dget_type(obj), close_type,
+                      cat(what, ": cannot read type"));
+  Handle space = check(is_attr ? H5Aget_space(obj) : H5Dget_space(obj), close_space,
+                       cat(what, ": cannot read shape"));
+  const H5T_class_t cls = H5Tget_class(type.id());
+  d.u64(static_cast<uint64_t>(cls));
+  const int rank = H5Sget_simple_extent_ndims(space.id());
+  if (rank < 0 || rank > 8) throw FormatError(cat(what, ": bad rank"));
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  H5Sget_simple_extent_dims(space.id(), dims.data(), nullptr);
+  for (hsize_t x : dims) d.u64(x);
+  if (cls == H5T_STRING) {
+    if (rank != 0) throw FormatError(cat(what, ": string arrays are not written by resp"));
+    d.str(read_string_value(obj, type.id(), is_attr, what));
+    return;
+  }
+  if (cls != H5T_INTEGER && cls != H5T_FLOAT)
+    throw FormatError(cat(what, ": unexpected HDF5 type class ", static_cast<int>(cls)));
+  Handle native = check(H5Tget_native_type(type.id(), H5T_DIR_ASCEND), close_type,
+                        cat(what, ": no native type"));
+  const size_t size = H5Tget_size(native.id());
+  d.u64(size);
+  const uint64_t n = element_count(obj, dims, size, what);
+  if (n == 0) return;
+  std::vector<unsigned char> buf(n * size);
+  const herr_t rc = is_attr ? H5Aread(obj, native.id(), buf.data())
+                            : H5Dread(obj, native.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data());
+  if (rc < 0) throw FormatError(cat(what, ": cannot read (checksum failed: corrupt file?)"));
+  d.bytes(buf.data(), buf.size());
+}
+
+struct DigestWalk {
+  Fnv64 d;
+  std::string file;
+  std::string error;    // set by callbacks: HDF5's iteration cannot carry our exceptions
+  bool at_root = false;  // the root's digest attribute does not cover itself
+};
+
+herr_t digest_attribute(hid loc, const char* name, const H5A_info_t*, void* data) {
+  auto* w = static_cast<DigestWalk*>(data);
+  try {
+    if (w->at_root && std::strcmp(name, kDigestAttribute) == 0) return 0;
+    w->d.str(name);
+    Handle a = check(H5Aopen(loc, name, H5P_DEFAULT), close_attr,
+                     cat(w->file, ": cannot open attribute ", name));
+    digest_value(w->d, a.id(), true, cat(w->file, ": attribute ", name));
+    return 0;
+  } catch (const std::exception& e) {
+    w->error = e.what();
+    return -1;
+  }
+}
+
+void digest_attributes(DigestWalk& w, hid obj, bool root = false) {
+  w.at_root = root;
+  hsize_t idx = 0;
+  if (H5Aiterate2(obj, H5_INDEX_NAME, H5_ITER_INC, &idx, digest_attribute, &w) < 0)
+    throw FormatError(w.error.empty() ? cat(w.file, ": cannot list attributes") : w.error);
+}
+
+// Depth-first, links in name order: the same walk for writer and reader.
+void digest_group(DigestWalk& w, hid group, const std::string& where) {
+  digest_attributes(w, group, where == "/");
+  H5G_info_t info;
+  if (H5Gget_info(group, &info) < 0) throw FormatError(cat(w.file, ": cannot list ", where));
+  if (info.nlinks > (1u << 24)) throw FormatError(cat(w.file, ": ", where, " has too many links"));
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    const ssize_t len =
+        H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    if (len < 0 || len > 4096) throw FormatError(cat(w.file, ": bad link name in ", where));
+    std::string name(static_cast<size_t>(len) + 1, '\0');
+    H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size(),
+                       H5P_DEFAULT);
+    name.resize(static_cast<size_t>(len));
+    const std::string path = where == "/" ? "/" + name : where + "/" + name;
+    w.d.str(path);
+    Handle obj = check(
+        H5Oopen(group, name.c_str(), H5P_DEFAULT), [](hid id) { return H5Oclose(id); },
+        cat(w.file, ": cannot open ", path));
+    switch (H5Iget_type(obj.id())) {
+      case H5I_GROUP:
+        digest_group(w, obj.id(), path);
+        break;
+      case H5I_DATASET:
+        digest_attributes(w, obj.id());
+        digest_value(w.d, obj.id(), false, cat(w.file, ": dataset ", path));
+        break;
+      default:
+        throw FormatError(cat(w.file, ": unexpected object ", path));
+    }
+  }
+}
+
+// Writes `bytes` to `path` and fsyncs it; on failure removes what was written.
+void write_file_bytes(const std::string& path, const std::vector<unsigned char>& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw IoError(cat("cannot create ", path, ": ", std::strerror(errno)));
+  size_t done = 0;
+  int err = 0;
+  while (done < bytes.size()) {
+    const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
+    }
+    done += static_cast<size_t>(w);
+  }
+  if (!err && ::fsync(fd) != 0) err = errno;
+  if (::close(fd) != 0 && !err) err = errno;
+  if (err) {
+    ::unlink(path.c_str());
+    throw IoError(cat("cannot write ", path, ": ", std::strerror(err)));
+  }
 }
 
 }  // namespace
@@ -117,9 +311,14 @@ File File::create(const std::filesystem::path& path) {
   quiet();
   File f;
   f.path_ = path.string();
-  const hid id = H5Fcreate(f.path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  // In memory, no backing store: HDF5 never touches the disk; close() writes the image.
+  Handle fapl = check(H5Pcreate(H5P_FILE_ACCESS), close_plist, "H5Pcreate");
+  if (H5Pset_fapl_core(fapl.id(), size_t{1} << 20, 0) < 0)
+    throw IoError(cat("cannot set up the in-memory HDF5 file for ", f.path_));
+  const hid id = H5Fcreate(f.path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id());
   if (id < 0) throw IoError(cat("cannot create HDF5 file ", f.path_));
   f.file_ = Handle(id, close_file);
+  f.writable_ = true;
   return f;
 }
 
@@ -133,13 +332,42 @@ File File::open(const std::filesystem::path& path) {
   const hid id = H5Fopen(f.path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (id < 0) throw FormatError(cat("cannot open HDF5 file ", f.path_, " (truncated or corrupt?)"));
   f.file_ = Handle(id, close_file);
+  if (f.has_attr("/", kDigestAttribute)) {
+    const std::string stored = f.attr_string("/", kDigestAttribute);
+    const std::string actual = f.content_digest();
+    if (stored != actual)
+      throw FormatError(cat(f.path_, ": checksum mismatch (stored ", stored, ", contents ", actual,
+                            "): the file is corrupt or was edited"));
+  }
   return f;
 }
 
+std::string File::content_digest() const {
+  DigestWalk w;
+  w.file = path_;
+  Handle root = check(H5Gopen2(id(), "/", H5P_DEFAULT), close_group, cat(path_, ": no root group"));
+  digest_group(w, root.id(), "/");
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "fnv1a64:%016llx", static_cast<unsigned long long>(w.d.h));
+  return buf;
+}
+
 void File::close() {
-  if (file_.valid() && H5Fflush(file_.id(), H5F_SCOPE_LOCAL) < 0)
-    throw IoError(cat("cannot flush ", path_));
+  if (!file_.valid()) return;
+  if (!writable_) {
+    file_ = Handle();
+    return;
+  }
+  writable_ = false;
+  set_attr("/", kDigestAttribute, content_digest());
+  if (H5Fflush(file_.id(), H5F_SCOPE_LOCAL) < 0) throw IoError(cat("cannot flush ", path_));
+  const ssize_t size = H5Fget_file_image(file_.id(), nullptr, 0);
+  if (size <= 0) throw IoError(cat("cannot serialise ", path_));
+  std::vector<unsigned char> image(static_cast<size_t>(size));
+  if (H5Fget_file_image(file_.id(), image.data(), image.size()) != size)
+    throw IoError(cat("cannot serialise ", path_));
   file_ = Handle();
+  write_file_bytes(path_, image);
 }
 
 void File::create_group(const std::string& name) {
@@ -241,24 +469,7 @@ std::string File::attr_string(const std::string& obj, const std::string& key) co
   Handle type = check(H5Aget_type(a.id()), close_type, "H5Aget_type");
   if (H5Tget_class(type.id()) != H5T_STRING)
     throw FormatError(cat(path_, ": attribute ", key, " is not a string"));
-  if (H5Tis_variable_str(type.id()) > 0) {
-    char* s = nullptr;
-    Handle mem = check(H5Tcopy(H5T_C_S1), close_type, "H5Tcopy");
-    H5Tset_size(mem.id(), H5T_VARIABLE);
-    H5Tset_cset(mem.id(), H5Tget_cset(type.id()));  // HDF5 will not convert ASCII <-> UTF-8
-    if (H5Aread(a.id(), mem.id(), &s) < 0 || !s)
-      throw FormatError(cat(path_, ": cannot read attribute ", key));
-    std::string out(s);
-    H5free_memory(s);
-    return out;
-  }
-  const size_t n = H5Tget_size(type.id());
-  if (n > (1u << 26)) throw FormatError(cat(path_, ": attribute ", key, " too large"));
-  std::string buf(n, '\0');
-  if (H5Aread(a.id(), type.id(), buf.data()) < 0)
-    throw FormatError(cat(path_, ": cannot read attribute ", key));
-  while (!buf.empty() && buf.back() == '\0') buf.pop_back();
-  return buf;
+  return read_string_value(a.id(), type.id(), true, cat(path_, ": attribute ", obj, "@", key));
 }
 
 int64_t File::attr_int(const std::string& obj, const std::string& key) const {

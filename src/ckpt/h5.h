@@ -1,5 +1,13 @@
 // Thin RAII layer over the HDF5 C API. HDF5 1.10 has no bf16 type: tensors are stored as f32
 // or f64. Every failure throws with the file and object named.
+//
+// Integrity: files we write are built in memory (HDF5's core driver) and written out by our own
+// code at close(), so a full disk or an I/O error is one IoError with nothing half-written and
+// no HDF5 state left open (HDF5 closing a failed file at MPI_Finalize crashed). Every dataset
+// carries HDF5's Fletcher32 checksum (h5py verifies it too), and the root attribute
+// `resp_digest` is a 64-bit FNV-1a digest of every dataset and attribute, which open()
+// verifies: a flipped bit in a trace token or an edited `iteration` attribute is a FormatError,
+// not a silently different run.
 #pragma once
 
 #include <cstdint>
@@ -30,13 +38,19 @@ class Handle {
 
 class File {
  public:
-  // Creates (truncates) a file for writing.
+  // A new file for writing, held in memory until close() writes it to `path` (truncating).
   static File create(const std::filesystem::path& path);
-  // Opens an existing file read-only; throws IoError / FormatError with the path.
+  // Opens an existing file read-only and verifies its digest when it has one (files written
+  // before digests existed have none); throws IoError / FormatError with the path.
   static File open(const std::filesystem::path& path);
   const std::string& path() const { return path_; }
   hid id() const { return file_.id(); }
+  // Writing: seals the digest and writes the file (fsync'd); IoError naming the path and the
+  // system error (e.g. "No space left on device"), with any partial file removed. Reading:
+  // releases the file.
   void close();
+  // The digest of the current contents (what resp_digest holds for an intact file).
+  std::string content_digest() const;
 
   // Groups are created with intermediate groups ("/a/b/c").
   void create_group(const std::string& name);
@@ -67,6 +81,10 @@ class File {
  private:
   std::string path_;
   Handle file_;
+  bool writable_ = false;
 };
+
+// The root attribute that holds the digest.
+inline constexpr const char* kDigestAttribute = "resp_digest";
 
 }  // namespace resp::h5

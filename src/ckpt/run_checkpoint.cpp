@@ -5,10 +5,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 
 #include "ckpt/h5.h"
 #include "ckpt/scores_file.h"
 #include "core/error.h"
+#include "core/log.h"
 
 namespace resp {
 
@@ -80,7 +82,11 @@ void write_atomic_text(const fs::path& path, const std::string& text) {
     std::ofstream f(tmp, std::ios::trunc);
     f << text;
     f.flush();
-    if (!f) throw IoError(cat("cannot write ", tmp.string()));
+    if (!f) {
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      throw IoError(cat("cannot write ", tmp.string()));
+    }
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);
@@ -95,11 +101,14 @@ int iteration_of(const fs::path& p) {
   return std::stoi(m[1].str());
 }
 
+// Whether `p` reads back intact; a checkpoint that does not is reported (once per call) so
+// that a resume which falls back to an older one says why.
 bool opens(const fs::path& p) {
   try {
     read_run_checkpoint(p);
     return true;
-  } catch (const Error&) {
+  } catch (const Error& e) {
+    log_warn("skipping unreadable checkpoint ", p.string(), ": ", e.what());
     return false;
   }
 }
@@ -197,15 +206,31 @@ RunState read_run_checkpoint(const fs::path& path) {
   s.layout_dp = static_cast<int>(f.attr_int("/", "layout_dp"));
   try {
     s.history = parse_history(json::parse(f.attr_string("/", "history")), p);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw FormatError(cat(p, ": malformed history JSON"));
   }
+  // The attributes steer a resume (where to continue, what to overwrite): they must agree with
+  // the file's name and with the history they summarise.
+  if (s.iteration < 0) throw FormatError(cat(p, ": iteration ", s.iteration, " is negative"));
+  if (const int named = iteration_of(path); named >= 0 && named != s.iteration)
+    throw FormatError(cat(p, ": holds iteration ", s.iteration, " but is named for ", named));
+  for (size_t i = 1; i < s.history.size(); ++i)
+    if (s.history[i].iteration <= s.history[i - 1].iteration)
+      throw FormatError(cat(p, ": history iterations are not increasing"));
+  if (s.history.empty() || s.history.back().iteration != s.iteration)
+    throw FormatError(cat(p, ": history does not end at iteration ", s.iteration));
+  if (s.regen_round < 0 || s.layout_tp < 1 || s.layout_dp < 1)
+    throw FormatError(cat(p, ": regen_round/layout attributes out of range"));
   const int64_t n = f.attr_int("/", "num_layers");
   if (n < 1 || n > 4096) throw FormatError(cat(p, ": num_layers ", n, " out of range"));
   for (int64_t l = 0; l < n; ++l) {
     const std::string g = layer_name("/plan", static_cast<size_t>(l));
     const auto h = f.read_i32(g + "/heads");
     const auto c = f.read_i32(g + "/channels");
+    for (const auto* ids : {&h, &c})
+      for (size_t i = 0; i < ids->size(); ++i)
+        if ((*ids)[i] < 0 || (i > 0 && (*ids)[i] <= (*ids)[i - 1]))
+          throw FormatError(cat(p, ": ", g, " kept ids are not increasing non-negative ids"));
     s.plan.push_back({std::vector<int>(h.begin(), h.end()), std::vector<int>(c.begin(), c.end())});
   }
   s.scores.criterion = parse_criterion(f.attr_string("/scores", "criterion"));
@@ -228,7 +253,7 @@ RunState read_run_checkpoint(const fs::path& path) {
   try {
     ids = json::parse(f.attr_string("/traces", "ids"));
     finishes = json::parse(f.attr_string("/traces", "finish"));
-  } catch (const json::parse_error&) {
+  } catch (const json::exception&) {
     throw FormatError(cat(p, ": malformed trace ids"));
   }
   const size_t count = plens.size();
@@ -236,10 +261,16 @@ RunState read_run_checkpoint(const fs::path& path) {
       !finishes.is_array() || finishes.size() != count || offsets.front() != 0 ||
       offsets.back() != static_cast<int64_t>(tokens.size()))
     throw FormatError(cat(p, ": inconsistent /traces datasets"));
+  // Every offset is checked before any is used: one flipped bit must not index past the tokens.
   for (size_t i = 0; i < count; ++i) {
     const int64_t b = offsets[i], e = offsets[i + 1];
-    if (e < b || plens[i] < 0 || plens[i] > e - b)
+    if (e < b || e > static_cast<int64_t>(tokens.size()) || plens[i] < 0 || plens[i] > e - b)
       throw FormatError(cat(p, ": bad trace offsets at ", i));
+  }
+  for (int32_t t : tokens)
+    if (t < 0) throw FormatError(cat(p, ": negative token id in /traces/tokens"));
+  for (size_t i = 0; i < count; ++i) {
+    const int64_t b = offsets[i], e = offsets[i + 1];
     TraceRecord t;
     t.id = ids[i].is_string() ? ids[i].get<std::string>() : ids[i].dump();
     t.prompt.assign(tokens.begin() + b, tokens.begin() + b + plens[i]);
@@ -264,21 +295,28 @@ std::vector<fs::path> list_checkpoints(const fs::path& run_dir) {
 }
 
 std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {
+  std::set<fs::path> failed;  // each bad file is tried (and reported) once
+  auto try_open = [&](const fs::path& p) {
+    if (failed.count(p)) return false;
+    if (opens(p)) return true;
+    failed.insert(p);
+    return false;
+  };
   std::ifstream in(run_dir / "latest");
   std::string name;
   if (in && std::getline(in, name) && !name.empty() && name.find('/') == std::string::npos) {
     const fs::path p = run_dir / name;
-    if (iteration_of(p) >= 0 && opens(p)) {
+    if (iteration_of(p) >= 0 && try_open(p)) {
       // A checkpoint newer than `latest` can exist if the run died between the two renames.
       auto all = list_checkpoints(run_dir);
       for (auto it = all.rbegin(); it != all.rend(); ++it)
-        if (iteration_of(*it) > iteration_of(p) && opens(*it)) return *it;
+        if (iteration_of(*it) > iteration_of(p) && try_open(*it)) return *it;
       return p;
     }
   }
   auto all = list_checkpoints(run_dir);
   for (auto it = all.rbegin(); it != all.rend(); ++it)
-    if (opens(*it)) return *it;
+    if (try_open(*it)) return *it;
   return std::nullopt;
 }
 

@@ -57,6 +57,11 @@ class DeviceError : public Error {
  public:
   using Error::Error;
 };
+// A computation produced NaN or Inf (a loss, gradient or score); the message names where.
+class NumericError : public Error {
+ public:
+  using Error::Error;
+};
 // A requested feature exists in the input but is not supported (yet).
 class UnsupportedError : public Error {
  public:

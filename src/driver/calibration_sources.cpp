@@ -21,7 +21,7 @@ std::vector<DatasetRow> load_calibration_rows(const std::string& path, int n,
     r.line = lineno;
     try {
       r.value = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
       throw UsageError(cat(path, ":", lineno, ": malformed JSON (", e.what(), ")"));
     }
     if (!r.value.is_object()) throw UsageError(cat(path, ":", lineno, ": expected a JSON object"));
@@ -41,22 +41,19 @@ std::vector<DatasetRow> load_calibration_rows(const std::string& path, int n,
 }
 
 std::vector<int32_t> calibration_prompt_ids(Task task, const DatasetRow& row, const Tokenizer& tok,
-                                            const ChatFormat* chat, Thinking thinking) {
-  if (chat) {
-    // Only Qwen3 has a switchable thinking mode; other families keep their template's default
-    // (DeepSeek-R1 always thinks, Qwen2.5 / Llama-3 never do).
-    const Thinking t = chat->family() == ChatFamily::Qwen3 ? thinking : Thinking::Default;
-    return tok.encode(calibration_prompt(task, row.value, *chat, t));
-  }
+                                            const ChatFormat* chat, Thinking thinking,
+                                            const std::string& system_prompt) {
+  if (chat) return tok.encode(calibration_prompt(task, row.value, *chat, thinking, system_prompt));
   return tok.encode(task_user_text(task, row.value), true);
 }
 
 CalibrationSample gold_sample(Task task, const DatasetRow& row, const Tokenizer& tok,
-                              const ChatFormat* chat, Thinking thinking, const std::string& where) {
+                              const ChatFormat* chat, Thinking thinking, const std::string& where,
+                              const std::string& system_prompt) {
   CalibrationSample s;
   s.id = row.id;
   try {
-    s.tokens = calibration_prompt_ids(task, row, tok, chat, thinking);
+    s.tokens = calibration_prompt_ids(task, row, tok, chat, thinking, system_prompt);
   } catch (const UsageError& e) {
     throw UsageError(cat(where, ": ", e.what()));
   }

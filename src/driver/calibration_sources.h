@@ -26,14 +26,17 @@ std::vector<DatasetRow> load_calibration_rows(const std::string& path, int n,
                                               uint64_t shuffle_seed);
 
 // The prompt ids of a row: RESP's calibration prompt through the chat template (thinking as
-// given), or the raw user text with the tokenizer's special prefix when `chat` is false.
+// given, resolved by the template; `system_prompt` as a leading system message when not
+// empty), or the raw user text with the tokenizer's special prefix when `chat` is null.
 std::vector<int32_t> calibration_prompt_ids(Task task, const DatasetRow& row, const Tokenizer& tok,
-                                            const ChatFormat* chat, Thinking thinking);
+                                            const ChatFormat* chat, Thinking thinking,
+                                            const std::string& system_prompt = {});
 
 // GISP: the calibration prompt with the dataset's rationale (GSM8K `answer`, MathQA
 // `Rationale`) as the response, closed by the tokenizer's eos token.
 CalibrationSample gold_sample(Task task, const DatasetRow& row, const Tokenizer& tok,
-                              const ChatFormat* chat, Thinking thinking, const std::string& where);
+                              const ChatFormat* chat, Thinking thinking, const std::string& where,
+                              const std::string& system_prompt = {});
 
 // Plain text ({"text": ...}) for the full-sequence loss.
 CalibrationSample text_sample(const DatasetRow& row, const Tokenizer& tok,

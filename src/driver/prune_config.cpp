@@ -27,8 +27,9 @@ data:
   shuffle_seed: 0
 generation:
   chat: true
-  thinking: "on"
+  thinking: auto
   chat_format: auto
+  system_prompt: ""
   temperature: 0.6
   top_p: auto
   top_k: auto
@@ -77,6 +78,8 @@ PruneConfig parse_prune_config(const std::string& text, const std::vector<std::s
   c.shuffle_seed = get<uint64_t>(s("data", "shuffle_seed"), "data.shuffle_seed", src);
   c.chat = get<bool>(s("generation", "chat"), "generation.chat", src);
   c.thinking = get<std::string>(s("generation", "thinking"), "generation.thinking", src);
+  c.system_prompt =
+      get<std::string>(s("generation", "system_prompt"), "generation.system_prompt", src);
   if (!is_auto(s("generation", "chat_format")))
     c.chat_format = get<std::string>(s("generation", "chat_format"), "generation.chat_format", src);
   c.temperature = get<double>(s("generation", "temperature"), "generation.temperature", src);
@@ -128,7 +131,8 @@ PruneConfig parse_prune_config(const std::string& text, const std::vector<std::s
   if (c.criterion != "magnitude" && c.prompts.empty())
     bad("data.prompts", "is required for data-driven criteria");
   if (c.num_prompts < 1) bad("data.num_prompts", "must be >= 1");
-  if (c.thinking != "on" && c.thinking != "off") bad("generation.thinking", "must be on or off");
+  if (c.thinking != "auto" && c.thinking != "on" && c.thinking != "off")
+    bad("generation.thinking", cat("\"", c.thinking, "\" must be auto, on or off"));
   if (!(c.temperature >= 0) || !std::isfinite(c.temperature))
     bad("generation.temperature", "must be >= 0");
   if (c.top_p && !(*c.top_p > 0 && *c.top_p <= 1)) bad("generation.top_p", "must be in (0, 1]");
@@ -200,6 +204,7 @@ std::string to_yaml(const PruneConfig& c) {
   e << YAML::Key << "thinking" << YAML::Value << YAML::DoubleQuoted << c.thinking;
   e << YAML::Key << "chat_format" << YAML::Value
     << (c.chat_format.empty() ? "auto" : c.chat_format);
+  e << YAML::Key << "system_prompt" << YAML::Value << YAML::DoubleQuoted << c.system_prompt;
   e << YAML::Key << "temperature" << YAML::Value << c.temperature;
   e << YAML::Key << "top_p" << YAML::Value;
   if (c.top_p)

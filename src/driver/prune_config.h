@@ -20,8 +20,9 @@ struct PruneConfig {
   uint64_t shuffle_seed = 0;
   // generation (trace sampling)
   bool chat = true;
-  std::string thinking = "on";
-  std::string chat_format;  // empty: detect from the template
+  std::string thinking = "auto";  // auto (on when the template has a thinking mode) | on | off
+  std::string chat_format;        // empty: the model's own chat template
+  std::string system_prompt;      // empty: no system message
   double temperature = 0.6;
   std::optional<double> top_p;  // unset: generation_config.json
   std::optional<int> top_k;

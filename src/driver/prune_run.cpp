@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "ckpt/run_checkpoint.h"
+#include "ckpt/run_lock.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -247,8 +248,10 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
   } else if (opt.resume) {
     log_info("--resume: no checkpoint in ", run.string(), " yet, starting from the beginning");
   }
+  std::optional<RunLock> lock;  // held until the run returns or throws
   if (L.rank == 0) {
     fs::create_directories(run);
+    lock.emplace(run);  // before anything is written into the directory
     std::ofstream f(run / "config.yaml");
     f << to_yaml(cfg);
     if (!f) throw IoError(cat("cannot write ", (run / "config.yaml").string()));
@@ -270,6 +273,10 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
       prot[static_cast<size_t>(l)] = true;
     }
   }
+  // A run that cannot remove anything would "finish" at sparsity ~0 against its target.
+  if (std::find(prot.begin(), prot.end(), false) == prot.end())
+    throw ConfigError(cat("importance.protected_layers protects all ", dense.num_layers,
+                          " layers: nothing can be pruned"));
   const Criterion criterion = parse_criterion(cfg.criterion);
   const Ranking ranking = parse_ranking(cfg.ranking);
   const bool self_source = needs_data(criterion) && cfg.source == "self";
@@ -280,8 +287,11 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
   if (needs_data(criterion)) {
     tok = Tokenizer::load(cfg.model);
     const Task task = parse_task(cfg.task);
-    if (cfg.chat) chat = ChatFormat::for_tokenizer(*tok, cfg.chat_format);
-    const Thinking thinking = cfg.thinking == "on" ? Thinking::On : Thinking::Off;
+    const Thinking thinking = parse_thinking_setting(cfg.thinking, "generation.thinking");
+    if (cfg.chat) {
+      chat = ChatFormat::for_tokenizer(*tok, cfg.chat_format, cfg.model);
+      chat->resolve(thinking);  // thinking: on without a thinking mode fails here, up front
+    }
     const auto rows = load_calibration_rows(cfg.prompts, cfg.num_prompts, cfg.shuffle_seed);
     for (const auto& row : rows) {
       const std::string where = cat(cfg.prompts, ":", row.line);
@@ -289,16 +299,17 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
         GenerationRequest r;
         r.id = row.id;
         try {
-          r.prompt = calibration_prompt_ids(task, row, *tok, chat ? &*chat : nullptr, thinking);
+          r.prompt = calibration_prompt_ids(task, row, *tok, chat ? &*chat : nullptr, thinking,
+                                            cfg.system_prompt);
         } catch (const UsageError& e) {
           throw UsageError(cat(where, ": ", e.what()));
         }
         calib.requests.push_back(std::move(r));
       } else {
-        const CalibrationSample s =
-            cfg.source == "gold"
-                ? gold_sample(task, row, *tok, chat ? &*chat : nullptr, thinking, where)
-                : text_sample(row, *tok, where);
+        const CalibrationSample s = cfg.source == "gold"
+                                        ? gold_sample(task, row, *tok, chat ? &*chat : nullptr,
+                                                      thinking, where, cfg.system_prompt)
+                                        : text_sample(row, *tok, where);
         TraceRecord t;
         t.id = s.id;
         t.prompt.assign(s.tokens.begin(), s.tokens.begin() + s.prompt_len);
@@ -423,7 +434,12 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
     io.loss = parse_loss_mode(cfg.loss);
     io.source = cfg.source;
     const auto samples = samples_of(state.traces);
-    state.scores = compute_importance(weights, backend, par, samples, io);
+    try {
+      state.scores = compute_importance(weights, backend, par, samples, io);
+    } catch (const NumericError& e) {
+      // Nothing of this iteration is written: the newest checkpoint stays the last good one.
+      throw NumericError(cat("iteration ", t, ": ", e.what()));
+    }
     rec.t_importance = phase.seconds();
     comm_imp = comm_stats(par) - before_imp;
     rec.mean_loss = state.scores.mean_loss;
@@ -618,14 +634,21 @@ std::string describe_run(const fs::path& run_dir, bool per_layer) {
   if (cfg) report = cfg->report_sparsities;
   if (!s.history.empty() && !report.empty()) {
     os << "\ntarget  iteration  sparsity  heads  channels  (resp export --run DIR --sparsity S)\n";
+    double highest = 0;
+    for (const auto& r : s.history) highest = std::max(highest, r.sparsity);
     for (double target : report) {
       const IterationRecord* best = &s.history.front();
       for (const auto& r : s.history)
         if (std::fabs(r.sparsity - target) < std::fabs(best->sparsity - target)) best = &r;
-      std::snprintf(buf, sizeof buf, "%6.2f  %9d  %8.4f  %5lld  %8lld\n", target, best->iteration,
+      std::snprintf(buf, sizeof buf, "%6.2f  %9d  %8.4f  %5lld  %8lld", target, best->iteration,
                     best->sparsity, static_cast<long long>(best->heads_kept),
                     static_cast<long long>(best->channels_kept));
       os << buf;
+      // A target beyond every checkpoint must not read as delivered: say so on its row.
+      if (!sparsity_reached(highest, target))
+        os << "  NOT REACHED (highest so far " << std::fixed << std::setprecision(4) << highest
+           << std::defaultfloat << ")";
+      os << "\n";
     }
   }
   if (per_layer) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -11,8 +13,8 @@
 namespace resp {
 
 void SamplingParams::validate() const {
-  if (!std::isfinite(temperature))
-    throw UsageError(cat("temperature must be a finite number, got ", temperature));
+  if (!std::isfinite(temperature) || temperature < 0)
+    throw UsageError(cat("temperature must be a finite number >= 0 (0 = greedy), got ", temperature));
   if (!(top_p > 0.0 && top_p <= 1.0)) throw UsageError(cat("top_p must be in (0, 1], got ", top_p));
   if (top_k < 0) throw UsageError(cat("top_k must be >= 0 (0 = off), got ", top_k));
 }
@@ -49,6 +51,13 @@ std::optional<T> number_field(const nlohmann::json& j, const char* key, const st
   if (it == j.end() || it->is_null()) return std::nullopt;
   if (!it->is_number())
     throw FormatError(cat(source, ": \"", key, "\" must be a number, got ", it->dump()));
+  // Converting a double outside T's range (top_k: 1e300) is undefined behaviour.
+  if constexpr (std::is_integral_v<T>) {
+    const double v = it->get<double>();
+    if (!(v >= static_cast<double>(std::numeric_limits<T>::min()) &&
+          v <= static_cast<double>(std::numeric_limits<T>::max())))
+      throw FormatError(cat(source, ": \"", key, "\" = ", it->dump(), " is out of range"));
+  }
   return it->get<T>();
 }
 
@@ -61,6 +70,10 @@ GenerationConfig GenerationConfig::from_json(const nlohmann::json& g, const Mode
   if (g.is_null()) return c;
   if (!g.is_object()) throw FormatError(cat(source, ": expected a JSON object"));
   if (auto it = g.find("eos_token_id"); it != g.end()) add_ids(c.eos_ids, *it, source);
+  for (const int32_t id : c.eos_ids)
+    if (id >= config.vocab_size)
+      throw FormatError(cat(source, ": eos_token_id ", id,
+                            " is not a token id in [0, vocab_size=", config.vocab_size, ")"));
   if (auto t = number_field<double>(g, "temperature", source)) c.sampling.temperature = *t;
   if (auto p = number_field<double>(g, "top_p", source)) c.sampling.top_p = *p;
   if (auto k = number_field<int>(g, "top_k", source)) c.sampling.top_k = std::max(0, *k);
@@ -83,7 +96,7 @@ GenerationConfig GenerationConfig::for_model(const std::filesystem::path& model_
   nlohmann::json g;
   try {
     g = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     throw FormatError(cat(path.string(), ": malformed JSON (", e.what(), ")"));
   }
   return from_json(g, config, path.string());

@@ -10,10 +10,7 @@
 namespace resp {
 
 Thinking parse_thinking(const std::string& s) {
-  if (s.empty()) return Thinking::Default;
-  if (s == "on") return Thinking::On;
-  if (s == "off") return Thinking::Off;
-  throw UsageError(cat("--thinking must be on or off, got '", s, "'"));
+  return parse_thinking_setting(s, "--thinking");
 }
 
 GenerationSession::GenerationSession(const std::filesystem::path& model_dir,
@@ -41,21 +38,21 @@ int GenerationSession::context() const {
 }
 
 const ChatFormat& GenerationSession::chat() const {
-  if (!chat_) chat_.emplace(ChatFormat::for_tokenizer(tokenizer_, flags_.chat_format));
+  if (!chat_)
+    chat_.emplace(ChatFormat::for_tokenizer(tokenizer_, flags_.chat_format, dir_.string()));
   return *chat_;
 }
 
+ChatOptions GenerationSession::chat_options() const {
+  ChatOptions o;
+  o.add_generation_prompt = true;
+  o.thinking = parse_thinking(flags_.thinking);
+  o.system_prompt = flags_.system_prompt;
+  return o;
+}
+
 bool GenerationSession::thinking_output(bool chat_mode) const {
-  if (!chat_mode) return false;
-  const Thinking t = parse_thinking(flags_.thinking);
-  switch (chat().family()) {
-    case ChatFamily::Qwen3:
-      return t != Thinking::Off;
-    case ChatFamily::DeepSeekR1:
-      return true;
-    default:
-      return false;
-  }
+  return chat_mode && chat().thinks(parse_thinking(flags_.thinking));
 }
 
 std::vector<int32_t> GenerationSession::encode(const std::string& text, bool raw) const {

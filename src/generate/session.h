@@ -28,9 +28,10 @@ struct GenerationFlags {
   uint64_t seed = 0;
   int batch_size = 8;
   std::vector<std::string> stop;
-  std::string thinking;      // "", "on", "off"
-  std::optional<bool> chat;  // --chat / --no-chat (unset: the command's default)
-  std::string chat_format;   // explicit family name (default: detect from the template)
+  std::string thinking;       // "" (= auto), "auto", "on", "off"
+  std::optional<bool> chat;   // --chat / --no-chat (unset: the command's default)
+  std::string chat_format;    // a hand-written format's name (default: the model's own template)
+  std::string system_prompt;  // --system: a leading system message (default: none)
   int max_prefill_tokens = 2048;
   int max_context = 0;  // 0: the model's max_position_embeddings
   int tp = 1;
@@ -45,12 +46,18 @@ void add_generation_flags(App* cmd, GenerationFlags& f) {
   cmd->add_flag_function(
       "--chat,!--no-chat", [&f](int64_t n) { f.chat = n > 0; },
       "Render prompts through the model's chat template (--no-chat: plain text)");
-  cmd->add_option("--thinking", f.thinking, "Thinking mode of the chat template: on | off")
+  cmd->add_option("--thinking", f.thinking,
+                  "Thinking mode of the chat template: auto (default: on when the template has "
+                  "one) | on | off")
       ->check([](const std::string& s) {
-        return (s == "on" || s == "off") ? std::string() : std::string("must be on or off");
+        return (s == "auto" || s == "on" || s == "off") ? std::string()
+                                                        : std::string("must be auto, on or off");
       });
+  cmd->add_option("--system", f.system_prompt,
+                  "System prompt: a leading system message in every chat prompt (default: none)");
   cmd->add_option("--chat-format", f.chat_format,
-                  "Chat format (qwen3, qwen2.5, deepseek-r1, llama3; default: detected)");
+                  "Hand-written chat format instead of the model's own template (qwen3, qwen2.5, "
+                  "deepseek-r1, llama3)");
   cmd->template add_option_function<int>(
       "--max-new-tokens", [&f](const int& v) { f.max_new_tokens = v; },
       "Maximum generated tokens per sequence");
@@ -82,7 +89,7 @@ void add_generation_flags(App* cmd, GenerationFlags& f) {
   cmd->add_flag("--quiet", f.quiet, "No progress output");
 }
 
-// "" -> Default, "on" -> On, "off" -> Off.
+// "" or "auto" -> Auto, "on" -> On, "off" -> Off.
 Thinking parse_thinking(const std::string& s);
 
 class GenerationSession {
@@ -102,6 +109,9 @@ class GenerationSession {
   // The chat format (ConfigError when the model has no usable chat template).
   const ChatFormat& chat() const;
   bool has_chat_template() const { return !tokenizer_.chat_template().empty(); }
+  // The flags' thinking setting and system prompt as chat options (thinking unresolved: the
+  // chat format resolves auto and refuses what its template cannot do).
+  ChatOptions chat_options() const;
   // Whether outputs of `chat` mode with the flags' thinking setting contain a thinking block.
   bool thinking_output(bool chat) const;
 

@@ -132,14 +132,12 @@ std::vector<ChatMessage> gsm8k_fewshot_messages(std::string_view question, int s
 }
 
 std::string calibration_prompt(Task t, const nlohmann::json& row, const ChatFormat& chat,
-                               Thinking thinking) {
+                               Thinking thinking, const std::string& system_prompt) {
   ChatOptions o;
   o.add_generation_prompt = true;
-  // RESP generates in thinking mode: Qwen3's switch defaults to on here; other formats keep
-  // their template's behaviour unless told otherwise (DeepSeek-R1 always thinks).
-  o.thinking = thinking;
-  if (o.thinking == Thinking::Default && chat.family() == ChatFamily::Qwen3)
-    o.thinking = Thinking::On;
+  // RESP generates in thinking mode whenever the template has one.
+  o.thinking = thinking == Thinking::Default ? Thinking::Auto : thinking;
+  o.system_prompt = system_prompt;
   return chat.render({ChatMessage{"user", task_user_text(t, row)}}, o);
 }
 
@@ -155,6 +153,7 @@ std::string eval_prompt(const EvalPromptOptions& o, const nlohmann::json& row) {
   ChatOptions co;
   co.add_generation_prompt = true;
   co.thinking = o.thinking;
+  co.system_prompt = o.system_prompt;
   if (fewshot)
     return o.chat->render(gsm8k_fewshot_messages(user, o.shots, o.fewshot_as_multiturn), co);
   return o.chat->render({ChatMessage{"user", user}}, co);

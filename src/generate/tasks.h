@@ -2,7 +2,8 @@
 //
 //  - RESP calibration prompt: the raw question (GSM8K `question`; MathQA
 //    "Question: {Problem}\nOptions: {options}\nAnswer:") as one user turn through the model's
-//    chat template, thinking on, generation prompt added; no system prompt, no examples.
+//    chat template, thinking on (when the template has a thinking mode), generation prompt
+//    added; no system prompt unless one is configured, no examples.
 //  - Evaluation: GSM8K k-shot chain of thought with the standard 8 exemplars of Wei et al.
 //    (2022) ("Q: ...\nA: ... The answer is N.\n\n" each, then "Q: {question}\nA:"), or 0-shot;
 //    through a chat template the exemplars are by default separate user ("Q: ...\nA:") and
@@ -49,16 +50,19 @@ std::string gsm8k_fewshot_text(std::string_view question, int shots);
 std::vector<ChatMessage> gsm8k_fewshot_messages(std::string_view question, int shots,
                                                 bool multiturn);
 
-// RESP's calibration prompt for a row, rendered through `chat`. Thinking::Default means on for
-// Qwen3 (RESP generates in thinking mode) and the template's default for other formats.
+// RESP's calibration prompt for a row, rendered through `chat`. Thinking::Default is taken as
+// Auto: RESP generates in thinking mode whenever the template has one. A non-empty
+// `system_prompt` becomes a leading system message.
 std::string calibration_prompt(Task t, const nlohmann::json& row, const ChatFormat& chat,
-                               Thinking thinking = Thinking::Default);
+                               Thinking thinking = Thinking::Auto,
+                               const std::string& system_prompt = {});
 
 struct EvalPromptOptions {
   Task task = Task::Gsm8k;
   int shots = 8;                          // GSM8K only; MathQA must be 0
   const ChatFormat* chat = nullptr;       // null: plain text prompt (base models)
   Thinking thinking = Thinking::Default;  // with a chat format
+  std::string system_prompt;              // with a chat format: a leading system message
   // With a chat format and GSM8K shots > 0: exemplars as separate user/assistant turns
   // (`resp eval` default) instead of one user turn.
   bool fewshot_as_multiturn = true;

@@ -229,6 +229,10 @@ ImportanceScores compute_importance(const ModelWeights& w, Backend& be, const Pa
   out.samples = static_cast<int64_t>(counters[1]);
   out.tokens = static_cast<int64_t>(counters[2]);
   out.mean_loss = out.samples ? counters[0] / static_cast<double>(out.samples) : 0.0;
+  // Checked after the reductions, so every rank sees the same value and stops together.
+  if (!std::isfinite(out.mean_loss))
+    throw NumericError(cat("importance: the calibration loss is not finite (", out.mean_loss,
+                           "); the model or its traces produce NaN/Inf"));
   if (needs_data(opt.criterion) && out.samples == 0)
     throw UsageError("no calibration sample had a token to score");
   const double N = std::max<int64_t>(out.samples, 1);
@@ -332,6 +336,13 @@ ImportanceScores compute_importance(const ModelWeights& w, Backend& be, const Pa
       ls.channels[static_cast<size_t>(shard.channel_pos[i])] = chans[i];
     reduce(*par.tp, ls.heads);  // each entry is non-zero on exactly one TP rank
     reduce(*par.tp, ls.channels);
+    // A non-finite score (an overflowing gradient) would rank arbitrarily: stop before a plan.
+    for (const auto* v : {&ls.heads, &ls.channels})
+      for (size_t i = 0; i < v->size(); ++i)
+        if (!std::isfinite((*v)[i]))
+          throw NumericError(cat("importance: layer ", l, " ", v == &ls.heads ? "head " : "channel ",
+                                 v == &ls.heads ? ls.head_ids[i] : ls.channel_ids[i],
+                                 " has a non-finite score (", (*v)[i], ")"));
     out.layers.push_back(std::move(ls));
   }
   // With RESP_COMM_CHECK, a rank that skipped or added a collective above fails here, on every

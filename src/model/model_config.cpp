@@ -192,15 +192,31 @@ ModelConfig parse_model_config(const json& j, const std::string& src) {
       throw UnsupportedError(cat(src, ": hidden_act ", hidden_act->dump(), " (only silu)"));
   }
 
-  if (const json* eos = find(j, "eos_token_id")) {
-    if (eos->is_number_integer())
-      c.eos_token_ids.push_back(eos->get<int>());
-    else if (eos->is_array())
-      for (const auto& e : *eos)
-        if (e.is_number_integer()) c.eos_token_ids.push_back(e.get<int>());
+  if (const json* eos = find(j, "eos_token_id"); eos && !eos->is_null()) {
+    // An id that is not a token of this vocabulary would never stop generation (or index past
+    // the logits): refuse it, with the value.
+    auto add = [&](const json& e) {
+      if (!e.is_number_integer() || e.get<int64_t>() < 0 || e.get<int64_t>() >= c.vocab_size)
+        throw ConfigError(cat(src, ": eos_token_id ", e.dump(),
+                              " is not a token id in [0, vocab_size=", c.vocab_size, ")"));
+      c.eos_token_ids.push_back(static_cast<int>(e.get<int64_t>()));
+    };
+    if (eos->is_array())
+      for (const auto& e : *eos) add(e);
+    else
+      add(*eos);
   }
   c.bos_token_id = get_int_or(j, "bos_token_id", src, 0, c.vocab_size - 1, -1);
 
+  // Each layer lists its heads and channels: bound the lists so that a corrupt config is an
+  // error, not tens of gigabytes of ids (Llama-3.1-405B needs 6.7M of them, this allows 67M).
+  constexpr int64_t kMaxLayerIds = int64_t{1} << 26;
+  const int64_t ids_per_layer =
+      2 * int64_t{c.num_heads} + c.num_kv_heads + int64_t{c.intermediate_size};
+  if (c.num_layers * ids_per_layer > kMaxLayerIds)
+    throw ConfigError(cat(src, ": num_hidden_layers ", c.num_layers, " x (num_attention_heads ",
+                          c.num_heads, ", intermediate_size ", c.intermediate_size,
+                          ") is far beyond any supported model (corrupt config?)"));
   c.layers = dense_layers(c.num_layers, c.num_heads, c.num_kv_heads, c.intermediate_size);
 
   // Pruned models written by `resp export --format hetero` list each layer's kept ids in
@@ -244,7 +260,7 @@ ModelConfig load_model_config(const std::filesystem::path& dir) {
   json j;
   try {
     j = json::parse(in);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw FormatError(cat(path.string(), ": malformed JSON (", e.what(), ")"));
   }
   return parse_model_config(j, path.string());

@@ -1,6 +1,8 @@
 #include "model/model_weights.h"
 
+#include <cmath>
 #include <functional>
+#include <set>
 #include <string>
 
 #include "core/error.h"
@@ -128,35 +130,46 @@ ModelWeights load_weights(const std::filesystem::path& model_dir, const ModelCon
 }
 
 ModelWeights load_weights(const CheckpointReader& r, const ModelConfig& c, const ShardPlan& p,
-                          Backend& backend, FileNumbering numbering) {
+                          Backend& backend, FileNumbering numbering, UnusedTensors unused) {
   const ArenaPlan ap = plan_arena(c, p, backend.weight_dtype());
   ModelWeights w = bind(c, p, ap, backend);
   const int64_t H = c.hidden_size, D = c.head_dim, V = c.vocab_size;
 
   std::vector<float> staging;
+  std::set<std::string> used;  // every tensor the config accounts for
   auto stage = [&](const Tensor& dst) -> float* {
     staging.resize(static_cast<size_t>(dst.numel()));
     return staging.data();
   };
-  auto commit = [&](const Tensor& dst) {
+  // A NaN or Inf weight only shows up later as null log-probs; the conversion pass is the
+  // cheap place to catch it, with the tensor named.
+  auto commit = [&](const Tensor& dst, const std::string& name) {
+    for (size_t i = 0; i < staging.size(); ++i)
+      if (!std::isfinite(staging[i]))
+        throw FormatError(cat(r.file_of(name), ": tensor \"", name, "\" holds a non-finite value (",
+                              staging[i], ") at element ", i, " of the slice read"));
     if (dst.numel() > 0) backend.copy(dst, Tensor(staging.data(), DType::F32, dst.shape()));
   };
-  auto whole = [&](const Tensor& dst, const std::string& name, std::vector<int64_t> shape) {
+  auto expect = [&](const std::string& name, const std::vector<int64_t>& shape) {
+    used.insert(name);
     r.expect_shape(name, shape);
+  };
+  auto whole = [&](const Tensor& dst, const std::string& name, std::vector<int64_t> shape) {
+    expect(name, shape);
     r.read(name, stage(dst));
-    commit(dst);
+    commit(dst, name);
   };
   auto rows = [&](const Tensor& dst, const std::string& name, std::vector<int64_t> shape,
                   const std::vector<int>& ids) {
-    r.expect_shape(name, shape);
+    expect(name, shape);
     r.read_rows(name, ids, stage(dst));
-    commit(dst);
+    commit(dst, name);
   };
   auto cols = [&](const Tensor& dst, const std::string& name, std::vector<int64_t> shape,
                   const std::vector<int>& ids) {
-    r.expect_shape(name, shape);
+    expect(name, shape);
     r.read_cols(name, ids, stage(dst));
-    commit(dst);
+    commit(dst, name);
   };
 
   whole(w.embed, "model.embed_tokens.weight", {V, H});
@@ -202,12 +215,24 @@ ModelWeights load_weights(const CheckpointReader& r, const ModelConfig& c, const
       if (!lw.bo.empty())
         whole(lw.bo, P + "self_attn.o_proj.bias", {H});
       else
-        r.expect_shape(P + "self_attn.o_proj.bias", {H});
+        expect(P + "self_attn.o_proj.bias", {H});
     }
     whole(lw.mlp_norm, P + "post_attention_layernorm.weight", {H});
     rows(lw.wg, P + "mlp.gate_proj.weight", {f_all, H}, channels);
     rows(lw.wu, P + "mlp.up_proj.weight", {f_all, H}, channels);
     cols(lw.wd, P + "mlp.down_proj.weight", {H, f_all}, channels);
+  }
+  // Weights the config does not use mean the config describes another model (3 layers on
+  // 4-layer weights, Llama on Qwen3 weights): refuse rather than run a silently different one.
+  // Tolerated: a tied model that also stores lm_head, and old checkpoints' RoPE buffers.
+  for (const std::string& name : r.names()) {
+    if (unused == UnusedTensors::Allow || used.count(name)) continue;
+    if (name == "lm_head.weight" && c.tie_word_embeddings) continue;
+    if (name.size() >= 19 && name.compare(name.size() - 19, 19, "rotary_emb.inv_freq") == 0)
+      continue;
+    throw FormatError(cat(r.file_of(name), ": tensor \"", name,
+                          "\" is not used by config.json (does the config describe these "
+                          "weights? num_hidden_layers, architecture, biases)"));
   }
   fill_static(w, backend);
   return w;

@@ -48,14 +48,21 @@ struct ModelWeights {
 //    (how the pruning driver materialises a pruned model from the original checkpoint).
 enum class FileNumbering { Kept, Original };
 
+// Whether the checkpoint may hold tensors the config does not use. Refuse catches a config
+// that describes another model; Allow is for deliberately partial models (the first l layers
+// of layer-sequential Wanda).
+enum class UnusedTensors { Refuse, Allow };
+
 // Loads this rank's shard from a Hugging Face checkpoint directory. Names and shapes are
-// checked against the config (errors name file, tensor, expected and got).
+// checked against the config (errors name file, tensor, expected and got); non-finite weights
+// are a FormatError naming the tensor.
 ModelWeights load_weights(const std::filesystem::path& model_dir, const ModelConfig& config,
                           const ShardPlan& plan, Backend& backend,
                           FileNumbering numbering = FileNumbering::Kept);
 ModelWeights load_weights(const CheckpointReader& reader, const ModelConfig& config,
                           const ShardPlan& plan, Backend& backend,
-                          FileNumbering numbering = FileNumbering::Kept);
+                          FileNumbering numbering = FileNumbering::Kept,
+                          UnusedTensors unused = UnusedTensors::Refuse);
 
 // Random weights (benchmarks, tests): N(0, std) for matrices, 1 for norms, keyed by seed so
 // every TP layout sees the same global model.

@@ -66,14 +66,35 @@ SafetensorsFile::SafetensorsFile(const fs::path& path) : path_(path) {
     if (8 + header_len > size_)
       throw FormatError(cat(p, ": header length ", header_len, " runs past the end of the file (",
                             size_, " bytes): truncated file?"));
+    // The reference reader's rules: the header starts with '{' (only trailing space padding),
+    // holds each name once, and the tensors tile the data section exactly (below). A header
+    // length that is off by a few bytes then fails instead of reading every tensor shifted.
+    const char* hb = reinterpret_cast<const char*>(base_ + 8);
+    if (header_len == 0 || hb[0] != '{')
+      throw FormatError(cat(p, ": header does not start with '{' (not a safetensors file?)"));
     json h;
+    std::string duplicate;
+    std::set<std::string> top_keys;
     try {
-      h = json::parse(reinterpret_cast<const char*>(base_ + 8),
-                      reinterpret_cast<const char*>(base_ + 8 + header_len));
-    } catch (const json::parse_error& e) {
+      h = json::parse(hb, hb + header_len,
+                      [&](int depth, json::parse_event_t event, json& parsed) {
+                        if (event == json::parse_event_t::key && depth == 1 &&
+                            !top_keys.insert(parsed.get<std::string>()).second &&
+                            duplicate.empty())
+                          duplicate = parsed.get<std::string>();
+                        return true;
+                      });
+    } catch (const json::exception& e) {
       throw FormatError(cat(p, ": malformed header JSON (", e.what(), ")"));
     }
     if (!h.is_object()) throw FormatError(cat(p, ": header is not a JSON object"));
+    if (!duplicate.empty())
+      throw FormatError(cat(p, ": tensor \"", duplicate, "\" appears twice in the header"));
+    if (auto meta = h.find("__metadata__"); meta != h.end()) {
+      if (!meta->is_object()) throw FormatError(cat(p, ": __metadata__ is not an object"));
+      for (const auto& v : *meta)
+        if (!v.is_string()) throw FormatError(cat(p, ": __metadata__ values must be strings"));
+    }
     const size_t data_start = 8 + header_len;
     const size_t data_size = size_ - data_start;
     std::vector<std::pair<size_t, size_t>> ranges;
@@ -124,9 +145,18 @@ SafetensorsFile::SafetensorsFile(const fs::path& path) : path_(path) {
       tensors_[t.name] = std::move(t);
     }
     std::sort(ranges.begin(), ranges.end());
-    for (size_t i = 1; i < ranges.size(); ++i)
-      if (ranges[i].first < ranges[i - 1].second)
-        throw FormatError(cat(p, ": tensor data ranges overlap at byte ", ranges[i].first));
+    size_t covered = 0;
+    for (const auto& [b, e] : ranges) {
+      if (b < covered)
+        throw FormatError(cat(p, ": tensor data ranges overlap at byte ", b));
+      if (b > covered)
+        throw FormatError(cat(p, ": ", b - covered, " unused bytes in the data section at byte ",
+                              covered, " (header length or offsets wrong?)"));
+      covered = e;
+    }
+    if (covered != data_size)
+      throw FormatError(cat(p, ": the tensors cover ", covered, " of the data section's ",
+                            data_size, " bytes (trailing data, or a wrong header length)"));
   } catch (...) {
     ::munmap(const_cast<uint8_t*>(base_), size_);
     base_ = nullptr;
@@ -148,7 +178,7 @@ CheckpointReader::CheckpointReader(const fs::path& dir) : dir_(dir) {
     json j;
     try {
       j = json::parse(in);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       throw FormatError(cat(index.string(), ": malformed JSON (", e.what(), ")"));
     }
     if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())

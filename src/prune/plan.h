@@ -81,4 +81,12 @@ ModelConfig apply_plan(const ModelConfig& dense, const PrunePlan& plan);
 // q_proj rows and o_proj columns; k/v projections stay counted. Embeddings/lm_head excluded.
 double measured_sparsity(const ModelConfig& dense, const PrunePlan& plan);
 
+// How far below a requested sparsity a checkpoint may sit and still count as reaching it: the
+// matched-sparsity tolerance of the comparisons (docs/results.md). Pruning moves in whole heads
+// and channels, so a run's checkpoints rarely land exactly on a target.
+inline constexpr double kSparsityTolerance = 0.005;
+inline bool sparsity_reached(double measured, double target) {
+  return measured >= target - kSparsityTolerance;
+}
+
 }  // namespace resp

@@ -4,6 +4,7 @@
 #include <limits>
 #include <queue>
 
+#include "core/error.h"
 #include "tokenizer/unicode.h"
 
 namespace resp {
@@ -118,7 +119,11 @@ bool MergeMap::insert(int32_t left, int32_t right, uint32_t rank, int32_t merged
   const uint64_t key = pack(left, right);
   for (size_t i = slot_of(key);; i = (i + 1) & mask_) {
     Slot& s = slots_[i];
-    if (s.key == key) return false;
+    if (s.key == key) {
+      s.rank = rank;
+      s.merged = merged;
+      return false;
+    }
     if (s.key == kEmpty) {
       s = Slot{key, rank, merged};
       ++size_;
@@ -196,45 +201,103 @@ void WordCache::clear() {
 
 // ---- BpeModel ---------------------------------------------------------------------------------
 
+BpeModel::BpeModel(BpeSymbols symbols, MergeMap merges)
+    : symbols_(std::move(symbols)), merges_(std::move(merges)) {
+  simple_ = true;
+  for (const auto& t : symbols_.table) {
+    simple_ = simple_ && t == symbols_.table[0];
+    for (const int32_t id : t) simple_ = simple_ && id >= 0;
+  }
+}
+
 BpeModel::BpeModel(std::array<int32_t, 256> byte_ids, MergeMap merges)
-    : byte_ids_(byte_ids), merges_(std::move(merges)) {}
+    : BpeModel(
+          [&] {
+            BpeSymbols s;
+            s.table.fill(byte_ids);
+            return s;
+          }(),
+          std::move(merges)) {}
+
+void BpeModel::initial_symbols(std::string_view bytes, std::vector<int32_t>& ids) const {
+  const size_t n = bytes.size();
+  ids.clear();
+  ids.reserve(n);
+  bool pending_unk = false;
+  for (size_t i = 0; i < n; ++i) {
+    const int32_t e =
+        symbols_.table[BpeSymbols::position(i == 0, i + 1 == n)][static_cast<uint8_t>(bytes[i])];
+    if (e >= 0) {
+      if (pending_unk) ids.push_back(symbols_.unk_id);
+      pending_unk = false;
+      ids.push_back(e);
+    } else if (e <= BpeSymbols::kFallback) {
+      // As in tokenizers, byte-fallback ids go in before an unk still pending.
+      const auto& fb = symbols_.fallback[static_cast<size_t>(BpeSymbols::kFallback - e)];
+      ids.insert(ids.end(), fb.begin(), fb.end());
+    } else if (symbols_.unk_missing) {
+      throw FormatError(symbols_.unk_error);
+    } else if (symbols_.unk_id >= 0) {
+      if (pending_unk && !symbols_.fuse_unk) ids.push_back(symbols_.unk_id);
+      pending_unk = true;
+    }
+    // Otherwise the character is dropped, as tokenizers does without unk_token.
+  }
+  if (pending_unk) ids.push_back(symbols_.unk_id);
+}
 
 void BpeModel::encode(std::string_view bytes, std::vector<int32_t>& out) const {
   const size_t n = bytes.size();
   if (n == 0) return;
-  if (n == 1) {
-    out.push_back(byte_ids_[static_cast<uint8_t>(bytes[0])]);
-    return;
+  if (simple_) {
+    const auto& table = symbols_.table[0];
+    if (n == 1) {
+      out.push_back(table[static_cast<uint8_t>(bytes[0])]);
+      return;
+    }
+    if (n <= 64) {
+      int32_t ids[64];
+      for (size_t i = 0; i < n; ++i) ids[i] = table[static_cast<uint8_t>(bytes[i])];
+      out.insert(out.end(), ids, ids + merge_scan(ids, n));
+      return;
+    }
   }
-  if (n <= 64) {
-    encode_scan(bytes, out);
+  std::vector<int32_t> ids;
+  initial_symbols(bytes, ids);
+  if (ids.size() <= 64) {
+    out.insert(out.end(), ids.data(), ids.data() + merge_scan(ids.data(), ids.size()));
   } else {
-    encode_heap(bytes, out);
+    merge_heap(ids.data(), ids.size(), out);
   }
+}
+
+void BpeModel::encode_scan(std::string_view bytes, std::vector<int32_t>& out) const {
+  std::vector<int32_t> ids;
+  initial_symbols(bytes, ids);
+  out.insert(out.end(), ids.data(), ids.data() + merge_scan(ids.data(), ids.size()));
+}
+
+void BpeModel::encode_heap(std::string_view bytes, std::vector<int32_t>& out) const {
+  std::vector<int32_t> ids;
+  initial_symbols(bytes, ids);
+  merge_heap(ids.data(), ids.size(), out);
 }
 
 // Merges the lowest-ranked adjacent pair (leftmost on ties) until none is left. The symbols live
 // in a compact array, so this is quadratic in the piece length: used for short pieces.
-void BpeModel::encode_scan(std::string_view bytes, std::vector<int32_t>& out) const {
-  const size_t n = bytes.size();
-  std::vector<int32_t> idv;
+size_t BpeModel::merge_scan(int32_t* ids, size_t count) const {
   std::vector<uint32_t> rankv;
   std::vector<int32_t> mergedv;
-  int32_t ids_buf[64], merged_buf[64];
+  int32_t merged_buf[64];
   uint32_t rank_buf[64];
-  int32_t* ids = ids_buf;
   int32_t* merged = merged_buf;
   uint32_t* rank = rank_buf;
-  if (n > 64) {
-    idv.resize(n);
-    rankv.resize(n);
-    mergedv.resize(n);
-    ids = idv.data();
+  if (count > 64) {
+    rankv.resize(count);
+    mergedv.resize(count);
     rank = rankv.data();
     merged = mergedv.data();
   }
-  for (size_t i = 0; i < n; ++i) ids[i] = byte_ids_[static_cast<uint8_t>(bytes[i])];
-  size_t count = n;
   auto pair_rank = [&](size_t i) {
     uint32_t r;
     int32_t m;
@@ -266,13 +329,13 @@ void BpeModel::encode_scan(std::string_view bytes, std::vector<int32_t>& out) co
     if (best > 0) pair_rank(best - 1);
     if (best + 1 < count) pair_rank(best);
   }
-  out.insert(out.end(), ids, ids + count);
+  return count;
 }
 
 // The same merge order with a priority queue and a linked list (tokenizers' Word::merge_all):
 // O(n log n), used for long pieces.
-void BpeModel::encode_heap(std::string_view bytes, std::vector<int32_t>& out) const {
-  const size_t n = bytes.size();
+void BpeModel::merge_heap(const int32_t* ids, size_t n, std::vector<int32_t>& out) const {
+  if (n == 0) return;
   struct Sym {
     int32_t id;
     int32_t prev, next;
@@ -286,8 +349,8 @@ void BpeModel::encode_heap(std::string_view bytes, std::vector<int32_t>& out) co
   };
   std::vector<Sym> sym(n);
   for (size_t i = 0; i < n; ++i) {
-    sym[i] = Sym{byte_ids_[static_cast<uint8_t>(bytes[i])], static_cast<int32_t>(i) - 1,
-                 i + 1 < n ? static_cast<int32_t>(i + 1) : -1, true};
+    sym[i] = Sym{ids[i], static_cast<int32_t>(i) - 1, i + 1 < n ? static_cast<int32_t>(i + 1) : -1,
+                 true};
   }
   std::priority_queue<Merge, std::vector<Merge>, std::greater<Merge>> queue;
   for (size_t i = 0; i + 1 < n; ++i) {

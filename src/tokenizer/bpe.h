@@ -24,7 +24,9 @@ std::string byte_level_encode(std::string_view bytes);
 class MergeMap {
  public:
   void reserve(size_t n);
-  // Returns false when the pair is already present (the first rank is kept).
+  // A pair that is already present takes the new rank and merged id (tokenizers builds its merge
+  // map by collecting into a hash map, so a repeated merge counts at its last rank). Returns
+  // false in that case.
   bool insert(int32_t left, int32_t right, uint32_t rank, int32_t merged);
   // Sets rank and merged and returns true when the pair has a merge.
   bool find(int32_t left, int32_t right, uint32_t& rank, int32_t& merged) const {
@@ -87,23 +89,57 @@ class WordCache {
   std::vector<int32_t> vals_;
 };
 
+// How a character of the byte alphabet turns into initial symbols (tokenizers' BPE::merge_word).
+// In a byte-level BPE each byte of a pre-token is one character; the string looked up in the
+// vocabulary is that character with `continuing_subword_prefix` before it unless it is the first
+// of the pre-token, and `end_of_word_suffix` after it when it is the last. What the lookup yields
+// depends on the position, hence four tables indexed by position().
+struct BpeSymbols {
+  // An entry: >= 0: the id; kUnknown: not in the vocabulary (dropped, or unk_id);
+  // kFallback - k: the ids fallback[k] (byte_fallback's <0xXX> tokens).
+  static constexpr int32_t kUnknown = -1;
+  static constexpr int32_t kFallback = -2;
+  static size_t position(bool first, bool last) { return (first ? 1u : 0u) | (last ? 2u : 0u); }
+
+  std::array<std::array<int32_t, 256>, 4> table{};
+  std::vector<std::vector<int32_t>> fallback;
+  // The unk token's id, -1 without one. `unk_missing` (message in `unk_error`): an unk_token
+  // that is not in the vocabulary, an error only when a character needs it, as in tokenizers.
+  int32_t unk_id = -1;
+  bool unk_missing = false;
+  std::string unk_error;
+  bool fuse_unk = false;
+};
+
 class BpeModel {
  public:
-  // `byte_ids[b]` is the id of the single-byte token for byte b.
+  BpeModel(BpeSymbols symbols, MergeMap merges);
+  // Every byte is a token of its own at every position: the initial symbols are a table lookup.
   BpeModel(std::array<int32_t, 256> byte_ids, MergeMap merges);
 
-  // Appends the BPE ids of `bytes` (one pre-token, raw bytes) to `out`.
+  // Appends the BPE ids of `bytes` (one pre-token, raw bytes) to `out`. Throws FormatError when
+  // a character needs an unk_token that is not in the vocabulary.
   void encode(std::string_view bytes, std::vector<int32_t>& out) const;
   // The two merge loops (exposed so tests can check they agree); encode() picks one by length.
   void encode_scan(std::string_view bytes, std::vector<int32_t>& out) const;
   void encode_heap(std::string_view bytes, std::vector<int32_t>& out) const;
 
-  int32_t byte_id(uint8_t b) const { return byte_ids_[b]; }
+  // The id of byte b as a whole pre-token, or -1 when it is not a plain vocabulary id.
+  int32_t byte_id(uint8_t b) const { return symbols_.table[BpeSymbols::position(true, true)][b]; }
   const MergeMap& merges() const { return merges_; }
+  // True when every byte is a token of its own at every position.
+  bool simple() const { return simple_; }
 
  private:
-  std::array<int32_t, 256> byte_ids_;
+  // The initial symbols of `bytes` (the unk, fallback and drop rules of merge_word).
+  void initial_symbols(std::string_view bytes, std::vector<int32_t>& ids) const;
+  // Merges `ids` in place; returns the new count.
+  size_t merge_scan(int32_t* ids, size_t count) const;
+  void merge_heap(const int32_t* ids, size_t count, std::vector<int32_t>& out) const;
+
+  BpeSymbols symbols_;
   MergeMap merges_;
+  bool simple_ = false;
 };
 
 }  // namespace resp

@@ -1,8 +1,11 @@
 #include "tokenizer/chat.h"
 
+#include <ctime>
+
 #include "core/error.h"
+#include "tokenizer/chat_named.h"
+#include "tokenizer/jinja_template.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/unicode.h"
 
 namespace resp {
 
@@ -17,100 +20,52 @@ bool contains(std::string_view s, std::string_view needle) {
   return s.find(needle) != std::string_view::npos;
 }
 
-bool starts_with(std::string_view s, std::string_view p) {
-  return s.substr(0, p.size()) == p;
-}
-bool ends_with(std::string_view s, std::string_view p) {
-  return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
-}
-
-// Python's json.dumps(s, ensure_ascii=False) for a string (what transformers' tojson does).
-std::string py_json_string(std::string_view s) {
-  std::string out = "\"";
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      default:
-        if (c < 0x20) {
-          static const char* hex = "0123456789abcdef";
-          out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 15];
-        } else {
-          out += ch;
-        }
-    }
+// transformers' strftime_now(format), with `date` ("26 Jul 2024" or "2024-07-26") for now.
+std::string format_date(const std::string& date, const std::string& format) {
+  std::tm tm{};
+  const char* end = strptime(date.c_str(), "%d %b %Y", &tm);
+  if (!end || *end) {
+    tm = {};
+    end = strptime(date.c_str(), "%Y-%m-%d", &tm);
   }
-  out += '"';
-  return out;
+  if (!end || *end)
+    throw ConfigError(
+        cat("the chat date '", date, "' is not a date like \"26 Jul 2024\" or \"2024-07-26\""));
+  timegm(&tm);  // fills in the weekday and day of the year
+  std::string buf(format.size() * 8 + 64, '\0');
+  const size_t n = std::strftime(buf.data(), buf.size(), format.c_str(), &tm);
+  buf.resize(n);
+  return buf;
 }
 
-void check_roles(const std::vector<ChatMessage>& m, std::initializer_list<std::string_view> ok,
-                 const char* fmt) {
-  if (m.empty()) throw UsageError(cat("chat format ", fmt, ": no messages to render"));
-  for (size_t i = 0; i < m.size(); ++i) {
-    bool found = false;
-    for (const auto r : ok) found = found || m[i].role == r;
-    if (!found) {
-      std::string list;
-      for (const auto r : ok) list += (list.empty() ? "" : ", ") + std::string(r);
-      throw UsageError(cat("chat format ", fmt, ": message ", i, " has role '", m[i].role,
-                           "' (expected one of: ", list, ")"));
-    }
+// The generation prompt a template renders for one user turn (empty when it cannot render one).
+std::string probe(const jinja::Template& t, const std::string& bos, const std::string& eos,
+                  std::optional<bool> enable_thinking) {
+  using jinja::Value;
+  std::vector<std::pair<std::string, Value>> vars = {
+      {"messages", jinja::make_list({jinja::make_dict(
+                       {{Value("role"), Value("user")}, {Value("content"), Value("x")}})})},
+      {"tools", Value::none()},
+      {"documents", Value::none()},
+      {"add_generation_prompt", Value(true)},
+      {"date_string", Value("26 Jul 2024")}};
+  if (!bos.empty()) vars.emplace_back("bos_token", Value(bos));
+  if (!eos.empty()) vars.emplace_back("eos_token", Value(eos));
+  if (enable_thinking) vars.emplace_back("enable_thinking", Value(*enable_thinking));
+  try {
+    return t.render(vars);
+  } catch (const Error&) {
+    return {};
   }
 }
 
 }  // namespace
 
-// ---- Python string helpers ------------------------------------------------------------------
-
-std::string py_strip(std::string_view s) {
-  size_t b = 0, e = s.size();
-  while (b < e) {
-    size_t len;
-    const uint32_t cp = unicode::decode_utf8(s.data(), b, len);
-    if (!(unicode::char_flags(cp) & unicode::kPythonSpace)) break;
-    b += len;
-  }
-  while (e > b) {
-    size_t p = e - 1;
-    while (p > b && (static_cast<unsigned char>(s[p]) & 0xC0) == 0x80) --p;
-    size_t len;
-    const uint32_t cp = unicode::decode_utf8(s.data(), p, len);
-    if (!(unicode::char_flags(cp) & unicode::kPythonSpace)) break;
-    e = p;
-  }
-  return std::string(s.substr(b, e - b));
-}
-
-std::string_view py_strip_char(std::string_view s, char c, bool left, bool right) {
-  size_t b = 0, e = s.size();
-  if (left)
-    while (b < e && s[b] == c) ++b;
-  if (right)
-    while (e > b && s[e - 1] == c) --e;
-  return s.substr(b, e - b);
+Thinking parse_thinking_setting(const std::string& s, const std::string& what) {
+  if (s.empty() || s == "auto") return Thinking::Auto;
+  if (s == "on") return Thinking::On;
+  if (s == "off") return Thinking::Off;
+  throw UsageError(cat(what, " must be auto, on or off, got '", s, "'"));
 }
 
 // ---- construction ---------------------------------------------------------------------------
@@ -130,21 +85,61 @@ const char* ChatFormat::family_name(ChatFamily f) {
 }
 
 const char* ChatFormat::name() const {
-  return family_name(family_);
+  if (is_template()) return "template";
+  return family_ ? family_name(*family_) : "?";
+}
+
+std::string ChatFormat::describe() const {
+  if (is_template()) return origin_.empty() ? "the chat template" : "chat template of " + origin_;
+  return cat("chat format ", name());
 }
 
 ChatFormat ChatFormat::named(std::string_view name, std::string bos_token) {
-  if (name == "qwen3") return ChatFormat(ChatFamily::Qwen3, std::move(bos_token));
-  if (name == "qwen2.5" || name == "qwen2")
-    return ChatFormat(ChatFamily::Qwen25, std::move(bos_token));
-  if (name == "deepseek-r1" || name == "deepseek-r1-distill")
-    return ChatFormat(ChatFamily::DeepSeekR1,
-                      bos_token.empty() ? std::string(kDeepSeekBos) : std::move(bos_token));
-  if (name == "llama3" || name == "llama-3")
-    return ChatFormat(ChatFamily::Llama3,
-                      bos_token.empty() ? std::string(kLlama3Bos) : std::move(bos_token));
-  throw UsageError(
-      cat("unknown chat format '", name, "' (expected qwen3, qwen2.5, deepseek-r1 or llama3)"));
+  ChatFormat f;
+  if (name == "qwen3") {
+    f.family_ = ChatFamily::Qwen3;
+  } else if (name == "qwen2.5" || name == "qwen2") {
+    f.family_ = ChatFamily::Qwen25;
+  } else if (name == "deepseek-r1" || name == "deepseek-r1-distill") {
+    f.family_ = ChatFamily::DeepSeekR1;
+    if (bos_token.empty()) bos_token = kDeepSeekBos;
+  } else if (name == "llama3" || name == "llama-3") {
+    f.family_ = ChatFamily::Llama3;
+    if (bos_token.empty()) bos_token = kLlama3Bos;
+  } else {
+    throw UsageError(
+        cat("unknown chat format '", name, "' (expected qwen3, qwen2.5, deepseek-r1 or llama3)"));
+  }
+  f.bos_ = std::move(bos_token);
+  f.has_thinking_mode_ = f.family_ == ChatFamily::Qwen3 || f.family_ == ChatFamily::DeepSeekR1;
+  f.always_thinks_ = f.family_ == ChatFamily::DeepSeekR1;
+  f.default_thinks_ = f.has_thinking_mode_;
+  return f;
+}
+
+ChatFormat ChatFormat::from_template(std::string_view chat_template, std::string bos_token,
+                                     std::string eos_token, std::string origin) {
+  const std::string where = origin.empty() ? "chat template" : "chat template of " + origin;
+  if (chat_template.empty()) throw ConfigError(cat(where, " is empty"));
+  ChatFormat f;
+  f.template_ = std::make_shared<const jinja::Template>(chat_template, where);
+  f.bos_ = std::move(bos_token);
+  f.eos_ = std::move(eos_token);
+  f.origin_ = std::move(origin);
+  try {
+    f.family_ = detect(chat_template).family_;
+  } catch (const ConfigError&) {
+    // Not one of the hand-written families; the template renders itself all the same.
+  }
+  // What the template does with a one-turn conversation tells its thinking behaviour.
+  const jinja::Template& t = *f.template_;
+  const std::string plain = probe(t, f.bos_, f.eos_, std::nullopt);
+  const std::string trimmed = pystr::strip(plain, std::nullopt, false, true);
+  f.always_thinks_ = trimmed.size() >= 7 && trimmed.compare(trimmed.size() - 7, 7, "<think>") == 0;
+  const bool switchable = t.references("enable_thinking");
+  f.has_thinking_mode_ = switchable || f.always_thinks_;
+  f.default_thinks_ = f.always_thinks_ || (switchable && plain != probe(t, f.bos_, f.eos_, false));
+  return f;
 }
 
 ChatFormat ChatFormat::detect(std::string_view t, std::string bos_token) {
@@ -177,13 +172,22 @@ ChatFormat ChatFormat::detect(std::string_view t, std::string bos_token) {
   for (char& c : head)
     if (c == '\n') c = ' ';
   throw ConfigError(cat("unrecognised chat_template (starts with \"", head,
-                        "...\"): it is none of the supported qwen3, qwen2.5, deepseek-r1 and "
-                        "llama3 templates; choose a format with --chat-format"));
+                        "...\"): it is none of the hand-written qwen3, qwen2.5, deepseek-r1 and "
+                        "llama3 formats; choose a format with --chat-format"));
 }
 
-ChatFormat ChatFormat::for_tokenizer(const Tokenizer& tok, std::string_view name) {
-  ChatFormat f =
-      name.empty() ? detect(tok.chat_template(), tok.bos_token()) : named(name, tok.bos_token());
+ChatFormat ChatFormat::for_tokenizer(const Tokenizer& tok, std::string_view name,
+                                     std::string origin) {
+  if (name.empty()) {
+    if (tok.chat_template().empty())
+      throw ConfigError(cat(origin.empty() ? "the model" : origin,
+                            " has no chat template (tokenizer_config.json chat_template or "
+                            "chat_template.jinja); name a format with --chat-format (qwen3, "
+                            "qwen2.5, deepseek-r1, llama3) or use plain text (--no-chat)"));
+    return from_template(tok.chat_template(), tok.bos_token(), tok.eos_token(), std::move(origin));
+  }
+  ChatFormat f = named(name, tok.bos_token());
+  f.origin_ = std::move(origin);
   for (const std::string& t : f.control_tokens()) {
     if (!tok.token_id(t))
       throw ConfigError(cat("chat format ", f.name(), " needs the token '", t,
@@ -193,17 +197,31 @@ ChatFormat ChatFormat::for_tokenizer(const Tokenizer& tok, std::string_view name
 }
 
 std::vector<std::string> ChatFormat::control_tokens() const {
-  switch (family_) {
-    case ChatFamily::Qwen3:
-      return {"<|im_start|>", "<|im_end|>", "<think>", "</think>"};
-    case ChatFamily::Qwen25:
-      return {"<|im_start|>", "<|im_end|>"};
-    case ChatFamily::DeepSeekR1:
-      return {bos_, "<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"};
-    case ChatFamily::Llama3:
-      return {bos_, "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
+  if (is_template() || !family_) return {};
+  return chat_named::control_tokens(*family_, bos_);
+}
+
+// ---- thinking -----------------------------------------------------------------------------------
+
+Thinking ChatFormat::resolve(Thinking t) const {
+  if (t == Thinking::Auto) return has_thinking_mode_ ? Thinking::On : Thinking::Off;
+  if (t == Thinking::On && !has_thinking_mode_)
+    throw ConfigError(
+        cat(describe(), " has no thinking mode (thinking: on); use thinking: auto or off"));
+  if (t == Thinking::Off && always_thinks_)
+    throw ConfigError(cat(describe(), " always thinks (thinking: off); use thinking: auto or on"));
+  return t;
+}
+
+bool ChatFormat::thinks(Thinking t) const {
+  switch (resolve(t)) {
+    case Thinking::On:
+      return true;
+    case Thinking::Off:
+      return false;
+    default:
+      return default_thinks_;
   }
-  return {};
 }
 
 // ---- rendering --------------------------------------------------------------------------------
@@ -217,180 +235,55 @@ std::string ChatFormat::render(const std::vector<ChatMessage>& messages, bool ad
 }
 
 std::string ChatFormat::render(const std::vector<ChatMessage>& m, const ChatOptions& o) const {
-  switch (family_) {
-    case ChatFamily::Qwen3:
-      return render_qwen3(m, o);
-    case ChatFamily::Qwen25:
-      if (o.thinking == Thinking::On)
-        throw UsageError("chat format qwen2.5 has no thinking mode (--thinking on)");
-      return render_qwen25(m, o);
-    case ChatFamily::DeepSeekR1:
-      if (o.thinking == Thinking::Off)
-        throw UsageError("chat format deepseek-r1 always thinks; --thinking off is not supported");
-      return render_deepseek(m, o);
-    case ChatFamily::Llama3:
-      if (o.thinking == Thinking::On)
-        throw UsageError("chat format llama3 has no thinking mode (--thinking on)");
-      return render_llama3(m, o);
+  const Thinking t = resolve(o.thinking);
+  std::vector<ChatMessage> with_system;
+  const std::vector<ChatMessage>* msgs = &m;
+  if (!o.system_prompt.empty()) {
+    if (!m.empty() && m[0].role == "system")
+      throw UsageError(
+          "the conversation already starts with a system message; a system prompt would add a "
+          "second one");
+    with_system.reserve(m.size() + 1);
+    with_system.push_back({"system", o.system_prompt});
+    with_system.insert(with_system.end(), m.begin(), m.end());
+    msgs = &with_system;
   }
-  return {};
+  if (msgs->empty()) throw UsageError(cat(describe(), ": no messages to render"));
+  if (is_template()) return render_template(*msgs, o, t);
+  ChatOptions resolved = o;
+  resolved.thinking = t;
+  return chat_named::render(*family_, *msgs, resolved, bos_, deepseek_think_prefill_);
 }
 
-// Qwen3's template (Qwen/Qwen3-*, tokenizer_config.json), without tools.
-std::string ChatFormat::render_qwen3(const std::vector<ChatMessage>& m,
-                                     const ChatOptions& o) const {
-  check_roles(m, {"system", "user", "assistant", "tool"}, "qwen3");
-  std::string out;
-  const size_t n = m.size();
-  if (m[0].role == "system") out += "<|im_start|>system\n" + m[0].content + "<|im_end|>\n";
-  // The last user query that is not a tool response: assistant turns after it keep their
-  // reasoning, earlier ones lose it.
-  size_t last_query = n - 1;
-  for (size_t k = n; k-- > 0;) {
-    const std::string& c = m[k].content;
-    if (m[k].role == "user" &&
-        !(starts_with(c, "<tool_response>") && ends_with(c, "</tool_response>"))) {
-      last_query = k;
-      break;
-    }
-  }
-  for (size_t i = 0; i < n; ++i) {
-    const ChatMessage& msg = m[i];
-    if (msg.role == "user" || (msg.role == "system" && i != 0)) {
-      out += "<|im_start|>" + msg.role + "\n" + msg.content + "<|im_end|>\n";
-    } else if (msg.role == "assistant") {
-      std::string_view content = msg.content;
-      std::string_view reasoning;
-      const size_t last_close = content.rfind("</think>");
-      if (last_close != std::string_view::npos) {
-        const std::string_view before = content.substr(0, content.find("</think>"));
-        reasoning = py_strip_char(before, '\n', false, true);
-        const size_t open = reasoning.rfind("<think>");
-        if (open != std::string_view::npos) reasoning = reasoning.substr(open + 7);
-        reasoning = py_strip_char(reasoning, '\n', true, false);
-        content = py_strip_char(content.substr(last_close + 8), '\n', true, false);
-      }
-      out += "<|im_start|>assistant\n";
-      if (i > last_query && (i == n - 1 || !reasoning.empty())) {
-        out += "<think>\n";
-        out += py_strip_char(reasoning, '\n', true, true);
-        out += "\n</think>\n\n";
-        out += py_strip_char(content, '\n', true, false);
-      } else {
-        out += content;
-      }
-      out += "<|im_end|>\n";
-    } else if (msg.role == "tool") {
-      if (i == 0 || m[i - 1].role != "tool") out += "<|im_start|>user";
-      out += "\n<tool_response>\n" + msg.content + "\n</tool_response>";
-      if (i == n - 1 || m[i + 1].role != "tool") out += "<|im_end|>\n";
-    }
-  }
-  if (o.add_generation_prompt) {
-    out += "<|im_start|>assistant\n";
-    if (o.thinking == Thinking::Off) out += "<think>\n\n</think>\n\n";
-  }
-  return out;
-}
-
-// Qwen2.5's template (Qwen/Qwen2.5-*-Instruct), without tools.
-std::string ChatFormat::render_qwen25(const std::vector<ChatMessage>& m,
-                                      const ChatOptions& o) const {
-  check_roles(m, {"system", "user", "assistant", "tool"}, "qwen2.5");
-  std::string out;
-  const size_t n = m.size();
-  if (m[0].role == "system") {
-    out += "<|im_start|>system\n" + m[0].content + "<|im_end|>\n";
-  } else {
-    out += "<|im_start|>system\n" + std::string(kQwenDefaultSystem) + "<|im_end|>\n";
-  }
-  for (size_t i = 0; i < n; ++i) {
-    const ChatMessage& msg = m[i];
-    if (msg.role == "user" || msg.role == "assistant" || (msg.role == "system" && i != 0)) {
-      out += "<|im_start|>" + msg.role + "\n" + msg.content + "<|im_end|>\n";
-    } else if (msg.role == "tool") {
-      if (i == 0 || m[i - 1].role != "tool") out += "<|im_start|>user";
-      out += "\n<tool_response>\n" + msg.content + "\n</tool_response>";
-      if (i == n - 1 || m[i + 1].role != "tool") out += "<|im_end|>\n";
-    }
-  }
-  if (o.add_generation_prompt) out += "<|im_start|>assistant\n";
-  return out;
-}
-
-// DeepSeek-R1 / R1-Distill template (deepseek-ai/DeepSeek-R1-Distill-*), without tool calls.
-std::string ChatFormat::render_deepseek(const std::vector<ChatMessage>& m,
-                                        const ChatOptions& o) const {
-  check_roles(m, {"system", "user", "assistant", "tool"}, "deepseek-r1");
-  std::string system_prompt;
+std::string ChatFormat::render_template(const std::vector<ChatMessage>& m, const ChatOptions& o,
+                                        Thinking t) const {
+  using jinja::Value;
+  std::vector<Value> messages;
+  messages.reserve(m.size());
   for (const ChatMessage& msg : m)
-    if (msg.role == "system") system_prompt = msg.content;
-  std::string out = bos_ + system_prompt;
-  bool is_tool = false, is_output_first = true;
-  for (const ChatMessage& msg : m) {
-    if (msg.role == "user") {
-      is_tool = false;
-      out += "<｜User｜>" + msg.content;
-    } else if (msg.role == "assistant") {
-      if (is_tool) {
-        out += "<｜tool▁outputs▁end｜>" + msg.content + "<｜end▁of▁sentence｜>";
-        is_tool = false;
-      } else {
-        std::string_view content = msg.content;
-        const size_t close = content.rfind("</think>");
-        if (close != std::string_view::npos) content = content.substr(close + 8);
-        out += "<｜Assistant｜>";
-        out += content;
-        out += "<｜end▁of▁sentence｜>";
-      }
-    } else if (msg.role == "tool") {
-      is_tool = true;
-      if (is_output_first) {
-        out += "<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>" + msg.content +
-               "<｜tool▁output▁end｜>";
-        is_output_first = false;
-      } else {
-        out += "\n<｜tool▁output▁begin｜>" + msg.content + "<｜tool▁output▁end｜>";
-      }
-    }
-  }
-  if (is_tool) out += "<｜tool▁outputs▁end｜>";
-  if (o.add_generation_prompt && !is_tool) {
-    out += "<｜Assistant｜>";
-    if (deepseek_think_prefill_) out += "<think>\n";
-  }
-  return out;
-}
-
-// Llama-3.1 / 3.2 template (meta-llama/Llama-3.2-*-Instruct), without tools.
-std::string ChatFormat::render_llama3(const std::vector<ChatMessage>& m,
-                                      const ChatOptions& o) const {
-  check_roles(m, {"system", "user", "assistant", "tool", "ipython"}, "llama3");
-  std::string out = bos_;
-  size_t first = 0;
-  std::string system_message;
-  if (m[0].role == "system") {
-    system_message = py_strip(m[0].content);
-    first = 1;
-  }
-  out += "<|start_header_id|>system<|end_header_id|>\n\n";
-  out += "Cutting Knowledge Date: December 2023\n";
-  out += "Today Date: " + o.date_string + "\n\n";
-  out += system_message;
-  out += "<|eot_id|>";
-  for (size_t i = first; i < m.size(); ++i) {
-    const ChatMessage& msg = m[i];
-    if (msg.role == "tool" || msg.role == "ipython") {
-      // A string is "iterable" in Jinja, so the template JSON-encodes tool output.
-      out += "<|start_header_id|>ipython<|end_header_id|>\n\n" + py_json_string(msg.content) +
-             "<|eot_id|>";
-    } else {
-      out += "<|start_header_id|>" + msg.role + "<|end_header_id|>\n\n" + py_strip(msg.content) +
-             "<|eot_id|>";
-    }
-  }
-  if (o.add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
-  return out;
+    messages.push_back(jinja::make_dict(
+        {{Value("role"), Value(msg.role)}, {Value("content"), Value(msg.content)}}));
+  // The variables apply_chat_template passes: the conversation, tools and documents (None),
+  // the generation prompt switch, the tokenizer's special tokens, then the caller's kwargs.
+  std::vector<std::pair<std::string, Value>> vars = {
+      {"messages", jinja::make_list(std::move(messages))},
+      {"tools", Value::none()},
+      {"documents", Value::none()},
+      {"add_generation_prompt", Value(o.add_generation_prompt)}};
+  if (!bos_.empty()) vars.emplace_back("bos_token", Value(bos_));
+  if (!eos_.empty()) vars.emplace_back("eos_token", Value(eos_));
+  if (t == Thinking::On || t == Thinking::Off)
+    vars.emplace_back("enable_thinking", Value(t == Thinking::On));
+  vars.emplace_back("date_string", Value(o.date_string));
+  const std::string date = o.date_string;
+  vars.emplace_back("strftime_now",
+                    jinja::make_function("strftime_now", [date](jinja::CallArgs& a) {
+                      jinja::ArgReader r(a, "strftime_now", {"format"});
+                      const auto fmt = r.get_str(0);
+                      if (!fmt) jinja::fail("strftime_now() needs a format string");
+                      return Value(format_date(date, *fmt));
+                    }));
+  return template_->render(vars);
 }
 
 }  // namespace resp

@@ -1,28 +1,43 @@
-// Chat formatting for the model families users prune. Each family's Hugging Face chat template is
-// re-implemented in C++ (no Jinja engine): the output string is byte-identical to what
-// transformers' apply_chat_template renders for messages with a role and a string content
-// (tool calls and tool definitions are not supported). The family is detected from
-// distinctive markers in the model's chat_template, or named explicitly.
+// Chat formatting. By default a model's own Jinja chat template (tokenizer_config.json
+// `chat_template`, or chat_template.jinja) is rendered by the interpreter in jinja_template.h,
+// with the variables transformers' apply_chat_template passes: messages, add_generation_prompt,
+// bos_token / eos_token, tools = documents = None, enable_thinking only when thinking is set
+// explicitly, date_string and a strftime_now() that formats that date (so renderings do not
+// depend on today). The text is byte-identical to apply_chat_template's for messages with a
+// role and a string content.
 //
+// Four families also exist as hand-written C++ formats, used only when named explicitly
+// (--chat-format / chat_format:), e.g. for a model whose template is missing or broken:
 //   qwen3        Qwen3 hybrid-thinking template (enable_thinking; <think> handling of history)
 //   qwen2.5      Qwen2.5 template (default "You are Qwen, created by Alibaba Cloud..." system)
 //   deepseek-r1  DeepSeek-R1 / R1-Distill template (<｜User｜>, <｜Assistant｜>, <think>\n prefill)
 //   llama3       Llama-3.1 / 3.2 template (system header with Cutting Knowledge / Today Date)
 #pragma once
 
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "tokenizer/pystr.h"  // py_strip, for callers of this header
+
 namespace resp {
 
 class Tokenizer;
+namespace jinja {
+class Template;
+}
 
 enum class ChatFamily { Qwen3, Qwen25, DeepSeekR1, Llama3 };
 
-// Thinking mode. Default follows the template's default (Qwen3: on). Qwen3 honours on and off;
-// DeepSeek-R1 always thinks (off is an error); Qwen2.5 and Llama-3 never do (on is an error).
-enum class Thinking { Default, On, Off };
+// Thinking mode.
+//   Default  the template's own default (apply_chat_template without enable_thinking)
+//   Auto     on when the template has a thinking mode, otherwise off (RESP's default: it
+//            generates in thinking mode whenever the model has one)
+//   On / Off enable_thinking=True / False. On with a template that has no thinking mode and
+//            Off with one that always thinks (DeepSeek-R1) are ConfigErrors.
+enum class Thinking { Default, On, Off, Auto };
 
 struct ChatMessage {
   std::string role;  // system, user, assistant, tool (llama3 also: ipython)
@@ -32,25 +47,52 @@ struct ChatMessage {
 struct ChatOptions {
   bool add_generation_prompt = true;
   Thinking thinking = Thinking::Default;
-  // Llama-3: the "Today Date" of the system header. The template's own fallback date is used so
-  // that renderings are reproducible (transformers would insert today's date).
+  // When not empty: a leading {"role": "system"} message with this text. resp never adds a
+  // system prompt of its own (a template's own default, e.g. Qwen2.5's, is the template's).
+  std::string system_prompt;
+  // Llama-3's "Today Date": passed as date_string, and what strftime_now() formats, so that
+  // renderings are reproducible (transformers would use today). "DD Mon YYYY" or "YYYY-MM-DD".
   std::string date_string = "26 Jul 2024";
 };
 
 class ChatFormat {
  public:
-  // "qwen3", "qwen2.5" (or "qwen2"), "deepseek-r1", "llama3"; UsageError for anything else.
+  // A hand-written format: "qwen3", "qwen2.5" (or "qwen2"), "deepseek-r1", "llama3"; UsageError
+  // for anything else.
   static ChatFormat named(std::string_view name, std::string bos_token = "");
-  // Detects the family from a chat_template; ConfigError naming what was found when the
-  // template is not one of the supported ones.
+  // The model's own Jinja template. `origin` names it in errors ("chat template of <origin>");
+  // a template that does not parse is a ConfigError (UnsupportedError for Jinja features the
+  // interpreter lacks).
+  static ChatFormat from_template(std::string_view chat_template, std::string bos_token = "",
+                                  std::string eos_token = "", std::string origin = "");
+  // The hand-written family whose template this is (ConfigError naming what was found when it
+  // is none of them).
   static ChatFormat detect(std::string_view chat_template, std::string bos_token = "");
-  // The format for a tokenizer: `name` when not empty, otherwise detected from its
-  // chat_template. Checks that the format's control tokens exist in the tokenizer.
-  static ChatFormat for_tokenizer(const Tokenizer& tok, std::string_view name = {});
+  // The format for a tokenizer: the hand-written `name` when not empty (its control tokens
+  // must exist in the tokenizer), otherwise the tokenizer's own chat template (ConfigError when
+  // it has none). `origin` (the model directory) names the template in errors.
+  static ChatFormat for_tokenizer(const Tokenizer& tok, std::string_view name = {},
+                                  std::string origin = {});
 
-  ChatFamily family() const { return family_; }
+  // True when rendering the model's own template, false for a hand-written format.
+  bool is_template() const { return template_ != nullptr; }
+  // The hand-written family, or the family a template is recognised as (informational: the
+  // template is what renders); nullopt for other templates.
+  std::optional<ChatFamily> family() const { return family_; }
+  // "template" for the model's own template, else the family's name.
   const char* name() const;
-  // The control tokens the rendered text relies on (each must be an added token).
+  // The template switches thinking with enable_thinking, or always thinks.
+  bool has_thinking_mode() const { return has_thinking_mode_; }
+  // The generation prompt opens a thinking block whatever the settings (DeepSeek-R1).
+  bool always_thinks() const { return always_thinks_; }
+  // Thinking::Auto resolved; ConfigError for On without a thinking mode and for Off with a
+  // template that always thinks. Default stays Default.
+  Thinking resolve(Thinking t) const;
+  // Whether a generation prompted with thinking `t` starts in thinking mode (its output holds
+  // the reasoning, then "</think>"). Resolves `t` (same errors).
+  bool thinks(Thinking t) const;
+  // The control tokens a hand-written format relies on (each must be an added token); empty
+  // for a template.
   std::vector<std::string> control_tokens() const;
 
   std::string render(const std::vector<ChatMessage>& messages, const ChatOptions& opts) const;
@@ -60,19 +102,22 @@ class ChatFormat {
   static const char* family_name(ChatFamily f);
 
  private:
-  ChatFormat(ChatFamily f, std::string bos) : family_(f), bos_(std::move(bos)) {}
-  std::string render_qwen3(const std::vector<ChatMessage>& m, const ChatOptions& o) const;
-  std::string render_qwen25(const std::vector<ChatMessage>& m, const ChatOptions& o) const;
-  std::string render_deepseek(const std::vector<ChatMessage>& m, const ChatOptions& o) const;
-  std::string render_llama3(const std::vector<ChatMessage>& m, const ChatOptions& o) const;
+  ChatFormat() = default;
+  std::string render_template(const std::vector<ChatMessage>& m, const ChatOptions& o,
+                              Thinking t) const;
+  // "chat template of <origin>" / "chat format <name>", for error messages.
+  std::string describe() const;
 
-  ChatFamily family_;
-  std::string bos_;
+  std::shared_ptr<const jinja::Template> template_;
+  std::optional<ChatFamily> family_;
+  std::string bos_, eos_, origin_;
   bool deepseek_think_prefill_ = true;  // older R1 templates end the prompt at <｜Assistant｜>
+  bool has_thinking_mode_ = false;
+  bool always_thinks_ = false;
+  bool default_thinks_ = false;  // what the template does without enable_thinking
 };
 
-// Python's str.strip() / lstrip() / rstrip() with the default (whitespace) and with a character.
-std::string py_strip(std::string_view s);
-std::string_view py_strip_char(std::string_view s, char c, bool left, bool right);
+// "", "auto" -> Auto, "on" -> On, "off" -> Off (`what` names the setting in the UsageError).
+Thinking parse_thinking_setting(const std::string& s, const std::string& what = "--thinking");
 
 }  // namespace resp

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -11,6 +12,7 @@
 
 #include "core/error.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/normalizer.h"
 #include "tokenizer/pretokenizer.h"
 #include "tokenizer/unicode.h"
 
@@ -29,6 +31,9 @@ using StringMap = std::unordered_map<std::string, int32_t, StringHash, std::equa
 
 // Pre-tokens longer than this are not cached (long runs are rare and would bloat the cache).
 constexpr size_t kMaxCachedPiece = 256;
+// Vocabulary ids may leave gaps, but not so many that the id tables become huge: an id must lie
+// below the number of entries plus this.
+constexpr int64_t kMaxIdGap = int64_t{1} << 20;
 
 // ---- UTF-8 helpers for the added-token rules ---------------------------------------------------
 
@@ -93,7 +98,7 @@ std::string read_text_file(const fs::path& path) {
 json parse_json_text(const std::string& text, const fs::path& path) {
   try {
     return json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw FormatError(cat(path.string(), ": invalid JSON: ", e.what()));
   }
 }
@@ -210,8 +215,9 @@ struct Tokenizer::Impl {
   StringMap token_to_id;  // vocab strings and added-token contents
   std::vector<std::string> id_token, id_bytes;
   std::vector<uint8_t> id_valid, id_special;
-  bool nfc = false;
-  std::optional<PreTokenizer> pretok;
+  std::string model_desc;  // options of the BPE model worth naming in describe()
+  Normalizer normalizer;
+  std::optional<PreTokenizerChain> pretok;
   std::vector<AddedToken> added;
   AddedMatcher raw_matcher, normalized_matcher;
   std::vector<int32_t> prefix, suffix;
@@ -249,40 +255,46 @@ struct Tokenizer::Impl {
     if (start_offset < s.size()) emit(start_offset, s.size(), -1);
   }
 
-  void encode_words(std::string_view s, WordCache& cache_ref, std::vector<int32_t>& out) const {
+  // The ids of one pre-token (raw bytes).
+  void encode_piece(std::string_view piece, WordCache& cache_ref, std::vector<int32_t>& out) const {
     const BpeModel& model = *bpe;
-    size_t i = 0;
-    const size_t n = s.size();
-    while (i < n) {
-      const size_t e = pretok->piece_end(s, i);
-      const std::string_view piece = s.substr(i, e - i);
-      i = e;
-      if (piece.size() == 1) {
-        out.push_back(model.byte_id(static_cast<uint8_t>(piece[0])));
-        continue;
-      }
-      const uint64_t h = WordCache::hash(piece);
-      if (cache_ref.lookup(piece, h, out)) continue;
-      const size_t before = out.size();
-      bool done = false;
-      if (ignore_merges) {
-        auto it = vocab_bytes.find(piece);
-        if (it != vocab_bytes.end()) {
-          out.push_back(it->second);
-          done = true;
-        }
-      }
-      if (!done) model.encode(piece, out);
-      if (piece.size() <= kMaxCachedPiece)
-        cache_ref.insert(piece, h, out.data() + before, out.size() - before);
+    // A lone byte is its own token when every byte has one (also what ignore_merges finds).
+    if (piece.size() == 1 && model.simple()) {
+      out.push_back(model.byte_id(static_cast<uint8_t>(piece[0])));
+      return;
     }
+    if (ignore_merges) {  // tokenizers looks the whole pre-token up before anything else
+      auto it = vocab_bytes.find(piece);
+      if (it != vocab_bytes.end()) {
+        out.push_back(it->second);
+        return;
+      }
+    }
+    const uint64_t h = WordCache::hash(piece);
+    if (cache_ref.lookup(piece, h, out)) return;
+    const size_t before = out.size();
+    model.encode(piece, out);
+    if (piece.size() <= kMaxCachedPiece)
+      cache_ref.insert(piece, h, out.data() + before, out.size() - before);
+  }
+
+  void encode_words(std::string_view s, WordCache& cache_ref, std::vector<int32_t>& out) const {
+    if (const PreTokenizer* m = pretok->single_regex()) {
+      for (size_t i = 0; i < s.size();) {
+        const size_t e = m->piece_end(s, i);
+        encode_piece(s.substr(i, e - i), cache_ref, out);
+        i = e;
+      }
+      return;
+    }
+    pretok->for_each(s, [&](std::string_view piece) { encode_piece(piece, cache_ref, out); });
   }
 
   void encode_text(std::string_view raw, bool split_special, WordCache& cache_ref,
                    std::vector<int32_t>& out) const {
     std::string normalized;
     std::string_view s = raw;
-    if (nfc && unicode::nfc(raw, normalized)) s = normalized;
+    if (normalizer.apply(raw, normalized)) s = normalized;
     if (normalized_matcher.empty()) {
       encode_words(s, cache_ref, out);
       return;
@@ -315,95 +327,179 @@ struct Tokenizer::Impl {
 
 namespace {
 
-void parse_normalizer(Tokenizer::Impl& I, const json& n, const std::string& src) {
+// Where a component of tokenizer.json has an optional string field.
+std::string get_string(const json& obj, const char* key, const std::string& dflt,
+                       const std::string& where) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return dflt;
+  if (!it->is_string()) throw FormatError(cat(where, ": \"", key, "\" must be a string"));
+  return it->get<std::string>();
+}
+
+// A {"String": s} or {"Regex": r} pattern of Split / Replace; sets `is_regex`.
+std::string get_pattern(const json& obj, const std::string& where, bool& is_regex) {
+  auto pat = obj.find("pattern");
+  if (pat == obj.end() || !pat->is_object())
+    throw FormatError(cat(where, " without a \"pattern\" object"));
+  for (const char* kind : {"String", "Regex"}) {
+    auto it = pat->find(kind);
+    if (it != pat->end() && it->is_string()) {
+      is_regex = kind[0] == 'R';
+      return it->get<std::string>();
+    }
+  }
+  throw FormatError(
+      cat(where, ": pattern must be {\"String\": ...} or {\"Regex\": ...}, got ", pat->dump()));
+}
+
+constexpr const char* kSupportedNormalizers =
+    "NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Replace with a String pattern, Strip, Sequence";
+
+void parse_normalizer(const json& n, const std::string& src, std::vector<NormStep>& steps) {
   if (n.is_null()) return;
   const std::string t = type_of(n);
-  if (t == "NFC") {
-    I.nfc = true;
-    return;
-  }
-  if (t == "Sequence") {
+  const std::string where = cat(src, ": normalizer ", t);
+  NormStep st;
+  if (t == "NFC" || t == "NFD" || t == "NFKC" || t == "NFKD") {
+    st.kind = NormStep::Kind::Form;
+    st.form = t == "NFC"    ? unicode::NormalForm::NFC
+              : t == "NFD"  ? unicode::NormalForm::NFD
+              : t == "NFKC" ? unicode::NormalForm::NFKC
+                            : unicode::NormalForm::NFKD;
+  } else if (t == "Lowercase") {
+    st.kind = NormStep::Kind::Lowercase;
+  } else if (t == "Prepend") {
+    st.kind = NormStep::Kind::Prepend;
+    st.text = get_string(n, "prepend", "", where);
+  } else if (t == "Strip") {
+    st.kind = NormStep::Kind::Strip;
+    st.left = get_bool(n, "strip_left", false, where);
+    st.right = get_bool(n, "strip_right", false, where);
+  } else if (t == "Replace") {
+    st.kind = NormStep::Kind::Replace;
+    bool is_regex = false;
+    st.pattern = get_pattern(n, where, is_regex);
+    st.text = get_string(n, "content", "", where);
+    if (is_regex)
+      throw UnsupportedError(cat(src, ": unsupported normalizer 'Replace' with the Regex pattern '",
+                                 st.pattern, "' (only String patterns are supported)"));
+    if (st.pattern.empty())
+      throw UnsupportedError(cat(src, ": unsupported normalizer 'Replace' with an empty pattern"));
+  } else if (t == "Sequence") {
     auto it = n.find("normalizers");
     if (it == n.end() || !it->is_array())
       throw FormatError(cat(src, ": normalizer Sequence without a \"normalizers\" list"));
-    for (const json& sub : *it) parse_normalizer(I, sub, src);
+    for (const json& sub : *it) parse_normalizer(sub, src, steps);
     return;
+  } else {
+    throw UnsupportedError(cat(src, ": unsupported normalizer '", t.empty() ? n.dump() : t,
+                               "' (supported: ", kSupportedNormalizers, ")"));
   }
-  throw UnsupportedError(cat(src, ": unsupported normalizer '", t.empty() ? n.dump() : t,
-                             "' (supported: NFC, Sequence of NFC)"));
+  steps.push_back(std::move(st));
 }
 
-void check_byte_level(const json& bl, const std::string& src, bool& use_regex) {
-  if (get_bool(bl, "add_prefix_space", false, src + ": ByteLevel"))
-    throw UnsupportedError(cat(src, ": ByteLevel pre-tokenizer with add_prefix_space=true"));
-  use_regex = get_bool(bl, "use_regex", true, src + ": ByteLevel");
+SplitBehavior get_behavior(const json& obj, const std::string& where, const char* dflt) {
+  auto it = obj.find("behavior");
+  const std::string name = it == obj.end() || it->is_null() ? std::string(dflt)
+                           : it->is_string()                ? it->get<std::string>()
+                                                            : "";
+  auto b = parse_split_behavior(name);
+  if (!b)
+    throw FormatError(cat(where, ": unknown behavior ", it == obj.end() ? name : it->dump(),
+                          " (Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous)"));
+  return *b;
 }
 
-SplitPattern parse_split(const json& sp, const std::string& src) {
-  const std::string behavior = sp.value("behavior", std::string());
-  if (behavior != "Isolated")
-    throw UnsupportedError(
-        cat(src, ": unsupported Split behavior '", behavior, "' (supported: Isolated)"));
-  if (get_bool(sp, "invert", false, src + ": Split"))
-    throw UnsupportedError(cat(src, ": unsupported Split with invert=true"));
-  auto pat = sp.find("pattern");
-  if (pat == sp.end() || !pat->is_object())
-    throw FormatError(cat(src, ": Split pre-tokenizer without a \"pattern\" object"));
-  auto rx = pat->find("Regex");
-  if (rx == pat->end() || !rx->is_string())
-    throw UnsupportedError(cat(src, ": unsupported Split pattern ", pat->dump(),
-                               " (only the Qwen2 and Llama-3 regexes are supported)"));
-  const std::string regex = rx->get<std::string>();
-  auto p = recognise_split_pattern(regex);
+PreTokStep parse_split(const json& sp, const std::string& src) {
+  const std::string where = src + ": Split pre-tokenizer";
+  PreTokStep st;
+  st.behavior = get_behavior(sp, where, "");
+  st.invert = get_bool(sp, "invert", false, where);
+  bool is_regex = false;
+  const std::string pattern = get_pattern(sp, where, is_regex);
+  if (!is_regex) {
+    if (pattern.empty())
+      throw UnsupportedError(cat(src, ": unsupported Split with an empty String pattern"));
+    st.kind = PreTokStep::Kind::Literal;
+    st.literal = pattern;
+    return st;
+  }
+  auto p = recognise_split_pattern(pattern);
   if (!p)
-    throw UnsupportedError(cat(src, ": unsupported Split regex '", regex,
-                               "' (supported: the Qwen2/Qwen2.5/Qwen3/DeepSeek-R1-Distill-Qwen and "
-                               "Llama-3 patterns)"));
-  return *p;
+    throw UnsupportedError(cat(src, ": unsupported Split regex '", pattern,
+                               "' (supported: the Qwen2/Qwen2.5/Qwen3/DeepSeek-R1-Distill-Qwen, "
+                               "Llama-3 and GPT-2 patterns, and String patterns)"));
+  st.kind = PreTokStep::Kind::Regex;
+  st.pattern = *p;
+  return st;
 }
 
-void parse_pre_tokenizer(Tokenizer::Impl& I, const json& pt, const std::string& src) {
+constexpr const char* kSupportedPreTokenizers =
+    "ByteLevel, Split (the Qwen2, Llama-3 and GPT-2 regexes, String patterns), Digits, "
+    "Punctuation, Whitespace, WhitespaceSplit, and Sequences of these with one ByteLevel";
+
+void parse_pre_tokenizer_step(const json& pt, const std::string& src,
+                              std::vector<PreTokStep>& steps, bool& byte_level) {
   const std::string t = type_of(pt);
+  const std::string where = cat(src, ": ", t, " pre-tokenizer");
+  PreTokStep st;
   if (t == "ByteLevel") {
-    bool use_regex;
-    check_byte_level(pt, src, use_regex);
-    if (!use_regex)
-      throw UnsupportedError(
-          cat(src, ": ByteLevel pre-tokenizer with use_regex=false and no Split"));
-    I.pretok.emplace(SplitPattern::Gpt2);
+    if (byte_level)
+      throw UnsupportedError(cat(src, ": unsupported pre_tokenizer with two ByteLevel steps"));
+    byte_level = true;
+    if (get_bool(pt, "add_prefix_space", false, where)) {
+      st.kind = PreTokStep::Kind::PrefixSpace;
+      steps.push_back(st);
+    }
+    if (get_bool(pt, "use_regex", true, where)) {
+      st.kind = PreTokStep::Kind::Regex;
+      st.pattern = SplitPattern::Gpt2;
+      steps.push_back(st);
+    }
+    st.kind = PreTokStep::Kind::ByteLevel;
+    steps.push_back(st);
     return;
   }
   if (t == "Sequence") {
     auto it = pt.find("pretokenizers");
     if (it == pt.end() || !it->is_array())
       throw FormatError(cat(src, ": pre_tokenizer Sequence without a \"pretokenizers\" list"));
-    std::optional<SplitPattern> split;
-    bool byte_level = false;
-    for (const json& sub : *it) {
-      const std::string st = type_of(sub);
-      if (st == "Split" && !split && !byte_level) {
-        split = parse_split(sub, src);
-      } else if (st == "ByteLevel" && !byte_level) {
-        bool use_regex;
-        check_byte_level(sub, src, use_regex);
-        if (use_regex && split)
-          throw UnsupportedError(cat(src, ": ByteLevel use_regex=true after a Split"));
-        if (use_regex) split = SplitPattern::Gpt2;
-        byte_level = true;
-      } else {
-        throw UnsupportedError(cat(src, ": unsupported pre-tokenizer '",
-                                   st.empty() ? sub.dump() : st,
-                                   "' in the Sequence (supported: Split, then ByteLevel)"));
-      }
-    }
-    if (!split || !byte_level)
-      throw UnsupportedError(
-          cat(src, ": unsupported pre_tokenizer Sequence (expected Split then ByteLevel)"));
-    I.pretok.emplace(*split);
+    for (const json& sub : *it) parse_pre_tokenizer_step(sub, src, steps, byte_level);
     return;
   }
-  throw UnsupportedError(cat(src, ": unsupported pre_tokenizer '", t.empty() ? pt.dump() : t,
-                             "' (supported: Sequence[Split, ByteLevel], ByteLevel)"));
+  if (t == "Split") {
+    st = parse_split(pt, src);
+    if (byte_level && st.kind == PreTokStep::Kind::Regex)
+      throw UnsupportedError(cat(src,
+                                 ": unsupported Split regex after the ByteLevel "
+                                 "pre-tokenizer (it would see the byte-level alphabet)"));
+  } else if (t == "Digits") {
+    st.kind = PreTokStep::Kind::Digits;
+    st.behavior = get_bool(pt, "individual_digits", false, where) ? SplitBehavior::Isolated
+                                                                  : SplitBehavior::Contiguous;
+  } else if (t == "Punctuation") {
+    st.kind = PreTokStep::Kind::Punctuation;
+    st.behavior = get_behavior(pt, where, "Isolated");
+  } else if (t == "Whitespace") {
+    st.kind = PreTokStep::Kind::Whitespace;
+  } else if (t == "WhitespaceSplit") {
+    st.kind = PreTokStep::Kind::WhitespaceSplit;
+  } else {
+    throw UnsupportedError(cat(src, ": unsupported pre_tokenizer '", t.empty() ? pt.dump() : t,
+                               "' (supported: ", kSupportedPreTokenizers, ")"));
+  }
+  steps.push_back(std::move(st));
+}
+
+void parse_pre_tokenizer(Tokenizer::Impl& I, const json& pt, const std::string& src) {
+  std::vector<PreTokStep> steps;
+  bool byte_level = false;
+  parse_pre_tokenizer_step(pt, src, steps, byte_level);
+  if (!byte_level)
+    throw UnsupportedError(cat(src,
+                               ": unsupported pre_tokenizer without a ByteLevel step (only "
+                               "byte-level BPE is supported)"));
+  I.pretok.emplace(std::move(steps));
 }
 
 void parse_post_processor(Tokenizer::Impl& I, const json& pp, const std::string& src) {
@@ -434,7 +530,12 @@ void parse_post_processor(Tokenizer::Impl& I, const json& pp, const std::string&
         auto sp = specials.find(name);
         if (sp == specials.end() || !sp->contains("ids") || !(*sp)["ids"].is_array())
           throw FormatError(cat(src, ": TemplateProcessing special token '", name, "' has no ids"));
-        for (const json& id : (*sp)["ids"]) (seen_a ? post : pre).push_back(id.get<int32_t>());
+        for (const json& id : (*sp)["ids"]) {
+          if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > 0x7fffffff)
+            throw FormatError(cat(src, ": TemplateProcessing special token '", name,
+                                  "' has an id that is not a non-negative integer: ", id.dump()));
+          (seen_a ? post : pre).push_back(id.get<int32_t>());
+        }
       } else {
         throw FormatError(cat(src, ": TemplateProcessing item ", item.dump()));
       }
@@ -445,8 +546,25 @@ void parse_post_processor(Tokenizer::Impl& I, const json& pp, const std::string&
     I.post_desc = "TemplateProcessing";
     return;
   }
+  if (t == "RobertaProcessing" || t == "BertProcessing") {
+    // single: cls A sep, with [token, id] pairs.
+    int32_t ids[2];
+    const char* keys[2] = {"cls", "sep"};
+    for (int k = 0; k < 2; ++k) {
+      auto it = pp.find(keys[k]);
+      if (it == pp.end() || !it->is_array() || it->size() != 2 || !(*it)[1].is_number_integer() ||
+          (*it)[1].get<int64_t>() < 0 || (*it)[1].get<int64_t>() > 0x7fffffff)
+        throw FormatError(cat(src, ": ", t, " \"", keys[k], "\" must be [token, id]"));
+      ids[k] = (*it)[1].get<int32_t>();
+    }
+    I.prefix.insert(I.prefix.begin(), ids[0]);
+    I.suffix.push_back(ids[1]);
+    I.post_desc = t;
+    return;
+  }
   throw UnsupportedError(cat(src, ": unsupported post_processor '", t.empty() ? pp.dump() : t,
-                             "' (supported: ByteLevel, TemplateProcessing, Sequence)"));
+                             "' (supported: ByteLevel, TemplateProcessing, RobertaProcessing, "
+                             "BertProcessing, Sequence)"));
 }
 
 void parse_decoder(const json& d, const std::string& src) {
@@ -458,7 +576,7 @@ void parse_decoder(const json& d, const std::string& src) {
   }
   throw UnsupportedError(cat(src, ": unsupported decoder '",
                              d.is_null() ? std::string("null") : (t.empty() ? d.dump() : t),
-                             "' (supported: ByteLevel)"));
+                             "' (supported: ByteLevel, a Sequence of one ByteLevel)"));
 }
 
 // The vocabulary and merges of a BPE model, gathered from a parsed DOM or streamed by LoaderSax.
@@ -521,19 +639,27 @@ void parse_model(Tokenizer::Impl& I, const json& m, const std::string& src, RawB
   if (auto d = m.find("dropout");
       d != m.end() && !d->is_null() && !(d->is_number() && d->get<double>() == 0.0))
     throw UnsupportedError(cat(src, ": BPE dropout is not supported"));
-  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
-    auto it = m.find(key);
-    if (it != m.end() && !it->is_null() && !(it->is_string() && it->get<std::string>().empty()))
-      throw UnsupportedError(cat(src, ": BPE ", key, " ", it->dump(), " is not supported"));
-  }
-  if (get_bool(m, "byte_fallback", false, where))
-    throw UnsupportedError(cat(src, ": BPE byte_fallback=true is not supported"));
+  const std::string prefix = get_string(m, "continuing_subword_prefix", "", where);
+  const std::string suffix = get_string(m, "end_of_word_suffix", "", where);
+  const bool byte_fallback = get_bool(m, "byte_fallback", false, where);
+  const bool fuse_unk = get_bool(m, "fuse_unk", false, where);
+  auto unk_it = m.find("unk_token");
+  const bool has_unk = unk_it != m.end() && !unk_it->is_null();
+  const std::string unk = get_string(m, "unk_token", "", where);
   I.ignore_merges = get_bool(m, "ignore_merges", false, where);
 
   RawBpe gathered;
   RawBpe& raw = streamed ? *streamed : (gathered = gather_bpe(m, src));
-  int32_t max_id = -1;
-  for (const auto& [tok, id] : raw.vocab) max_id = std::max(max_id, id);
+  // Ids index dense tables: refuse ids far beyond the number of entries (a corrupt or hostile
+  // file could otherwise ask for gigabytes, or overflow at 2^31 - 1).
+  const auto num_entries = static_cast<int64_t>(raw.vocab.size());
+  int64_t max_id = -1;
+  for (const auto& [tok, id] : raw.vocab) {
+    if (id >= num_entries + kMaxIdGap)
+      throw FormatError(cat(src, ": model.vocab['", tok, "'] has id ", id, ", far beyond the ",
+                            num_entries, " entries of the vocabulary"));
+    max_id = std::max<int64_t>(max_id, id);
+  }
   I.id_token.assign(static_cast<size_t>(max_id + 1), std::string());
   I.id_valid.assign(static_cast<size_t>(max_id + 1), 0);
   I.token_to_id.reserve(raw.vocab.size() + 256);
@@ -548,15 +674,51 @@ void parse_model(Tokenizer::Impl& I, const json& m, const std::string& src, RawB
   }
   I.num_vocab = raw.vocab.size();
 
-  std::array<int32_t, 256> byte_ids{};
-  for (int b = 0; b < 256; ++b) {
-    std::string ch;
-    unicode::append_utf8(ch, byte_to_unicode(static_cast<uint8_t>(b)));
-    auto it = I.token_to_id.find(ch);
-    if (it == I.token_to_id.end())
-      throw FormatError(cat(src, ": model.vocab lacks the byte-level token '", ch, "' for byte ", b,
-                            " (not a byte-level BPE vocabulary?)"));
-    byte_ids[static_cast<size_t>(b)] = it->second;
+  // The initial symbol of each byte at each position of a pre-token (tokenizers' merge_word): the
+  // character with the subword prefix / word suffix where they apply; a string that is not in the
+  // vocabulary falls back to its <0xXX> byte tokens (byte_fallback), else to unk_token, else is
+  // dropped. Real byte-level vocabularies can lack byte tokens (SmolLM2 lacks 21).
+  BpeSymbols syms;
+  syms.fuse_unk = fuse_unk;
+  if (has_unk) {
+    auto it = I.token_to_id.find(unk);
+    if (it != I.token_to_id.end()) {
+      syms.unk_id = it->second;
+    } else {
+      syms.unk_missing = true;
+      syms.unk_error =
+          cat(src, ": model.unk_token '", unk,
+              "' is not in the vocabulary, and the text has a character that needs it");
+    }
+  }
+  size_t missing_bytes = 0;
+  for (size_t pos = 0; pos < 4; ++pos) {
+    const bool first = pos & 1, last = pos & 2;
+    for (int b = 0; b < 256; ++b) {
+      std::string str = first ? std::string() : prefix;
+      unicode::append_utf8(str, byte_to_unicode(static_cast<uint8_t>(b)));
+      if (last) str += suffix;
+      int32_t entry = BpeSymbols::kUnknown;
+      if (auto it = I.token_to_id.find(str); it != I.token_to_id.end()) {
+        entry = it->second;
+      } else if (byte_fallback) {
+        std::vector<int32_t> ids;
+        for (const char c : str) {
+          char name[8];
+          std::snprintf(name, sizeof name, "<0x%02X>",
+                        static_cast<unsigned>(static_cast<uint8_t>(c)));
+          auto fb = I.token_to_id.find(std::string_view(name));
+          if (fb == I.token_to_id.end()) break;
+          ids.push_back(fb->second);
+        }
+        if (ids.size() == str.size()) {
+          entry = BpeSymbols::kFallback - static_cast<int32_t>(syms.fallback.size());
+          syms.fallback.push_back(std::move(ids));
+        }
+      }
+      if (pos == BpeSymbols::position(true, false) && entry < 0) ++missing_bytes;
+      syms.table[pos][static_cast<size_t>(b)] = entry;
+    }
   }
 
   MergeMap merges;
@@ -564,7 +726,11 @@ void parse_model(Tokenizer::Impl& I, const json& m, const std::string& src, RawB
   std::string joined;
   uint32_t rank = 0;
   for (const auto& [left, right] : raw.merges) {
-    joined.assign(left).append(right);
+    // As in tokenizers, the merged token is left + right without the subword prefix's length.
+    if (right.size() < prefix.size())
+      throw FormatError(cat(src, ": model.merges[", rank, "]: '", right,
+                            "' is shorter than continuing_subword_prefix '", prefix, "'"));
+    joined.assign(left).append(right, prefix.size(), std::string::npos);
     auto a = I.token_to_id.find(left), b = I.token_to_id.find(right),
          c = I.token_to_id.find(joined);
     const std::string* names[3] = {&left, &right, &joined};
@@ -578,13 +744,26 @@ void parse_model(Tokenizer::Impl& I, const json& m, const std::string& src, RawB
     ++rank;
   }
   I.num_merges = rank;
-  I.bpe.emplace(byte_ids, std::move(merges));
+  I.bpe.emplace(std::move(syms), std::move(merges));
+
+  std::vector<std::string> opts;
+  if (I.ignore_merges) opts.push_back("ignore_merges");
+  if (has_unk) opts.push_back(cat("unk_token '", unk, "'", fuse_unk ? " fused" : ""));
+  if (byte_fallback) opts.push_back("byte_fallback");
+  if (!prefix.empty()) opts.push_back(cat("continuing_subword_prefix '", prefix, "'"));
+  if (!suffix.empty()) opts.push_back(cat("end_of_word_suffix '", suffix, "'"));
+  if (missing_bytes) opts.push_back(cat(missing_bytes, " byte tokens missing"));
+  for (const std::string& o : opts) I.model_desc += ", " + o;
 
   I.id_bytes.assign(I.id_token.size(), std::string());
   for (size_t id = 0; id < I.id_token.size(); ++id) {
     if (!I.id_valid[id]) continue;
-    if (!byte_level_decode(I.id_token[id], I.id_bytes[id])) I.id_bytes[id] = I.id_token[id];
-    if (I.ignore_merges) I.vocab_bytes.emplace(I.id_bytes[id], static_cast<int32_t>(id));
+    if (byte_level_decode(I.id_token[id], I.id_bytes[id])) {
+      // Only strings of the byte alphabet can equal a pre-token, which is always in it.
+      if (I.ignore_merges) I.vocab_bytes.emplace(I.id_bytes[id], static_cast<int32_t>(id));
+    } else {
+      I.id_bytes[id] = I.id_token[id];
+    }
   }
 }
 
@@ -784,14 +963,15 @@ void parse_added_tokens(Tokenizer::Impl& I, const json& arr, const std::string& 
       I.id_bytes.resize(id + 1);
       I.id_valid.resize(id + 1, 0);
     }
+    // tokenizers matches `normalized` tokens in the normalized text with their content
+    // normalized too, and (0.23 at least) decodes them as that normalized content.
+    const std::string shown = t.normalized ? I.normalizer.apply_copy(t.content) : t.content;
     I.id_valid[id] = 1;
-    I.id_token[id] = t.content;
-    if (!byte_level_decode(t.content, I.id_bytes[id])) I.id_bytes[id] = t.content;
+    I.id_token[id] = shown;
+    if (!byte_level_decode(shown, I.id_bytes[id])) I.id_bytes[id] = shown;
     I.token_to_id[t.content] = t.id;
-    if (t.normalized && I.nfc) {
-      I.normalized_matcher.add(unicode::to_nfc(t.content), static_cast<int>(k));
-    } else if (t.normalized) {
-      I.normalized_matcher.add(t.content, static_cast<int>(k));
+    if (t.normalized) {
+      I.normalized_matcher.add(shown, static_cast<int>(k));
     } else {
       I.raw_matcher.add(t.content, static_cast<int>(k));
     }
@@ -862,7 +1042,9 @@ std::shared_ptr<Tokenizer::Impl> build_impl(const json& tj, const json& config,
   };
   if (!tj.contains("model")) throw FormatError(cat(source, ": missing \"model\""));
   parse_model(I, tj["model"], source, streamed);
-  parse_normalizer(I, field("normalizer"), source);
+  std::vector<NormStep> norm_steps;
+  parse_normalizer(field("normalizer"), source, norm_steps);
+  I.normalizer = Normalizer(std::move(norm_steps));
   const json& pt = field("pre_tokenizer");
   if (pt.is_null())
     throw UnsupportedError(cat(source,
@@ -872,6 +1054,11 @@ std::shared_ptr<Tokenizer::Impl> build_impl(const json& tj, const json& config,
   parse_post_processor(I, field("post_processor"), source);
   parse_decoder(field("decoder"), source);
   parse_added_tokens(I, field("added_tokens"), source);
+  for (const auto* ids : {&I.prefix, &I.suffix})
+    for (const int32_t id : *ids)
+      if (static_cast<size_t>(id) >= I.id_valid.size() || !I.id_valid[static_cast<size_t>(id)])
+        throw FormatError(
+            cat(source, ": post_processor adds the id ", id, ", which is not in the vocabulary"));
   parse_config(I, config, source + " (tokenizer_config)");
   return impl;
 }
@@ -900,13 +1087,10 @@ Tokenizer Tokenizer::load(const fs::path& dir) {
   json config;
   const fs::path cfg_path = dir / "tokenizer_config.json";
   if (fs::exists(cfg_path)) config = read_json_file(cfg_path);
-  if (config.is_object() && !config.contains("chat_template")) {
-    const fs::path jinja = dir / "chat_template.jinja";
-    if (fs::exists(jinja)) {
-      std::ifstream f(jinja, std::ios::binary);
-      config["chat_template"] =
-          std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    }
+  // As in transformers, a chat_template.jinja file takes priority over the config's template.
+  if (const fs::path jinja = dir / "chat_template.jinja"; fs::exists(jinja)) {
+    if (!config.is_object()) config = json::object();
+    config["chat_template"] = read_text_file(jinja);
   }
   auto impl = use_sax ? build_impl(sax.root, config, tj_path.string(), &sax.raw)
                       : build_impl(dom, config, tj_path.string(), nullptr);
@@ -916,13 +1100,23 @@ Tokenizer Tokenizer::load(const fs::path& dir) {
   if (fs::exists(gen_path)) {
     const json gen = read_json_file(gen_path);
     std::vector<int32_t> extra;
+    // An id that is not a token here would end gold calibration samples with it (and index
+    // past the embeddings): refuse it rather than truncate it to 32 bits.
+    auto add = [&](const json& x) {
+      const int64_t id = x.get<int64_t>();
+      if (id < 0 || static_cast<uint64_t>(id) >= impl->id_valid.size() ||
+          !impl->id_valid[static_cast<size_t>(id)])
+        throw FormatError(cat(gen_path.string(), ": eos_token_id ", x.dump(),
+                              " is not a token of this tokenizer"));
+      extra.push_back(static_cast<int32_t>(id));
+    };
     if (gen.is_object() && gen.contains("eos_token_id")) {
       const json& e = gen["eos_token_id"];
       if (e.is_number_integer()) {
-        extra.push_back(e.get<int32_t>());
+        add(e);
       } else if (e.is_array()) {
         for (const json& x : e)
-          if (x.is_number_integer()) extra.push_back(x.get<int32_t>());
+          if (x.is_number_integer()) add(x);
       }
     }
     for (int32_t id : extra)
@@ -1043,10 +1237,10 @@ std::string Tokenizer::describe() const {
   for (int32_t id : I.prefix) special += I.id_token[static_cast<size_t>(id)] + " ";
   special += "A";
   for (int32_t id : I.suffix) special += " " + I.id_token[static_cast<size_t>(id)];
-  return cat("BPE (", I.num_vocab, " tokens, ", I.num_merges, " merges",
-             I.ignore_merges ? ", ignore_merges" : "", "), normalizer ", I.nfc ? "NFC" : "none",
-             ", pre-tokenizer ", split_pattern_name(I.pretok->pattern()), ", ", I.added.size(),
-             " added tokens, vocab size ", vocab_size(), ", special tokens \"", special, "\"",
+  return cat("BPE (", I.num_vocab, " tokens, ", I.num_merges, " merges", I.model_desc,
+             "), normalizer ", I.normalizer.describe(), ", pre-tokenizer ", I.pretok->describe(),
+             ", ", I.added.size(), " added tokens, vocab size ", vocab_size(),
+             ", special tokens \"", special, "\"",
              I.post_desc.empty() ? "" : " (" + I.post_desc + ")");
 }
 

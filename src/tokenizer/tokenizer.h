@@ -1,11 +1,16 @@
 // Tokenizer: Hugging Face `tokenizer.json` (byte-level BPE) + `tokenizer_config.json`, matching
 // the `tokenizers` library token for token. Supported components (anything else is refused with
-// an UnsupportedError naming it):
-//   model          BPE (merges as "a b" strings or ["a", "b"] pairs; ignore_merges)
-//   normalizer     null, NFC (also inside a Sequence)
-//   pre_tokenizer  Sequence[Split(Qwen2 | Llama-3 regex, Isolated), ByteLevel(use_regex=false)]
-//                  or ByteLevel(use_regex=true) (the GPT-2 regex)
-//   post_processor null, ByteLevel, TemplateProcessing, Sequence of these
+// an UnsupportedError naming it; docs/tokenizer.md has the details):
+//   model          BPE (merges as "a b" strings or ["a", "b"] pairs; ignore_merges, unk_token,
+//                  fuse_unk, byte_fallback, continuing_subword_prefix, end_of_word_suffix;
+//                  byte tokens may be missing: those bytes are dropped, as tokenizers does)
+//   normalizer     null, NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Replace (String), Strip,
+//                  Sequence
+//   pre_tokenizer  one ByteLevel (add_prefix_space, use_regex), alone or in a Sequence with Split
+//                  (Qwen2 / Llama-3 / GPT-2 regex or a String), Digits, Punctuation, Whitespace,
+//                  WhitespaceSplit
+//   post_processor null, ByteLevel, TemplateProcessing, RobertaProcessing, BertProcessing,
+//                  Sequence of these
 //   decoder        ByteLevel
 //   added_tokens   special or not, lstrip / rstrip / single_word / normalized
 // A Tokenizer is immutable after loading, cheap to copy (shared state) and safe to use from

@@ -3,6 +3,7 @@
 #include <unicode/bytestream.h>
 #include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
+#include <unicode/ustring.h>
 
 #include <memory>
 
@@ -31,20 +32,40 @@ std::unique_ptr<uint8_t[]> build_table() {
     if (dir == U_WHITE_SPACE_NEUTRAL || dir == U_BLOCK_SEPARATOR || dir == U_SEGMENT_SEPARATOR ||
         (mask & U_GC_ZS_MASK))
       f |= kPythonSpace;
+    const bool ascii_punct =
+        cp < 0x80 && cp > 0x20 && cp != 0x7F &&
+        !((cp >= '0' && cp <= '9') || ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z'));
+    if ((mask & U_GC_P_MASK) || ascii_punct) f |= kPunct;
     t[cp] = f;
   }
   return t;
 }
 
-const icu::Normalizer2& nfc_instance() {
-  static const icu::Normalizer2* inst = [] {
+const icu::Normalizer2& normalizer_instance(NormalForm form) {
+  auto load = [](NormalForm f) {
     UErrorCode err = U_ZERO_ERROR;
-    const icu::Normalizer2* n = icu::Normalizer2::getNFCInstance(err);
+    const icu::Normalizer2* n = nullptr;
+    switch (f) {
+      case NormalForm::NFC:
+        n = icu::Normalizer2::getNFCInstance(err);
+        break;
+      case NormalForm::NFD:
+        n = icu::Normalizer2::getNFDInstance(err);
+        break;
+      case NormalForm::NFKC:
+        n = icu::Normalizer2::getNFKCInstance(err);
+        break;
+      case NormalForm::NFKD:
+        n = icu::Normalizer2::getNFKDInstance(err);
+        break;
+    }
     if (U_FAILURE(err) || n == nullptr)
-      throw Error(cat("ICU: cannot load the NFC normaliser: ", u_errorName(err)));
+      throw Error(cat("ICU: cannot load a Unicode normaliser: ", u_errorName(err)));
     return n;
-  }();
-  return *inst;
+  };
+  static const icu::Normalizer2* inst[4] = {load(NormalForm::NFC), load(NormalForm::NFD),
+                                            load(NormalForm::NFKC), load(NormalForm::NFKD)};
+  return *inst[static_cast<int>(form)];
 }
 
 // The length of the maximal valid prefix of a UTF-8 sequence starting at p[0] (p[0] >= 0x80),
@@ -154,17 +175,23 @@ size_t append_lossy_utf8(std::string& out, std::string_view in, bool final) {
 }
 
 bool nfc(std::string_view in, std::string& out) {
-  // Code points below U+0300 are NFC-stable and never combine with what precedes them, so text
-  // made only of them (ASCII and Latin-1 in particular) is already NFC.
+  return normalize(NormalForm::NFC, in, out);
+}
+
+bool normalize(NormalForm form, std::string_view in, std::string& out) {
+  // ASCII is stable under every form. For NFC, code points below U+0300 are also stable and
+  // never combine with what precedes them, so text made only of them (Latin-1 in particular) is
+  // already NFC. (Latin-1 letters decompose under NFD, and U+00A0 etc. under NFKC.)
+  const unsigned limit = form == NormalForm::NFC ? 0xCC : 0x80;
   bool simple = true;
   for (const char ch : in) {
-    if (static_cast<unsigned char>(ch) >= 0xCC) {
+    if (static_cast<unsigned char>(ch) >= limit) {
       simple = false;
       break;
     }
   }
   if (simple) return false;
-  const icu::Normalizer2& norm = nfc_instance();
+  const icu::Normalizer2& norm = normalizer_instance(form);
   UErrorCode err = U_ZERO_ERROR;
   const icu::StringPiece sp(in.data(), static_cast<int32_t>(in.size()));
   if (norm.isNormalizedUTF8(sp, err) && U_SUCCESS(err)) return false;
@@ -173,7 +200,45 @@ bool nfc(std::string_view in, std::string& out) {
   result.reserve(in.size() + in.size() / 8);
   icu::StringByteSink<std::string> sink(&result);
   norm.normalizeUTF8(0, sp, sink, nullptr, err);
-  if (U_FAILURE(err)) throw FormatError(cat("NFC normalisation failed: ", u_errorName(err)));
+  if (U_FAILURE(err)) throw FormatError(cat("Unicode normalisation failed: ", u_errorName(err)));
+  out = std::move(result);
+  return true;
+}
+
+bool lowercase(std::string_view in, std::string& out) {
+  std::string result;
+  bool changed = false;
+  size_t i = 0;
+  const size_t n = in.size();
+  while (i < n) {
+    const auto c = static_cast<unsigned char>(in[i]);
+    if (c < 0x80) {
+      const char lower = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : static_cast<char>(c);
+      changed = changed || lower != in[i];
+      result.push_back(lower);
+      ++i;
+      continue;
+    }
+    size_t len;
+    const uint32_t cp = decode_utf8(in.data(), i, len);
+    // The full mapping of a code point on its own: the only context-dependent rule of the root
+    // locale (final sigma) needs a preceding cased letter, which a lone character lacks.
+    UChar src[2], dst[8];
+    int32_t src_len = 0;
+    U16_APPEND_UNSAFE(src, src_len, static_cast<UChar32>(cp));
+    UErrorCode err = U_ZERO_ERROR;
+    const int32_t dst_len = u_strToLower(dst, 8, src, src_len, "", &err);
+    if (U_FAILURE(err)) throw FormatError(cat("lowercasing failed: ", u_errorName(err)));
+    const size_t before = result.size();
+    for (int32_t k = 0; k < dst_len;) {
+      UChar32 lc;
+      U16_NEXT_UNSAFE(dst, k, lc);
+      append_utf8(result, static_cast<uint32_t>(lc));
+    }
+    changed = changed || result.compare(before, std::string::npos, in.substr(i, len)) != 0;
+    i += len;
+  }
+  if (!changed) return false;
   out = std::move(result);
   return true;
 }

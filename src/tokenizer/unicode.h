@@ -11,11 +11,13 @@ namespace resp::unicode {
 
 // Character class bits, one byte per code point (see char_flags()).
 enum : uint8_t {
-  kLetter = 1,       // general category L* (\p{L})
-  kNumber = 2,       // general category N* (\p{N})
-  kSpace = 4,        // White_Space property (\s in Oniguruma, Rust char::is_whitespace)
-  kWord = 8,         // \w of Rust's regex crate: Alphabetic, M*, Nd, Pc, Join_Control
-  kPythonSpace = 16  // Python str.isspace() (what Jinja's trim / str.strip() remove)
+  kLetter = 1,        // general category L* (\p{L})
+  kNumber = 2,        // general category N* (\p{N})
+  kSpace = 4,         // White_Space property (\s in Oniguruma, Rust char::is_whitespace)
+  kWord = 8,          // \w of Rust's regex crate: Alphabetic, M*, Nd, Pc, Join_Control
+  kPythonSpace = 16,  // Python str.isspace() (what Jinja's trim / str.strip() remove)
+  kPunct = 32         // tokenizers' Punctuation pre-tokenizer: general category P* or ASCII
+                      // punctuation (which adds symbols such as $ + < = > ^ ` | ~)
 };
 
 // Flags of code point `cp` (0 for values above U+10FFFF). The table is built once, on first use.
@@ -60,5 +62,16 @@ size_t append_lossy_utf8(std::string& out, std::string_view in, bool final);
 bool nfc(std::string_view in, std::string& out);
 // NFC normalisation returning the result.
 std::string to_nfc(std::string_view in);
+
+enum class NormalForm { NFC, NFD, NFKC, NFKD };
+// Unicode normalisation to `form` (ICU). Returns false and leaves `out` untouched when `in` is
+// already normalised.
+bool normalize(NormalForm form, std::string_view in, std::string& out);
+
+// Lowercases each code point on its own with its full (possibly multi-character) mapping, as
+// Rust's char::to_lowercase and so tokenizers' Lowercase normalizer do: U+0130 becomes "i" + U+0307
+// and capital sigma always becomes U+03C3 (no final-sigma context). Returns false and leaves
+// `out` untouched when nothing changes.
+bool lowercase(std::string_view in, std::string& out);
 
 }  // namespace resp::unicode

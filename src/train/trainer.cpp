@@ -180,7 +180,7 @@ TrainRunResult run_training(const TrainRunOptions& o, const ParallelContext& par
   const Tokenizer tok = Tokenizer::load(c.tokenizer);
   std::optional<ChatFormat> chat;
   if (c.format == "gsm8k-thinking" || c.format == "messages")
-    chat = ChatFormat::for_tokenizer(tok, c.chat_format);
+    chat = ChatFormat::for_tokenizer(tok, c.chat_format, c.tokenizer);
   const TrainDataset data =
       load_train_dataset(c.data, c.format, tok, chat ? &*chat : nullptr, c.max_length);
   const fs::path config_file =

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "backend/backend.h"
 #include "ckpt/scores_file.h"
@@ -54,10 +55,18 @@ TEST(Cli, VersionAndHelp) {
   r = run_resp("--help");
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.out.find("logprobs"), std::string::npos);
+  // Parse errors follow the same contract as every usage error: exit 2, one "resp: error:" line.
   r = run_resp("no-such-command");
-  EXPECT_NE(r.exit_code, 0);
+  expect_one_line_error(r, "subcommand");
+  EXPECT_EQ(r.exit_code, 2);
   r = run_resp("logprobs --input x.jsonl");  // --model missing
-  EXPECT_NE(r.exit_code, 0);
+  expect_one_line_error(r, "--model");
+  EXPECT_EQ(r.exit_code, 2);
+  r = run_resp("generate --model m --prompts p.jsonl --out o.jsonl --bogus-flag 3");
+  expect_one_line_error(r, "--bogus-flag");
+  EXPECT_EQ(r.exit_code, 2);
+  r = run_resp("logprobs --help");
+  EXPECT_EQ(r.exit_code, 0);
 }
 
 TEST(Cli, LogprobsMatchesReferenceOnStdout) {
@@ -148,6 +157,57 @@ TEST(Cli, BadInputsGiveOneLineErrors) {
                           "model.layers.3.");
     fs::remove_all(m);
   }
+  // Fewer layers in the config than in the weights: the extra layer is not silently dropped.
+  {
+    const fs::path m = copy_model(d, "qwen3-f32");
+    auto cfg = nlohmann::json::parse(read_text(m / "config.json"));
+    cfg["num_hidden_layers"] = cfg["num_hidden_layers"].get<int>() - 1;
+    write_text(m / "config.json", cfg.dump());
+    expect_one_line_error(run_resp("logprobs --model " + m.string() + input + out_flag),
+                          "is not used by config.json");
+    fs::remove_all(m);
+  }
+  // A NaN weight is found on load, with the tensor named.
+  {
+    const fs::path m = copy_model(d, "qwen3-f32");
+    std::string s = read_text(m / "model.safetensors");
+    uint64_t header = 0;
+    for (int i = 7; i >= 0; --i) header = (header << 8) | static_cast<uint8_t>(s[static_cast<size_t>(i)]);
+    const auto h = nlohmann::json::parse(s.substr(8, header));
+    const std::string name = "model.layers.1.mlp.up_proj.weight";
+    const size_t at = 8 + header + h[name]["data_offsets"][0].get<size_t>() + 4 * 5;
+    const uint32_t nan_bits = 0x7fc00000u;
+    std::memcpy(&s[at], &nan_bits, 4);
+    write_text(m / "model.safetensors", s);
+    expect_one_line_error(run_resp("logprobs --model " + m.string() + input + out_flag),
+                          "up_proj.weight\" holds a non-finite value");
+    fs::remove_all(m);
+  }
+  // Finite but huge weights overflow in the forward pass: importance stops with a clear error
+  // and writes no scores.
+  {
+    const fs::path m = copy_model(d, "qwen3-f32");
+    std::string s = read_text(m / "model.safetensors");
+    uint64_t header = 0;
+    for (int i = 7; i >= 0; --i) header = (header << 8) | static_cast<uint8_t>(s[static_cast<size_t>(i)]);
+    const auto h = nlohmann::json::parse(s.substr(8, header));
+    const auto& off = h["model.norm.weight"]["data_offsets"];
+    const float huge = 3.0e38f;
+    for (size_t at = off[0].get<size_t>(); at < off[1].get<size_t>(); at += 4)
+      std::memcpy(&s[8 + header + at], &huge, 4);
+    write_text(m / "model.safetensors", s);
+    const fs::path scores = d / "scores.h5";
+    // (importance logs its progress on stderr before the error line)
+    const auto r = run_resp("importance --model " + m.string() + " --traces " +
+                            (good / "calibration.jsonl").string() + " --threads 1 --out " +
+                            scores.string());
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("resp: error: importance: the calibration loss is not finite"),
+              std::string::npos)
+        << r.err;
+    EXPECT_FALSE(fs::exists(scores));
+    fs::remove_all(m);
+  }
   // Unknown architecture and malformed config.json.
   {
     const fs::path m = copy_model(d, "qwen3-f32");
@@ -178,6 +238,37 @@ TEST(Cli, BadInputsGiveOneLineErrors) {
 
 // --device on the compute commands: `cuda` on a machine (or build) without a visible GPU is a
 // one-line usage error before any work or output; `cpu` and `auto` run on the CPU there.
+// Nonsense values and outputs that cannot be written are refused before any work or output.
+TEST(Cli, NonsenseValuesAreRefused) {
+  TempDir d;
+  const fs::path model = fixture("qwen3-tiny-demo");
+  write_text(d / "p.jsonl", "{\"id\": \"a\", \"prompt\": \"Hello\"}\n");
+  const fs::path traces = d / "traces.jsonl";
+  const std::string gen = "generate --model " + model.string() + " --prompts " +
+                          (d / "p.jsonl").string() + " --out " + traces.string() +
+                          " --max-new-tokens 3 ";
+  auto r = run_resp(gen + "--threads 1 --temperature -1");
+  expect_one_line_error(r, "temperature");
+  EXPECT_EQ(r.exit_code, 2);
+  r = run_resp(gen + "--threads -1 --temperature 0");
+  expect_one_line_error(r, "threads");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_FALSE(fs::exists(traces));
+  // A huge thread count is clamped to the cores (it used to overflow libgomp's stack).
+  r = run_resp(gen + "--threads 100000 --temperature 0");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("exceeds"), std::string::npos) << r.err;
+
+  // eval --out naming a directory: nothing is written beside it.
+  fs::create_directories(d / "outdir");
+  r = run_resp("eval --model " + model.string() + " --task gsm8k --data " +
+               (source_dir() / "data/gsm8k/train.jsonl").string() +
+               " --shots 0 --limit 1 --max-new-tokens 3 --threads 1 --out " +
+               (d / "outdir").string());
+  expect_one_line_error(r, "is a directory");
+  EXPECT_FALSE(fs::exists(d / "outdir.items.jsonl"));
+}
+
 TEST(Cli, DeviceCudaWithoutGpuIsAOneLineError) {
   if (resp::cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is visible";
   TempDir d;

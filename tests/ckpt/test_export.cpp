@@ -16,6 +16,7 @@
 #include "app/commands.h"
 #include "backend/backend.h"
 #include "ckpt/export.h"
+#include "ckpt/hetero_python.h"
 #include "ckpt/run_checkpoint.h"
 #include "ckpt/safetensors_writer.h"
 #include "comm/communicator.h"
@@ -156,6 +157,7 @@ TEST_P(ExportFixture, MaskedMatchesPrunedModel) {
   // Original shapes, config.json byte-identical, pruned rows/columns zero.
   EXPECT_EQ(read_text(tmp / "out/config.json"),
             read_text(fixture_models() / GetParam() / "config.json"));
+  EXPECT_FALSE(fs::exists(tmp / "out/modeling_resp_pruned.py"));
   const CheckpointReader src(fixture_models() / GetParam()), out(tmp / "out");
   EXPECT_EQ(src.names(), out.names());
   for (const auto& n : src.names()) EXPECT_EQ(src.info(n).shape, out.info(n).shape) << n;
@@ -197,6 +199,18 @@ TEST_P(ExportFixture, HeteroMatchesPrunedModel) {
   EXPECT_EQ(j["num_attention_heads"].get<int>(), dense.num_heads);
   EXPECT_EQ(j["intermediate_size"].get<int>(), dense.intermediate_size);
   ASSERT_TRUE(j.contains("resp_pruning"));
+  // Stock transformers loads it through the Python files that auto_map names (src/ckpt/python;
+  // tools/check_hetero_transformers.py runs them).
+  std::string family = arch_name(dense.arch);
+  family.erase(family.find("ForCausalLM"));
+  EXPECT_EQ(j["auto_map"]["AutoModelForCausalLM"],
+            "modeling_resp_pruned.RespPruned" + family + "ForCausalLM");
+  EXPECT_EQ(j["auto_map"]["AutoConfig"],
+            "configuration_resp_pruned.RespPruned" + family + "Config");
+  EXPECT_EQ(read_text(tmp / "out/modeling_resp_pruned.py"), kModelingRespPrunedPy);
+  EXPECT_EQ(read_text(tmp / "out/configuration_resp_pruned.py"), kConfigurationRespPrunedPy);
+  EXPECT_NE(std::string(kModelingRespPrunedPy).find("class RespPruned" + family + "ForCausalLM("),
+            std::string::npos);
   const ModelConfig pruned = apply_plan(dense, plan);
   for (int l = 0; l < dense.num_layers; ++l) {
     const auto& L = j["resp_pruning"]["layers"][static_cast<size_t>(l)];
@@ -617,6 +631,7 @@ TEST_F(ExportCli, SparsityPicksTheClosestIteration) {
   EXPECT_EQ(r.code, 0);
   EXPECT_NE(r.out.find("iteration 2: measured sparsity 0.5000"), std::string::npos) << r.out;
   EXPECT_TRUE(same_plan(plan_of(load_model_config(tmp_ / "out")), plans_[1]));
+  EXPECT_EQ(r.out.find("NOT REACHED"), std::string::npos) << r.out;  // 0.75 was reached
   // Ties go to the earlier iteration (0.375 is exactly between 0.25 and 0.5).
   const auto t = run_cli({"--run", (tmp_ / "run").string(), "--sparsity", "0.375", "--format",
                           "masked", "--out", (tmp_ / "tie").string()});
@@ -654,6 +669,20 @@ TEST_F(ExportCli, IterationAndErrors) {
                UsageError);
 }
 
+TEST_F(ExportCli, SummaryFlagsTargetsNoCheckpointReached) {
+  if (run_resp("inspect --help").exit_code != 0) GTEST_SKIP() << "resp inspect is not built";
+  make_run(tmp_ / "short", model_, {0.1, 0.15, 0.2}, plans_);
+  const auto r = run_resp("inspect " + (tmp_ / "short").string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Reported targets 0.2..0.5: 0.2 was reached, the three above it were not.
+  size_t flagged = 0;
+  for (size_t at = r.out.find("NOT REACHED"); at != std::string::npos;
+       at = r.out.find("NOT REACHED", at + 1))
+    ++flagged;
+  EXPECT_EQ(flagged, 3u) << r.out;
+  EXPECT_NE(r.out.find("NOT REACHED (highest so far 0.2000)"), std::string::npos) << r.out;
+}
+
 TEST_F(ExportCli, Binary) {
   if (run_resp("export --help").out.find("--sparsity") == std::string::npos)
     GTEST_SKIP() << "resp export is not registered in main.cpp yet";
@@ -661,6 +690,9 @@ TEST_F(ExportCli, Binary) {
                           " --sparsity 0.8 --format hetero --out " + (tmp_ / "out").string());
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("iteration 3: measured sparsity 0.7500"), std::string::npos) << r.out;
+  // 0.8 lies beyond every checkpoint: the nearest one is exported and flagged as short of it.
+  EXPECT_NE(r.out.find("NOT REACHED: the run's highest is 0.7500"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("no checkpoint"), std::string::npos) << r.err;
   const auto again = run_resp("export --run " + (tmp_ / "run").string() +
                               " --iteration 3 --format masked --out " + (tmp_ / "out").string());
   EXPECT_EQ(again.exit_code, 2);
@@ -692,6 +724,49 @@ TEST(ExportFixtures, Write) {
     fs::create_directories(base);
     export_model(src, dense, plan, ExportFormat::Masked, base / "masked");
     export_model(src, dense, plan, ExportFormat::Compact, base / "compact");
+    nlohmann::json j;
+    j["source"] = src.string();
+    for (const auto& L : plan)
+      j["layers"].push_back({{"heads", L.heads}, {"channels", L.channels}});
+    write_text(base / "plan.json", j.dump(2) + "\n");
+  }
+}
+
+// Per layer its own widths, and in each model a layer that is not GQA-aligned (one KV head keeps
+// one query head, another keeps its whole group), a layer that keeps no heads, and, with three
+// or more layers, a GQA-aligned layer that keeps no channels.
+PrunePlan hetero_plan(const ModelConfig& d) {
+  PrunePlan p(static_cast<size_t>(d.num_layers));
+  const int g = d.group_size();
+  for (int l = 0; l < d.num_layers; ++l) {
+    auto& L = p[static_cast<size_t>(l)];
+    int keep = d.intermediate_size - 7 * (l + 1);
+    if (l % 3 == 0) {
+      L.heads.push_back(0);
+      for (int h = std::max(2, d.num_heads - g); h < d.num_heads; ++h) L.heads.push_back(h);
+    } else if (l % 3 == 2) {
+      for (int kv = 0; kv < d.num_kv_heads; ++kv) L.heads.push_back(kv * g + g - 1);
+      keep = 0;
+    }
+    L.channels = pick(d.intermediate_size, keep, 300u + static_cast<uint32_t>(l));
+  }
+  return p;
+}
+
+// With RESP_EXPORT_FIXTURE_DIR set, writes DIR/NAME/{masked,hetero} of hetero_plan() for every
+// fixture, plus DIR/NAME/plan.json, for tools/check_hetero_transformers.py.
+TEST(ExportFixtures, WriteHetero) {
+  const char* dir = std::getenv("RESP_EXPORT_FIXTURE_DIR");
+  if (!dir || !*dir)
+    GTEST_SKIP() << "RESP_EXPORT_FIXTURE_DIR not set (used by tools/check_hetero_transformers.py)";
+  for (const char* name : kFixtures) {
+    const fs::path src = fixture_models() / name;
+    const ModelConfig dense = load_model_config(src);
+    const PrunePlan plan = hetero_plan(dense);
+    const fs::path base = fs::path(dir) / name;
+    fs::create_directories(base);
+    export_model(src, dense, plan, ExportFormat::Masked, base / "masked");
+    export_model(src, dense, plan, ExportFormat::Hetero, base / "hetero");
     nlohmann::json j;
     j["source"] = src.string();
     for (const auto& L : plan)

@@ -67,6 +67,14 @@ TEST(PruneConfig, ClearErrors) {
   EXPECT_NE(err("model: [unclosed\n").find("malformed YAML"), std::string::npos);
   EXPECT_NE(err(ok + "schedule: 3\n").find("mapping"), std::string::npos);
   EXPECT_THROW(load_prune_config("/nonexistent/cfg.yaml", {}), IoError);
+  // Repeated keys and extra documents are refused, not resolved silently.
+  EXPECT_NE(err(ok + "model: n\n").find("duplicate key \"model\""), std::string::npos);
+  EXPECT_NE(err(ok + "schedule:\n  iterations: 3\n  iterations: 4\n")
+                .find("duplicate key \"schedule.iterations\" (line 5)"),
+            std::string::npos)
+      << err(ok + "schedule:\n  iterations: 3\n  iterations: 4\n");
+  EXPECT_NE(err(ok + "---\nmodel: other\n").find("2 YAML documents"), std::string::npos);
+  EXPECT_EQ(err("---\n" + ok), "");  // one document with an explicit start marker is fine
 }
 
 TEST(PruneConfig, OneShotModeKeysAndErrors) {

@@ -3,10 +3,12 @@
 // multi-rank runs, and bad configurations.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <csignal>
 #include <thread>
 
 #include "ckpt/run_checkpoint.h"
+#include "ckpt/run_lock.h"
 #include "core/error.h"
 #include "driver/prune_model.h"
 #include "test_util.h"
@@ -149,6 +151,52 @@ TEST(PruneRun, SigtermCheckpointsAndExitsZero) {
   EXPECT_EQ(final_state(run).iteration, 5);
 }
 
+// Under mpirun: SIGTERM to the launcher (through tools/resp-mpirun, which forwards it as
+// SIGUSR1 because Open MPI's mpirun aborts on TERM) checkpoints and exits 0; kill -9 of one
+// rank ends the job in bounded time; either way --resume finishes identical to a clean run.
+TEST(PruneRun, MpirunSignalsAndADyingRank) {
+  if (!have_mpiexec()) GTEST_SKIP() << "mpiexec not installed";
+  TempDir d;
+  const auto cfg = write_config(d, make_prune_model(d));
+  const std::string bin = RESP_BINARY;
+  ASSERT_EQ(shell(bin + " prune --config " + cfg.string() + " --out " + (d / "ref").string() +
+                  " >/dev/null 2>&1"),
+            0);
+  const std::string launch = "env MPIRUN=mpiexec " + (source_dir() / "tools/resp-mpirun").string() +
+                             " -n 2 " + bin + " prune --config " + cfg.string() + " --threads 1";
+  const fs::path run = d / "run";
+  // TERM once the first checkpoint exists (a signal before the ranks are up would find no
+  // handler: the launcher's start-up time varies with load).
+  const int rc = shell("(" + launch + " --out " + run.string() + " >/dev/null 2>" +
+                       (d / "err").string() + " & pid=$!; while [ ! -e " +
+                       (run / "latest").string() +
+                       " ] && kill -0 $pid 2>/dev/null; do sleep 0.1; done; kill -TERM $pid; wait $pid)");
+  EXPECT_EQ(rc, 0) << read_text(d / "err");
+  ASSERT_TRUE(latest_checkpoint(run).has_value());
+  ASSERT_EQ(shell(bin + " prune --config " + cfg.string() + " --out " + run.string() +
+                  " --resume >/dev/null 2>&1"),
+            0);
+  expect_same_plan(final_state(run), final_state(d / "ref"));
+
+  // One rank killed: the launcher returns (non-zero) well before the run could have finished.
+  const fs::path run2 = d / "run2";
+  const auto t0 = std::chrono::steady_clock::now();
+  const int killed = shell("(" + launch + " --out " + run2.string() + " >/dev/null 2>&1 & sleep 3; " +
+                           "pkill -9 -n -f 'prune --config " + cfg.string() + " --threads 1 --out " +
+                           run2.string() + "'; wait) ; exit 0");
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(killed, 0);
+  EXPECT_LT(seconds, 60.0) << "the surviving rank hung";
+  // ("[p]rune" keeps pgrep from matching the shell that runs it)
+  EXPECT_EQ(shell("pgrep -f '[p]rune --config .*" + run2.string() + "' >/dev/null"), 1)
+      << "a rank outlived the job";
+  ASSERT_EQ(shell("mpiexec -n 2 " + bin + " prune --config " + cfg.string() + " --threads 1 --out " +
+                  run2.string() + " --resume >/dev/null 2>&1"),
+            0);
+  expect_same_plan(final_state(run2), final_state(d / "ref"));
+}
+
 TEST(PruneRun, CheckpointFromTwoRanksResumesOnOne) {
   if (!have_mpiexec()) GTEST_SKIP() << "mpiexec not installed";
   TempDir d;
@@ -196,6 +244,11 @@ TEST(PruneRun, BadConfigsAndCorruptCheckpoints) {
     EXPECT_NE(read_text(d / "err").find("does not divide"), std::string::npos);
   }
   EXPECT_FALSE(fs::exists(run / "iter_0000.h5"));
+  r = run_resp("prune --config " + cfg.string() + " --out " + run.string() +
+               " --set importance.protected_layers=[0,1,2]");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("nothing can be pruned"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(run / "iter_0000.h5"));
 
   // A finished run is never overwritten without --resume.
   ASSERT_EQ(
@@ -212,6 +265,15 @@ TEST(PruneRun, BadConfigsAndCorruptCheckpoints) {
                " --resume --set schedule.iterations=9");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("differs"), std::string::npos);
+
+  // A directory another resp prune holds is refused, not shared.
+  {
+    RunLock held(run);
+    r = run_resp("prune --config " + cfg.string() + " --out " + run.string() + " --resume");
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find("is in use by a running resp prune"), std::string::npos) << r.err;
+    EXPECT_EQ(read_text(run / "iter_0001.h5"), before);
+  }
 
   // The newest checkpoint is truncated: inspect says so clearly; resume falls back to the
   // previous complete one; a leftover .tmp is ignored.

@@ -122,6 +122,22 @@ TEST(ModelConfig, ClearErrors) {
   j["head_dim"] = 21;
   EXPECT_THROW(parse_model_config(j, "cfg"), ConfigError);
   EXPECT_THROW(parse_model_config(json::array(), "cfg"), FormatError);
+  // eos_token_id must name tokens of this vocabulary (263 here).
+  for (const json& bad : {json(-1), json(2.5), json(263), json({5, 999}), json("5")}) {
+    j = qwen3();
+    j["eos_token_id"] = bad;
+    try {
+      parse_model_config(j, "cfg");
+      FAIL() << bad.dump();
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("eos_token_id"), std::string::npos) << e.what();
+    }
+  }
+  j = qwen3();
+  j["eos_token_id"] = {5, 262};
+  EXPECT_EQ(parse_model_config(j, "cfg").eos_token_ids, (std::vector<int>{5, 262}));
+  j["eos_token_id"] = nullptr;
+  EXPECT_TRUE(parse_model_config(j, "cfg").eos_token_ids.empty());
 }
 
 TEST(ModelConfig, FileErrors) {

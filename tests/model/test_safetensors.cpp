@@ -147,6 +147,51 @@ TEST(Safetensors, RejectsBadFiles) {
   EXPECT_NE(error_of(d.path()).find("model.safetensors"), std::string::npos);
 }
 
+// What the reference reader (safetensors, Rust) rejects and a lenient one would read wrongly.
+TEST(Safetensors, RejectsWhatTheReferenceRejects) {
+  TempDir d;
+  const fs::path f = d / "model.safetensors";
+  // Header length shifted 4 bytes into its space padding: every tensor would be read 4 bytes
+  // early. The tensors no longer end at the end of the data section.
+  write_safetensors(f, two_tensors(),
+                    R"({"a": {"dtype": "F32", "shape": [3, 4], "data_offsets": [0, 48]},
+                        "b": {"dtype": "F32", "shape": [5], "data_offsets": [48, 68]}}    )");
+  ASSERT_EQ(error_of(d.path()), "");
+  {
+    std::string s = read_text(f);
+    const uint64_t n = static_cast<uint8_t>(s[0]) | (static_cast<uint64_t>(static_cast<uint8_t>(s[1])) << 8);
+    ASSERT_GE(n, 8u);
+    s[0] = static_cast<char>((n - 4) & 0xff);
+    s[1] = static_cast<char>(((n - 4) >> 8) & 0xff);
+    write_text(f, s);
+  }
+  EXPECT_NE(error_of(d.path()).find("cover"), std::string::npos) << error_of(d.path());
+  // Trailing bytes after the last tensor.
+  write_safetensors(f, two_tensors());
+  write_text(f, read_text(f) + "junk");
+  EXPECT_NE(error_of(d.path()).find("trailing data"), std::string::npos);
+  // A gap between tensors.
+  write_safetensors(f, two_tensors(),
+                    R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                        "b": {"dtype": "F32", "shape": [5], "data_offsets": [48, 68]}})");
+  EXPECT_NE(error_of(d.path()).find("unused bytes"), std::string::npos);
+  // The same name twice (a lenient JSON parser keeps the last).
+  write_safetensors(f, two_tensors(),
+                    R"({"a": {"dtype": "F32", "shape": [12], "data_offsets": [0, 48]},
+                        "a": {"dtype": "F32", "shape": [17], "data_offsets": [0, 68]}})");
+  EXPECT_NE(error_of(d.path()).find("appears twice"), std::string::npos);
+  // Leading padding, and metadata that is not string -> string.
+  write_safetensors(f, two_tensors(),
+                    R"(  {"a": {"dtype": "F32", "shape": [12], "data_offsets": [0, 48]},
+                          "b": {"dtype": "F32", "shape": [5], "data_offsets": [48, 68]}})");
+  EXPECT_NE(error_of(d.path()).find("does not start with"), std::string::npos);
+  write_safetensors(f, two_tensors(),
+                    R"({"__metadata__": {"format": 3},
+                        "a": {"dtype": "F32", "shape": [12], "data_offsets": [0, 48]},
+                        "b": {"dtype": "F32", "shape": [5], "data_offsets": [48, 68]}})");
+  EXPECT_NE(error_of(d.path()).find("__metadata__"), std::string::npos);
+}
+
 TEST(Safetensors, ExpectShapeNamesEverything) {
   TempDir d;
   write_safetensors(d / "model.safetensors", two_tensors());

@@ -94,7 +94,9 @@ TEST(TrainConfig, UnknownKeysAndImpossibleValuesNameTheKey) {
   EXPECT_NE(msg(base, {"data.format=csv"}).find("data.format"), std::string::npos);
   EXPECT_NE(msg(base, {"schedule.warmup=5000"}).find("schedule.warmup"), std::string::npos);
   EXPECT_NE(msg("data: {path: d.jsonl}\n").find("model"), std::string::npos);
-  EXPECT_NE(msg(base + "model: {init_from: x}\n").find("exactly one"), std::string::npos);
+  EXPECT_NE(msg(base, {"model.init_from=x"}).find("exactly one"), std::string::npos);
+  EXPECT_NE(msg(base + "model: {init_from: x}\n").find("duplicate key \"model\""),
+            std::string::npos);
   EXPECT_NE(msg(base, {"data.format=text"}).find("loss.tokens"), std::string::npos);
   // An empty value is an empty string, so `--set model.config=` clears the key.
   const TrainConfig ft =

@@ -19,6 +19,7 @@
 #include "backend/cpu/fast_math.h"
 #include "backend/cpu/gemm_few_rows.h"
 #include "core/error.h"
+#include "core/log.h"
 
 namespace resp {
 
@@ -123,6 +124,14 @@ void parallel_chunks(int threads, int64_t n, int64_t work, Body&& body) {
 // ---- construction and memory --------------------------------------------------------------------
 
 CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_max_threads()) {
+  if (threads < 0) throw UsageError(cat("threads must be >= 0 (0: all cores), got ", threads));
+  // More threads than cores only adds fork/join and barrier cost; far more (100000) overflowed
+  // libgomp's stack. Clamp, and say so.
+  const int cores = std::max(1, omp_get_num_procs());
+  if (threads_ > cores) {
+    log_warn("threads ", threads_, " exceeds the ", cores, " cores available; using ", cores);
+    threads_ = cores;
+  }
   if (threads_ < 1) threads_ = 1;
   openblas_set_num_threads(threads_);
 }
