@@ -300,8 +300,17 @@ def run_finished(args, key):
     return True
 
 
-def method_seed(args, method, seed):
-    """One prune run, then the matched-sparsity evaluations. Returns a list of rows."""
+def method_seed(args, method, seed, compute=True):
+    """One prune run, then the matched-sparsity evaluations. Returns a list of rows. With
+    compute=False nothing runs: rows come from the cache, and a target whose evaluations are not
+    all there yet is a row with reached=None (pending)."""
+    key = f"{method}/seed{seed}"
+    if not compute:
+        entry = args.cache.data["runs"].get(key)
+        if not entry or entry.get("history") is None:
+            return [{"method": method, "seed": seed, "target": sp, "reached": None,
+                     "checkpoints": []} for sp in args.sparsities]
+        return rows_from_cache(args, method, seed, entry)
     work = Path(args.work) / method / f"seed{seed}"
     work.mkdir(parents=True, exist_ok=True)
     log = work / "log.txt"
@@ -313,7 +322,6 @@ def method_seed(args, method, seed):
            "--threads", str(args.threads)]
     for s in sets:
         cmd += ["--set", s]
-    key = f"{method}/seed{seed}"
     entry = args.cache.run_entry(key)
     if entry["history"] is None:
         run(cmd, log)
@@ -352,6 +360,27 @@ def method_seed(args, method, seed):
     return rows
 
 
+def rows_from_cache(args, method, seed, entry):
+    rows = []
+    history = [tuple(h) for h in entry["history"]]
+    for sp in args.sparsities:
+        chosen = choose_checkpoints(history, sp, args.tolerance)
+        row = {"method": method, "seed": seed, "target": sp}
+        if chosen is None:
+            row.update(reached=False, checkpoints=[])
+        elif any(str(it) not in entry["evals"] for it, _, _ in chosen):
+            row.update(reached=None, checkpoints=[])
+        else:
+            outcomes = combine([(w, Cache.unpack(entry["evals"][str(it)]))
+                                for it, _, w in chosen])
+            row.update(reached=True, outcomes=outcomes, **summarise(outcomes),
+                       measured=sum(w * m for _, m, w in chosen),
+                       checkpoints=[{"iteration": it, "sparsity": m, "weight": w}
+                                    for it, m, w in chosen])
+        rows.append(row)
+    return rows
+
+
 def mean_std(xs):
     xs = [x for x in xs if x is not None]
     if not xs:
@@ -381,8 +410,9 @@ def paired_bootstrap(a, b, resamples=10000, seed=0):
     return {"diff": mean, "ci95": [lo, hi], "p": min(1.0, 2 * min(le, ge))}
 
 
-def per_problem_mean(rows, method, sp):
-    sel = [r for r in rows if r["method"] == method and r["target"] == sp and r["reached"]]
+def per_problem_mean(rows, method, sp, seeds):
+    sel = [r for r in rows if r["method"] == method and r["target"] == sp and r["reached"]
+           and r["seed"] in seeds]
     if not sel:
         return None
     n = len(sel[0]["outcomes"])
@@ -390,13 +420,20 @@ def per_problem_mean(rows, method, sp):
 
 
 def bootstrap_tests(args, rows):
+    """Each pair over the seeds both methods have finished at that target (all of them once the
+    comparison is complete), so that a partial report still compares like with like."""
     tests = []
     for a, b in PAIRS:
         for sp in args.sparsities:
-            pa, pb = per_problem_mean(rows, a, sp), per_problem_mean(rows, b, sp)
-            if pa is None or pb is None:
+            done = lambda m: {r["seed"] for r in rows
+                              if r["method"] == m and r["target"] == sp and r["reached"]}
+            seeds = done(a) & done(b)
+            if not seeds:
                 continue
-            tests.append({"a": a, "b": b, "target": sp, **paired_bootstrap(pa, pb)})
+            pa = per_problem_mean(rows, a, sp, seeds)
+            pb = per_problem_mean(rows, b, sp, seeds)
+            tests.append({"a": a, "b": b, "target": sp, "seeds": sorted(seeds),
+                          **paired_bootstrap(pa, pb)})
     return tests
 
 
@@ -410,6 +447,17 @@ def write_report(args, dense, rows, tests, premise):
              f"problems, greedy decoding, 0-shot chat with thinking, at most "
              f"{args.max_new_tokens} new tokens; pruning config `{args.config}`"
              f"{' with ' + ', '.join(args.set) if args.set else ''}).", ""]
+    pending = [r for r in rows if r["reached"] is None]
+    if pending:
+        runs = {(r["method"], r["seed"]) for r in rows}
+        open_runs = {(r["method"], r["seed"]) for r in pending}
+        lines += [f"**Partial results.** {len(runs) - len(open_runs)} of {len(runs)} "
+                  "method/seed runs are complete; rows say how many seeds they average, and a "
+                  "comparison uses only the seeds both of its methods have finished. Pending: "
+                  + ", ".join(f"{m} seed {k}" for m, k in sorted(
+                      open_runs, key=lambda x: (METHODS.index(x[0]), x[1])))
+                  + ". Rerun the command to continue (finished work is kept in "
+                  f"`{args.cache.path}`).", ""]
     if premise:
         lines += ["## The premise", "", premise, ""]
     lines += ["## What this comparison can and cannot show", ""]
@@ -424,22 +472,28 @@ def write_report(args, dense, rows, tests, premise):
               f"Dense model: strict {dense['strict'] * 100:.1f}%, flexible "
               f"{dense['flexible'] * 100:.1f}%, {dense['tokens']:.1f} generated tokens on "
               f"average, truncated {dense['truncated'] * 100:.1f}%.", "",
-              "| method | sparsity | checkpoints used (measured) | flexible (%) | strict (%) "
-              "| generated tokens | truncated (%) |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
+              "| method | sparsity | seeds | checkpoints used (measured) | flexible (%) "
+              "| strict (%) | generated tokens | truncated (%) |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for method in args.methods:
         for sp in args.sparsities:
             sel = [r for r in rows if r["method"] == method and r["target"] == sp]
             if not sel:
                 continue
             ok = [r for r in sel if r["reached"]]
+            missed = sum(r["reached"] is False for r in sel)
+            waiting = sum(r["reached"] is None for r in sel)
+            notes = ([f"{missed} not reached"] if missed else []) + (
+                [f"{waiting} pending"] if waiting else [])
+            seeds = f"{len(ok)}" + (f" ({', '.join(notes)})" if notes else "")
             if not ok:
-                lines.append(f"| {method} | {sp:.2f} | not reached | n/a | n/a | n/a | n/a |")
+                state = "not reached" if not waiting else "pending"
+                lines.append(f"| {method} | {sp:.2f} | {seeds} | {state} | n/a | n/a | n/a "
+                             "| n/a |")
                 continue
             used = sorted({round(c["sparsity"], 3) for r in ok for c in r["checkpoints"]})
             lines.append(
-                f"| {method} | {sp:.2f} | {', '.join(f'{u:.3f}' for u in used)}"
-                f"{'' if len(ok) == len(sel) else f' ({len(sel) - len(ok)} seed(s) not reached)'}"
+                f"| {method} | {sp:.2f} | {seeds} | {', '.join(f'{u:.3f}' for u in used)}"
                 f" | {fmt([r['flexible'] for r in ok])} | {fmt([r['strict'] for r in ok])}"
                 f" | {fmt([r['tokens'] for r in ok], scale=1.0)}"
                 f" | {fmt([r['truncated'] for r in ok])} |")
@@ -447,10 +501,12 @@ def write_report(args, dense, rows, tests, premise):
         lines += ["", "## Paired bootstrap over problems", "",
                   "Difference in flexible accuracy (first method minus second; per-problem "
                   "outcome = mean over seeds), 10,000 resamples of the problems.", "",
-                  "| comparison | sparsity | difference (points) | 95% interval | p (two-sided) |",
-                  "| --- | --- | --- | --- | --- |"]
+                  "| comparison | sparsity | seeds | difference (points) | 95% interval "
+                  "| p (two-sided) |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for t in tests:
-            lines.append(f"| {t['a']} − {t['b']} | {t['target']:.2f} | {t['diff'] * 100:+.1f} "
+            lines.append(f"| {t['a']} − {t['b']} | {t['target']:.2f} "
+                         f"| {' '.join(map(str, t['seeds']))} | {t['diff'] * 100:+.1f} "
                          f"| [{t['ci95'][0] * 100:+.1f}, {t['ci95'][1] * 100:+.1f}] "
                          f"| {t['p']:.4f} |")
     stem = "results" if args.preset == "testbed" else f"results-{args.preset}"
@@ -516,6 +572,8 @@ def main():
     ap.add_argument("--out", default="docs")
     ap.add_argument("--snapshots", help="where unfinished runs are packed by --snapshot and "
                     "restored from (default docs/results-data/<preset>-runs)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="run nothing: write the report from the cache, marking what is pending")
     ap.add_argument("--snapshot", action="store_true",
                     help="only pack the unfinished run directories (e.g. before a session ends, "
                     "while a comparison runs) and exit")
@@ -537,16 +595,26 @@ def main():
         take_snapshots(args)
         return
     if args.cache.data["dense"] is None:
+        if args.report_only:
+            raise SystemExit("compare_methods: nothing to report yet (no dense evaluation in "
+                             f"{args.cache.path})")
         outs = evaluate(args, args.model, Path(args.work) / "dense-eval.json",
                         Path(args.work) / "dense-log.txt")
         args.cache.set(lambda d: d.__setitem__("dense", Cache.pack(outs)))
     dense = summarise(Cache.unpack(args.cache.data["dense"]))
-    tasks = [(m, s) for m in args.methods
-             for s in (args.seeds[:1] if m in SEED_FREE else args.seeds)]
+    # Seed-major, cheapest method first: a comparison cut short by the end of a session has
+    # every method at its first seeds rather than every seed of a few methods.
+    tasks = [(m, s) for s in args.seeds for m in reversed(args.methods)
+             if not (m in SEED_FREE and s != args.seeds[0])]
     rows = []
-    with cf.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for fut in cf.as_completed([pool.submit(method_seed, args, m, s) for m, s in tasks]):
-            rows.extend(fut.result())
+    if args.report_only:
+        for m, s in tasks:
+            rows.extend(method_seed(args, m, s, compute=False))
+    else:
+        with cf.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for fut in cf.as_completed([pool.submit(method_seed, args, m, s)
+                                        for m, s in tasks]):
+                rows.extend(fut.result())
     rows.sort(key=lambda r: (METHODS.index(r["method"]), r["seed"], r["target"]))
     tests = bootstrap_tests(args, rows)
     premise = None

@@ -52,7 +52,9 @@ void register_synth(CLI::App& root, Action* selected) {
   auto* cmd = root.add_subcommand(
       "synth-math", "Write synthetic GSM8K-style word problems (train.jsonl, test.jsonl)");
   cmd->add_option("--out", args->out, "output directory")->required();
-  cmd->add_option("--seed", args->seed, "generator seed")->capture_default_str();
+  cmd->add_option("--seed", args->seed, "generator seed")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--train", args->train, "number of training problems")->capture_default_str();
   cmd->add_option("--test", args->test, "number of held-out problems")->capture_default_str();
   auto& o = args->options;

@@ -7,7 +7,8 @@
 // carries HDF5's Fletcher32 checksum (h5py verifies it too), and the root attribute
 // `resp_digest` is a 64-bit FNV-1a digest of every dataset and attribute, which open()
 // verifies: a flipped bit in a trace token or an edited `iteration` attribute is a FormatError,
-// not a silently different run.
+// not a silently different run. Before either, open() checks the seal (below): a hash of the
+// file's bytes, so rot never reaches libhdf5's parser, which can hang on corrupt structure.
 #pragma once
 
 #include <cstdint>
@@ -86,5 +87,14 @@ class File {
 
 // The root attribute that holds the digest.
 inline constexpr const char* kDigestAttribute = "resp_digest";
+
+// The seal (a 512-byte user block: "RESP-SEAL 1", the file size and a hash of every byte after
+// the block), checked before libhdf5 reads a byte of structure. Files from before seals start
+// with the HDF5 signature and are Unsealed; anything else that does not match is a FormatError.
+enum class SealState { Sealed, Unsealed };
+SealState check_seal(const std::vector<unsigned char>& bytes, const std::string& path);
+// Seals a file image whose HDF5 superblock starts at byte 512 (what create() makes). Tests that
+// edit a file through libhdf5 reseal it to reach the checks behind the seal.
+void seal_image(std::vector<unsigned char>& image);
 
 }  // namespace resp::h5

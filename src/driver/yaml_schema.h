@@ -22,6 +22,11 @@ T get(const YAML::Node& n, const std::string& key, const std::string& src) {
   // An empty value (`key:` or `--set key=`) is YAML null; for a string that means "".
   if constexpr (std::is_same_v<T, std::string>)
     if (n.IsNull()) return std::string();
+  // yaml-cpp wraps "-1" into an unsigned type; seeds and counts are never negative.
+  if constexpr (std::is_integral_v<T> && std::is_unsigned_v<T> && !std::is_same_v<T, bool>)
+    if (n.IsScalar() && n.Scalar().find('-') != std::string::npos)
+      throw ConfigError(cat(src, ": \"", key, "\" must be a non-negative integer (",
+                            n.Scalar(), ")"));
   try {
     return n.as<T>();
   } catch (const YAML::Exception&) {

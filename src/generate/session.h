@@ -70,7 +70,12 @@ void add_generation_flags(App* cmd, GenerationFlags& f) {
   cmd->template add_option_function<int>(
       "--top-k", [&f](const int& v) { f.sampling.top_k = v; },
       "Keep the k most likely tokens, 0 = off (default: generation_config.json)");
-  cmd->add_option("--seed", f.seed, "Sampling seed (draws keyed by seed, prompt id, step)");
+  // CLI11 reads "-1" into an unsigned seed as 2^64-1; a negative seed is a mistake, not a seed.
+  cmd->add_option("--seed", f.seed, "Sampling seed (draws keyed by seed, prompt id, step)")
+      ->check([](const std::string& s) {
+        return s.find('-') == std::string::npos ? std::string()
+                                                : std::string("must be a non-negative integer");
+      });
   cmd->add_option("--batch-size", f.batch_size, "Sequences decoded together (KV-cache slots)");
   cmd->add_option("--stop", f.stop, "Stop string (repeatable)");
   cmd->add_option("--max-prefill-tokens", f.max_prefill_tokens,

@@ -127,6 +127,21 @@ void write_model(const fs::path& out, const nlohmann::json& config_json, const T
 
   for (const char* name : {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"})
     if (fs::exists(tokenizer_dir / name)) fs::copy_file(tokenizer_dir / name, tmp / name);
+  // A hetero export names its modeling code in auto_map ("module.Class"); without those files
+  // beside config.json the trained model would not load in transformers.
+  if (!init_from.empty() && cfg.contains("auto_map") && cfg["auto_map"].is_object())
+    for (const auto& [key, ref] : cfg["auto_map"].items()) {
+      if (!ref.is_string()) continue;
+      const std::string r = ref.get<std::string>();
+      const auto dot = r.find('.');
+      if (dot == std::string::npos) continue;
+      const std::string file = r.substr(0, dot) + ".py";
+      if (file.find('/') != std::string::npos || file.find("..") != std::string::npos) continue;
+      if (!fs::exists(init_from / file))
+        throw IoError(cat(init_from.string(), ": config.json auto_map.", key, " names ", file,
+                          ", which is missing"));
+      if (!fs::exists(tmp / file)) fs::copy_file(init_from / file, tmp / file);
+    }
   if (!init_from.empty() && fs::exists(init_from / "generation_config.json")) {
     fs::copy_file(init_from / "generation_config.json", tmp / "generation_config.json");
   } else {

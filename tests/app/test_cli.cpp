@@ -253,6 +253,9 @@ TEST(Cli, NonsenseValuesAreRefused) {
   r = run_resp(gen + "--threads -1 --temperature 0");
   expect_one_line_error(r, "threads");
   EXPECT_EQ(r.exit_code, 2);
+  r = run_resp(gen + "--threads 1 --temperature 0.7 --seed -1");
+  expect_one_line_error(r, "seed");
+  EXPECT_EQ(r.exit_code, 2);
   EXPECT_FALSE(fs::exists(traces));
   // A huge thread count is clamped to the cores (it used to overflow libgomp's stack).
   r = run_resp(gen + "--threads 100000 --temperature 0");

@@ -124,8 +124,6 @@ TEST(SmolLM2, ChatPromptIdsMatchTransformers) {
   REQUIRE_SMOLLM2();
   TempDir d;
   const auto r = run_resp("tokenize --model " + model_dir().string() + " --input " + chat_input(d));
-  if (r.exit_code != 0 && r.err.find("template") != std::string::npos)
-    GTEST_SKIP() << "resp cannot render SmolLM2's chat template yet: " << r.err;
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto got = parse_jsonl(r.out);
   ASSERT_EQ(got.size(), goldens()["chat"].size());
@@ -141,8 +139,6 @@ TEST(SmolLM2, GreedyContinuationsMatchTransformers) {
       run_resp("generate --threads 2 --quiet --temperature 0 --max-new-tokens 24 --model " +
                model_dir().string() + " --prompts " + chat_input(d) + " --out " +
                (d / "out.jsonl").string());
-  if (r.exit_code != 0 && r.err.find("template") != std::string::npos)
-    GTEST_SKIP() << "resp cannot render SmolLM2's chat template yet: " << r.err;
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto got = parse_jsonl(read_text(d / "out.jsonl"));
   ASSERT_EQ(got.size(), goldens()["chat"].size());
@@ -183,8 +179,6 @@ TEST(SmolLM2, PruneMaskedExportEqualsHeteroExport) {
   Stopwatch sw;
   auto r = run_resp("prune --threads 2 --config " + (d / "cfg.yaml").string() + " --out " +
                     (d / "run").string());
-  if (r.exit_code != 0 && r.err.find("template") != std::string::npos)
-    GTEST_SKIP() << "resp cannot render SmolLM2's chat template yet: " << r.err;
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const double prune_s = sw.seconds();
   for (const char* fmt : {"masked", "hetero"}) {

@@ -56,6 +56,23 @@ std::string bytes_of(const fs::path& p) {
   return read_text(p);
 }
 
+std::vector<unsigned char> raw_bytes(const fs::path& p) {
+  const std::string t = read_text(p);
+  return {t.begin(), t.end()};
+}
+
+void write_raw(const fs::path& p, const std::vector<unsigned char>& b) {
+  write_text(p, std::string(b.begin(), b.end()));
+}
+
+// An edit made through libhdf5 breaks the seal; resealing it reaches the checks behind the seal
+// (the content digest, the structural checks), as a careful forger would.
+void reseal(const fs::path& p) {
+  auto b = raw_bytes(p);
+  h5::seal_image(b);
+  write_raw(p, b);
+}
+
 // Rewrites one int64 root attribute in place, as h5py's `f.attrs["iteration"] = 15` would.
 void edit_int_attribute(const fs::path& p, const char* key, int64_t value) {
   const hid_t f = H5Fopen(p.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
@@ -65,6 +82,7 @@ void edit_int_attribute(const fs::path& p, const char* key, int64_t value) {
   ASSERT_GE(H5Awrite(a, H5T_NATIVE_INT64, &value), 0);
   H5Aclose(a);
   H5Fclose(f);
+  reseal(p);
 }
 
 void overwrite_int64_dataset(const fs::path& p, const char* name, const std::vector<int64_t>& v) {
@@ -75,6 +93,7 @@ void overwrite_int64_dataset(const fs::path& p, const char* name, const std::vec
   ASSERT_GE(H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), 0);
   H5Dclose(d);
   H5Fclose(f);
+  reseal(p);
 }
 
 void delete_root_attribute(const fs::path& p, const char* key) {
@@ -82,6 +101,7 @@ void delete_root_attribute(const fs::path& p, const char* key) {
   ASSERT_GE(f, 0);
   ASSERT_GE(H5Adelete(f, key), 0);
   H5Fclose(f);
+  reseal(p);
 }
 
 std::string message_of(const std::function<void()>& fn) {
@@ -109,6 +129,49 @@ TEST(CheckpointIntegrity, IntactFileCarriesADigestAndReadsBack) {
   EXPECT_FALSE(fs::exists(p.string() + ".tmp"));
 }
 
+// Rot anywhere — superblock, object headers, B-trees, heaps, data, the seal itself — and
+// truncation are refused by the seal before libhdf5 parses the file (libhdf5 can hang on a
+// corrupt global heap: docs/fuzzing.md). h5py still reads the sealed file (the seal is an HDF5
+// user block); the seal starts the file, the HDF5 signature follows at byte 512.
+TEST(CheckpointIntegrity, TheSealRefusesRotAnywhereBeforeHdf5ParsesIt) {
+  TempDir d;
+  write_run_checkpoint(d.path(), make_state(1));
+  const fs::path p = checkpoint_path(d.path(), 1);
+  const auto good = raw_bytes(p);
+  ASSERT_GT(good.size(), 1024u);
+  EXPECT_EQ(std::string(good.begin(), good.begin() + 12), "RESP-SEAL 1\n");
+  EXPECT_EQ(std::string(good.begin() + 513, good.begin() + 516), "HDF");
+  EXPECT_EQ(h5::check_seal(good, p.string()), h5::SealState::Sealed);
+  size_t refused = 0, tried = 0;
+  for (size_t at = 3; at < good.size(); at += 61) {
+    auto bad = good;
+    bad[at] ^= static_cast<unsigned char>(1u << (at % 8));
+    ++tried;
+    try {
+      h5::check_seal(bad, p.string());
+    } catch (const FormatError& e) {
+      ++refused;
+      if (at % 7 == 0) {  // and through the reader, naming the file, on a sample of positions
+        write_raw(p, bad);
+        const std::string msg = message_of([&] { read_run_checkpoint(p); });
+        EXPECT_NE(msg.find(p.string()), std::string::npos) << at << ": " << msg;
+      }
+    }
+  }
+  EXPECT_EQ(refused, tried);
+  for (size_t keep : {size_t{0}, size_t{100}, size_t{600}, good.size() - 1}) {
+    write_raw(p, std::vector<unsigned char>(good.begin(), good.begin() + keep));
+    const std::string msg = message_of([&] { read_run_checkpoint(p); });
+    EXPECT_FALSE(msg.empty()) << keep;
+    EXPECT_NE(msg.find(p.string()), std::string::npos) << keep << ": " << msg;
+  }
+  // Files from before seals (HDF5 signature at byte 0) go on to the digest checks.
+  std::vector<unsigned char> legacy(good.begin() + 512, good.end());
+  EXPECT_EQ(h5::check_seal(legacy, "x.h5"), h5::SealState::Unsealed);
+  write_raw(p, good);
+  EXPECT_EQ(read_run_checkpoint(p).iteration, 1);
+}
+
 TEST(CheckpointIntegrity, EveryFlippedTraceTokenIsDetected) {
   TempDir d;
   write_run_checkpoint(d.path(), make_state(1));
@@ -121,6 +184,10 @@ TEST(CheckpointIntegrity, EveryFlippedTraceTokenIsDetected) {
   std::string bad = good;
   bad[at] = static_cast<char>(bad[at] ^ 0x10);
   write_text(p, bad);
+  EXPECT_NE(message_of([&] { read_run_checkpoint(p); }).find("checksum mismatch"),
+            std::string::npos);
+  // Behind a forged seal, Fletcher32 and the content digest still catch it.
+  reseal(p);
   const std::string msg = message_of([&] { read_run_checkpoint(p); });
   EXPECT_NE(msg.find(p.string()), std::string::npos) << msg;
   EXPECT_TRUE(msg.find("corrupt") != std::string::npos || msg.find("checksum") != std::string::npos)

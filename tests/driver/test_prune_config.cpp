@@ -75,6 +75,12 @@ TEST(PruneConfig, ClearErrors) {
       << err(ok + "schedule:\n  iterations: 3\n  iterations: 4\n");
   EXPECT_NE(err(ok + "---\nmodel: other\n").find("2 YAML documents"), std::string::npos);
   EXPECT_EQ(err("---\n" + ok), "");  // one document with an explicit start marker is fine
+  // Negative seeds are refused, not wrapped to 2^64-1.
+  EXPECT_NE(err(ok, {"generation.seed=-1"}).find("\"generation.seed\" must be a non-negative"),
+            std::string::npos)
+      << err(ok, {"generation.seed=-1"});
+  EXPECT_NE(err(ok, {"data.shuffle_seed=-3"}).find("data.shuffle_seed"), std::string::npos);
+  EXPECT_EQ(err(ok, {"generation.seed=18446744073709551615"}), "");
 }
 
 TEST(PruneConfig, OneShotModeKeysAndErrors) {

@@ -255,6 +255,14 @@ TEST(Trainer, FineTunesAHeteroPrunedExportInItsShapes) {
   const auto before = config_of(d / "pruned"), after = config_of(d / "run/model");
   ASSERT_TRUE(before.contains("resp_pruning")) << before.dump();
   EXPECT_EQ(after["resp_pruning"], before["resp_pruning"]);
+  // The modeling code that auto_map names travels with the tuned model, byte for byte, so stock
+  // transformers loads it as it loads the export.
+  ASSERT_TRUE(after.contains("auto_map")) << after.dump();
+  EXPECT_EQ(after["auto_map"], before["auto_map"]);
+  for (const char* py : {"configuration_resp_pruned.py", "modeling_resp_pruned.py"}) {
+    ASSERT_TRUE(fs::exists(d / "run/model" / py)) << py;
+    EXPECT_EQ(test::read_text(d / "run/model" / py), test::read_text(d / "pruned" / py)) << py;
+  }
   const CheckpointReader pruned(d / "pruned"), tuned(d / "run/model");
   ASSERT_EQ(pruned.names(), tuned.names());
   size_t changed = 0;
