@@ -232,13 +232,17 @@ __device__ __forceinline__ bool cache_row_ok(const DecodeBatchArgs& a, int64_t b
   return slot >= 0 && slot < a.N && pos >= 0 && pos < a.L;
 }
 
-// Block b writes row b's new key and value into its slot at its position.
+// Block b writes row b's new key and value into its slot at its position. Block b also compares
+// its slot with those of rows before it: the host never sees the slots (reading them would
+// synchronise every layer of every step), and B^2/2 compares are nothing next to the append.
 __global__ void kv_append_kernel(DecodeBatchArgs a, unsigned* status) {
   const int64_t b = blockIdx.x;
   if (!cache_row_ok(a, b)) {
     if (threadIdx.x == 0) atomicOr(status, kBadCacheRow);
     return;
   }
+  for (int64_t j = threadIdx.x; j < b; j += blockDim.x)
+    if (a.slots[j] == a.slots[b]) atomicOr(status, kDuplicateSlot);
   const int64_t row = a.Hkv * a.D;
   const int64_t at = (a.slots[b] * a.L + a.positions[b]) * row;
   for (int64_t i = threadIdx.x; i < row; i += blockDim.x) {

@@ -19,6 +19,7 @@ enum StatusBit : unsigned {
   kBadTarget = 1u << 1,
   kBadKvHead = 1u << 2,
   kBadCacheRow = 1u << 3,
+  kDuplicateSlot = 1u << 4,
 };
 
 // `rows` rows of `cols` contiguous floats, `ld` elements apart (ld >= cols).
@@ -115,7 +116,8 @@ struct DecodeBatchArgs {
 int64_t attention_decode_batch_scratch(const DecodeBatchArgs& a);
 // Appends each row's key/value to its slot (one kernel), then attends (one kernel, plus the
 // combine when keys are split). out [B, Hq, D] with row stride ldo. A slot or position outside
-// the cache sets kBadCacheRow and gives that row zeros.
+// the cache sets kBadCacheRow and gives that row zeros; a slot used by two rows sets
+// kDuplicateSlot (the rows race on it, so the step's results are void).
 void attention_decode_batch(float* out, int64_t ldo, const DecodeBatchArgs& a, float* scratch,
                             unsigned* status, cudaStream_t s);
 

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "backend/cpu/cpu_backend.h"
+#include "comm/checked_communicator.h"
 #include "core/log.h"
 #if RESP_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
@@ -28,19 +29,38 @@ Runtime start_runtime(int tp, int threads) {
   return rt;
 }
 
-Runtime start_runtime(int tp, int threads, const std::string& device) {
+DeviceDecision decide_device(const std::string& device, const CudaProbe& probe) {
   if (device != "auto" && device != "cpu" && device != "cuda")
     throw UsageError(cat("--device must be cpu, cuda or auto, not \"", device, "\""));
-  const int visible = cuda_device_count();
-  if (device == "cuda" && visible == 0)
-    throw UsageError("--device cuda: no CUDA device is visible (or this build has no CUDA)");
+  DeviceDecision d;
+  if (device == "cpu") return d;
+  if (device == "cuda") {
+    // A GPU that is there but unusable is the machine's fault, not the command line's.
+    if (probe.broken()) throw DeviceError(cat("--device cuda: ", probe.reason));
+    if (!probe.available()) throw UsageError(cat("--device cuda: ", probe.reason));
+    d.cuda = true;
+    return d;
+  }
+  d.cuda = probe.available();
+  // Silence would let a job meant for the GPU run for days on the CPU.
+  if (probe.broken()) d.warning = cat("--device auto: ", probe.reason, "; running on the CPU");
+  return d;
+}
+
+Runtime start_runtime(int tp, int threads, const std::string& device) {
+  const DeviceDecision choice = decide_device(device, probe_cuda());
   Runtime rt = start_runtime(tp, threads);
-  if (device == "cpu" || visible == 0) return rt;
+  if (!choice.warning.empty() && rt.mpi->local_rank() == 0) log_warn(choice.warning);
+  if (!choice.cuda) return rt;
 #if RESP_HAVE_CUDA
+  const int visible = cuda_device_count();
   const int dev = rt.mpi->local_rank() % visible;
   // Weight matrices in bf16 (half the memory and bytes per decode step, tensor-core GEMMs);
   // activations, norms and gradients stay f32.
   auto cuda = std::make_unique<CudaBackend>(dev, DType::BF16);
+  // One rank's MPI communicators are identities even on device tensors; an all_gather into
+  // another buffer needs the backend's copy (host memcpy would fault on device pointers).
+  attach_device_copy(rt.par, *cuda);
 #if RESP_HAVE_NCCL
   rt.par.tp = std::make_unique<NcclCommunicator>(std::move(rt.par.tp), cuda->stream(), dev, "tp");
   rt.par.dp = std::make_unique<NcclCommunicator>(std::move(rt.par.dp), cuda->stream(), dev, "dp");
@@ -51,6 +71,15 @@ Runtime start_runtime(int tp, int threads, const std::string& device) {
   rt.backend = std::move(cuda);
 #endif
   return rt;
+}
+
+void attach_device_copy(ParallelContext& par, Backend& backend) {
+  for (Communicator* c : {par.world.get(), par.tp.get(), par.dp.get()}) {
+    if (auto* checked = dynamic_cast<CheckedCommunicator*>(c)) c = &checked->inner();
+    if (auto* mpi = dynamic_cast<MpiCommunicator*>(c))
+      mpi->set_device_copy(
+          [&backend](const Tensor& dst, const Tensor& src) { backend.copy(dst, src); });
+  }
 }
 
 std::string describe_layout(const Runtime& rt) {

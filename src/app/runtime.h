@@ -27,6 +27,22 @@ Runtime start_runtime(int tp, int threads);
 // matrices in bf16, and the TP and DP communicators become NCCL communicators over the MPI ones
 // (host tensors still use MPI). "cuda" without a visible device is a UsageError.
 Runtime start_runtime(int tp, int threads, const std::string& device);
+// What start_runtime makes of --device given what probe_cuda() found, as a pure function (the
+// tests feed it fake probes). Throws UsageError for an unknown value or "cuda" without a GPU,
+// DeviceError for "cuda" with a GPU this build cannot use (driver too old, runtime error:
+// "--device cuda: CUDA driver too old: needs >= 580, found ..."). "auto" falls back to the
+// CPU, with `warning` set when a GPU is there but unusable.
+struct DeviceDecision {
+  bool cuda = false;
+  std::string warning;  // for the log; empty when there is nothing to say
+};
+DeviceDecision decide_device(const std::string& device, const CudaProbe& probe);
+
+// Gives the MPI communicators of `par` (also those wrapped in a CheckedCommunicator) the
+// backend's copy for device tensors: one rank's all_gather into another device buffer is then
+// a device copy. The backend must outlive the communicators (Runtime's member order ensures it).
+void attach_device_copy(ParallelContext& par, Backend& backend);
+
 // Help text of the --device option.
 inline constexpr const char* kDeviceHelp =
     "cpu | cuda | auto (default auto: cuda when a GPU is visible)";

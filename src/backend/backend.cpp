@@ -1,6 +1,7 @@
 #include "backend/backend.h"
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -18,6 +19,50 @@ void Backend::linear_backward(const Tensor& dx, const Tensor& dw, const Tensor& 
   if (!dw.empty()) gemm(dy, true, x, false, dw, 1.0f, 1.0f);
   if (!dx.empty()) gemm(dy, false, w, false, dx, 1.0f, dx_beta);
   if (!db.empty()) sum_rows(db, dy);
+}
+
+namespace {
+// Byte range [begin, end) a view touches, strides included (empty for no elements).
+std::pair<const char*, const char*> byte_span(const Tensor& t) {
+  const char* b = static_cast<const char*>(t.data());
+  if (b == nullptr || t.numel() == 0) return {b, b};
+  int64_t last = 0;  // offset in elements of the view's last element
+  for (int i = 0; i < t.rank(); ++i) last += (t.dim(i) - 1) * t.stride(i);
+  return {b, b + (last + 1) * static_cast<int64_t>(dtype_size(t.dtype()))};
+}
+}  // namespace
+
+bool tensors_overlap(const Tensor& x, const Tensor& y) {
+  const auto [xb, xe] = byte_span(x);
+  const auto [yb, ye] = byte_span(y);
+  return xb < ye && yb < xe;
+}
+
+GemmDims check_gemm_args(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                         const Tensor& c) {
+  if (a.rank() != 2 || b.rank() != 2 || c.rank() != 2)
+    throw ShapeError(
+        cat("gemm: A ", a.str(), ", B ", b.str(), ", C ", c.str(), " must all be 2-D"));
+  const int64_t m = trans_a ? a.dim(1) : a.dim(0);
+  const int64_t k = trans_a ? a.dim(0) : a.dim(1);
+  const int64_t kb = trans_b ? b.dim(1) : b.dim(0);
+  const int64_t n = trans_b ? b.dim(0) : b.dim(1);
+  if (k != kb || c.dim(0) != m || c.dim(1) != n)
+    throw ShapeError(cat("gemm: op(A) [", m, ", ", k, "] @ op(B) [", kb, ", ", n, "] -> C [", m,
+                         ", ", n, "] does not fit: A ", a.str(), (trans_a ? "^T" : ""), ", B ",
+                         b.str(), (trans_b ? "^T" : ""), ", C ", c.str()));
+  if (c.device() == a.device() && tensors_overlap(c, a))
+    throw ShapeError(cat("gemm: C ", c.str(), " overlaps an input (A ", a.str(), ")"));
+  if (c.device() == b.device() && tensors_overlap(c, b))
+    throw ShapeError(cat("gemm: C ", c.str(), " overlaps an input (B ", b.str(), ")"));
+  return {m, n, k};
+}
+
+void check_decode_slots_distinct(const int32_t* slots, int64_t n) {
+  std::vector<int32_t> sorted(slots, slots + n);
+  std::sort(sorted.begin(), sorted.end());
+  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+    throw ShapeError(kDuplicateSlotMessage);
 }
 
 void check_decode_batch_args(const Tensor& out, const Tensor& q, const Tensor& k_new,
@@ -59,10 +104,7 @@ void Backend::attention_decode_batch(const Tensor& out, const Tensor& q, const T
   copy(Tensor(slot.data(), DType::I32, Shape{B}), slots);
   copy(Tensor(pos.data(), DType::I32, Shape{B}), positions);
   const int64_t N = k_cache.dim(0), L = k_cache.dim(1), Hkv = k_cache.dim(2), D = k_cache.dim(3);
-  std::vector<int32_t> sorted = slot;
-  std::sort(sorted.begin(), sorted.end());
-  RESP_CHECK_SHAPE(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end(),
-                   "attention_decode_batch: a slot appears twice in one batch");
+  check_decode_slots_distinct(slot.data(), B);
   const size_t slot_bytes = static_cast<size_t>(L * Hkv * D) * dtype_size(k_cache.dtype());
   for (int64_t b = 0; b < B; ++b) {
     const int64_t s = slot[static_cast<size_t>(b)], p = pos[static_cast<size_t>(b)];

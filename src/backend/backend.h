@@ -140,12 +140,29 @@ class Backend {
                              const Tensor& weights) = 0;
 };
 
+// Argument checks shared by the backends' gemm(), so CPU and CUDA refuse the same calls: 2-D
+// operands whose op(A) @ op(B) fits C, and C overlapping neither A nor B (cuBLAS and BLAS read
+// the inputs while writing C, so an overlap gives garbage rather than an error). Dtypes are the
+// backend's business. Returns {m, n, k}. ShapeError naming the tensors otherwise.
+struct GemmDims {
+  int64_t m, n, k;
+};
+GemmDims check_gemm_args(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                         const Tensor& c);
+// Whether the memory two views touch (first to last element, strides included) intersects.
+bool tensors_overlap(const Tensor& x, const Tensor& y);
+
 // Shape and dtype checks of attention_decode_batch() shared by its implementations (ShapeError
-// naming the offending tensor). The values of slots/positions are checked where they are read.
+// naming the offending tensor). The values of slots/positions are checked where they are read:
+// on the host by check_decode_slots_distinct(), on a GPU by the kernel (same message).
 void check_decode_batch_args(const Tensor& out, const Tensor& q, const Tensor& k_new,
                              const Tensor& v_new, const Tensor& k_cache, const Tensor& v_cache,
                              const Tensor& slots, const Tensor& positions,
                              const Tensor& kv_of_head);
+// Two rows of one decode batch writing the same KV-cache slot race on it; ShapeError.
+void check_decode_slots_distinct(const int32_t* slots, int64_t n);
+inline constexpr const char* kDuplicateSlotMessage =
+    "attention_decode_batch: a slot appears twice in one batch";
 
 // The CPU backend (OpenBLAS + OpenMP). `threads` <= 0 means "all available cores".
 std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
@@ -154,7 +171,26 @@ std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
 // or BF16). Throws UnsupportedError when this build has no CUDA, DeviceError when the device
 // cannot be used.
 std::unique_ptr<Backend> make_cuda_backend(int device = -1, DType weight_dtype = DType::F32);
-// Visible CUDA devices: 0 without CUDA support in the build, without a driver or a device.
+// What probing for CUDA devices found. An old driver is not "no GPU": the machine has a GPU this
+// build cannot use, which `--device auto` must say and `--device cuda` and GPU tests must not
+// hide behind a skip.
+struct CudaProbe {
+  enum class State {
+    Available,     // devices > 0
+    NoDevice,      // no driver installed or no device visible: a CPU machine
+    NotBuilt,      // this build has no CUDA backend
+    DriverTooOld,  // a driver is installed but older than this build's CUDA runtime needs
+    Error,         // any other failure of the runtime (driver/library mismatch, devices busy)
+  };
+  State state = State::NotBuilt;
+  int devices = 0;
+  std::string reason;  // one line; empty when Available
+  bool available() const { return state == State::Available; }
+  // A GPU seems present but cannot be used: worth a warning even where CPU is a fallback.
+  bool broken() const { return state == State::DriverTooOld || state == State::Error; }
+};
+CudaProbe probe_cuda();
+// Visible CUDA devices: 0 without CUDA support in the build, without a usable driver or device.
 int cuda_device_count();
 
 }  // namespace resp

@@ -9,6 +9,13 @@ std::unique_ptr<Backend> make_cuda_backend(int, DType) {
       "this build of resp has no CUDA backend (configure with RESP_ENABLE_CUDA)");
 }
 
+CudaProbe probe_cuda() {
+  CudaProbe p;
+  p.state = CudaProbe::State::NotBuilt;
+  p.reason = "this build of resp has no CUDA backend";
+  return p;
+}
+
 int cuda_device_count() {
   return 0;
 }

@@ -2,6 +2,7 @@
 
 #include <mpi.h>
 
+#include <cstring>
 #include <exception>
 #include <string>
 #include <utility>
@@ -47,9 +48,14 @@ MPI_Op mpi_op(ReduceOp op) {
   return MPI_SUM;
 }
 
+void require_contiguous(const Tensor& t, const char* op) {
+  if (!t.is_contiguous()) throw CommError(cat(op, ": tensor must be contiguous"));
+}
+
+// What MPI itself is handed: host memory, counts that fit its int. One rank never gets here.
 void require_host(const Tensor& t, const char* op) {
   if (t.device() != Device::CPU) throw CommError(cat(op, ": MPI communicator needs host tensors"));
-  if (!t.is_contiguous()) throw CommError(cat(op, ": tensor must be contiguous"));
+  require_contiguous(t, op);
   if (t.numel() > INT32_MAX) throw CommError(cat(op, ": more than 2^31 elements in one call"));
 }
 }  // namespace
@@ -119,8 +125,9 @@ MpiCommunicator::~MpiCommunicator() {
 }
 
 void MpiCommunicator::all_reduce(const Tensor& x, ReduceOp op) {
+  // One rank: the identity, wherever x lives (checked first: require_host refuses device memory).
+  if (size_ == 1) return require_contiguous(x, "all_reduce");
   require_host(x, "all_reduce");
-  if (size_ == 1) return;
   check(MPI_Allreduce(MPI_IN_PLACE, x.data(), static_cast<int>(x.numel()), mpi_type(x.dtype()),
                       mpi_op(op), h_->comm),
         cat("MPI_Allreduce on ", name_).c_str());
@@ -157,8 +164,8 @@ class MpiRequest final : public CommRequest {
 }  // namespace
 
 std::unique_ptr<CommRequest> MpiCommunicator::all_reduce_async(const Tensor& x, ReduceOp op) {
+  if (size_ == 1) return Communicator::all_reduce_async(x, op);  // all_reduce: the identity
   require_host(x, "all_reduce_async");
-  if (size_ == 1) return Communicator::all_reduce_async(x, op);
   MPI_Request r = MPI_REQUEST_NULL;
   const std::string what = cat("MPI_Iallreduce on ", name_);
   check(MPI_Iallreduce(MPI_IN_PLACE, x.data(), static_cast<int>(x.numel()), mpi_type(x.dtype()),
@@ -168,19 +175,37 @@ std::unique_ptr<CommRequest> MpiCommunicator::all_reduce_async(const Tensor& x, 
 }
 
 void MpiCommunicator::all_gather(const Tensor& out, const Tensor& in) {
-  require_host(out, "all_gather");
-  require_host(in, "all_gather");
   if (out.dtype() != in.dtype() || out.numel() != in.numel() * size_)
     throw ShapeError(cat("all_gather on ", name_, ": out ", out.str(), " must hold ", size_,
                          " x in ", in.str()));
+  if (size_ == 1) return gather_one_rank(out, in);
+  require_host(out, "all_gather");
+  require_host(in, "all_gather");
   check(MPI_Allgather(in.data(), static_cast<int>(in.numel()), mpi_type(in.dtype()), out.data(),
                       static_cast<int>(in.numel()), mpi_type(in.dtype()), h_->comm),
         cat("MPI_Allgather on ", name_).c_str());
 }
 
+void MpiCommunicator::gather_one_rank(const Tensor& out, const Tensor& in) {
+  require_contiguous(out, "all_gather");
+  require_contiguous(in, "all_gather");
+  if (in.nbytes() == 0 || out.data() == in.data()) return;
+  if (out.device() == Device::CPU && in.device() == Device::CPU) {
+    std::memmove(out.data(), in.data(), in.nbytes());
+    return;
+  }
+  if (!device_copy_)
+    throw CommError(cat("all_gather on ", name_, ": copying device tensor ", in.str(), " to ",
+                        out.str(), " needs the backend's copy (MpiCommunicator::set_device_copy)"));
+  device_copy_(out, in);
+}
+
 void MpiCommunicator::broadcast(const Tensor& x, int root) {
+  if (size_ == 1) {
+    if (root != 0) throw CommError(cat("broadcast on ", name_, ": root ", root, " outside [0, 1)"));
+    return require_contiguous(x, "broadcast");
+  }
   require_host(x, "broadcast");
-  if (size_ == 1) return;
   check(MPI_Bcast(x.data(), static_cast<int>(x.numel()), mpi_type(x.dtype()), root, h_->comm),
         cat("MPI_Bcast on ", name_).c_str());
 }

@@ -3,6 +3,7 @@
 // the error first and then call MpiRuntime::shutdown_after_error().
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "comm/communicator.h"
@@ -35,8 +36,13 @@ class MpiRuntime {
   bool owns_ = false;
 };
 
+// Collectives over host buffers. A communicator of one rank is the identity on any tensor,
+// device ones included (one rank on a GPU without NCCL): all_reduce and broadcast touch nothing,
+// and all_gather into another buffer copies with the device copy set by set_device_copy (the
+// backend's copy), since memcpy on a device pointer would fault.
 class MpiCommunicator final : public Communicator {
  public:
+  using DeviceCopy = std::function<void(const Tensor& dst, const Tensor& src)>;
   ~MpiCommunicator() override;
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -48,6 +54,7 @@ class MpiCommunicator final : public Communicator {
   void all_gather(const Tensor& out, const Tensor& in) override;
   void broadcast(const Tensor& x, int root) override;
   void barrier() override;
+  void set_device_copy(DeviceCopy copy) { device_copy_ = std::move(copy); }
   // Ranks with equal `color` form a new communicator, ordered by `key`.
   std::unique_ptr<MpiCommunicator> split(int color, int key, const std::string& name) const;
 
@@ -65,6 +72,9 @@ class MpiCommunicator final : public Communicator {
   std::string name_;
   bool owned_ = false;
   int rank_ = 0, size_ = 1;
+  DeviceCopy device_copy_;
+
+  void gather_one_rank(const Tensor& out, const Tensor& in);
 };
 
 }  // namespace resp

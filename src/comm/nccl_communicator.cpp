@@ -4,10 +4,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <string_view>
 #include <thread>
+#include <utility>
 
 #include "core/error.h"
 
@@ -65,6 +68,47 @@ int device_for_local_rank(int local_rank, int visible_devices) {
   return local_rank % visible_devices;
 }
 
+bool nccl_force_collectives_from_env() {
+  const char* v = std::getenv("RESP_NCCL_FORCE_COLLECTIVES");
+  return v && *v && std::string_view(v) != "0";
+}
+
+namespace nccl_detail {
+
+std::thread start_device_thread(int device, SetDevice set_device,
+                                std::function<void(const std::string& setup_error)> body) {
+  return std::thread([device, set_device, body = std::move(body)] {
+    const cudaError_t rc = set_device(device);
+    body(rc == cudaSuccess ? std::string()
+                           : cat("cudaSetDevice(", device, ") in the NCCL watchdog thread: ",
+                                 cudaGetErrorName(rc), ": ", cudaGetErrorString(rc)));
+  });
+}
+
+static_assert(sizeof(ncclUniqueId) == kUniqueIdBytes, "NCCL_UNIQUE_ID_BYTES changed");
+
+UniqueId share_unique_id(Communicator& host, const std::function<int(UniqueId&)>& make,
+                         const std::string& name) {
+  // [status (int32), 4 bytes padding, id]: one broadcast, so every rank learns both at once.
+  std::array<char, 8 + kUniqueIdBytes> msg{};
+  UniqueId id{};
+  int32_t status = 0;
+  if (host.rank() == 0) {
+    status = make(id);
+    std::memcpy(msg.data(), &status, sizeof(status));
+    std::memcpy(msg.data() + 8, id.data(), id.size());
+  }
+  host.broadcast(Tensor(msg.data(), DType::U8, Shape{static_cast<int64_t>(msg.size())}), 0);
+  std::memcpy(&status, msg.data(), sizeof(status));
+  if (status != ncclSuccess)
+    throw CommError(cat("ncclGetUniqueId for ", name, " failed on rank 0 of ", host.size(), ": ",
+                        ncclGetErrorString(static_cast<ncclResult_t>(status))));
+  std::memcpy(id.data(), msg.data() + 8, id.size());
+  return id;
+}
+
+}  // namespace nccl_detail
+
 // Everything that touches the NCCL handle from two threads lives here, under `mu`.
 struct NcclCommunicator::State {
   ncclComm_t comm = nullptr;
@@ -80,6 +124,7 @@ struct NcclCommunicator::State {
   bool closed = false;  // the communicator is gone; late request waits do nothing
   int device = 0;
   int rank = 0, size = 1;
+  bool force = false;  // one rank still calls NCCL (tests)
   double timeout_s = 900.0;
   std::string name;
 
@@ -165,7 +210,13 @@ struct NcclCommunicator::State {
     async_outstanding = false;
   }
 
-  void watch() {
+  // Runs on the watchdog thread once it has selected `device` (setup_error says if it could not).
+  void watch(const std::string& setup_error) {
+    if (!setup_error.empty()) {
+      std::lock_guard<std::mutex> lock(mu);
+      fail_locked(setup_error);
+      return;
+    }
     while (!stop.load()) {
       {
         std::lock_guard<std::mutex> lock(mu);
@@ -176,8 +227,36 @@ struct NcclCommunicator::State {
   }
 };
 
+namespace {
+// Releases what the constructor made so far when it throws halfway (the destructor does not run
+// then): a leaked ncclComm_t keeps its peers' connections and device memory until exit.
+class PartialState {
+ public:
+  explicit PartialState(NcclCommunicator::State& s) : s_(s) {}
+  PartialState(const PartialState&) = delete;
+  PartialState& operator=(const PartialState&) = delete;
+  ~PartialState();
+  void keep() { keep_ = true; }
+
+ private:
+  NcclCommunicator::State& s_;
+  bool keep_ = false;
+};
+}  // namespace
+
+PartialState::~PartialState() {
+  if (keep_) return;
+  if (s_.async_tail) cudaEventDestroy(s_.async_tail);
+  if (s_.comm_stream) cudaStreamDestroy(s_.comm_stream);
+  if (s_.comm) ncclCommDestroy(s_.comm);
+  s_.async_tail = nullptr;
+  s_.comm_stream = nullptr;
+  s_.comm = nullptr;
+}
+
 NcclCommunicator::NcclCommunicator(std::unique_ptr<Communicator> host, cudaStream_t stream,
-                                   int device, std::string name, double timeout_s)
+                                   int device, std::string name, double timeout_s,
+                                   bool force_collectives)
     : host_(std::move(host)), st_(std::make_shared<State>()), name_(std::move(name)) {
   if (!host_) throw CommError("NcclCommunicator needs a host communicator");
   State& s = *st_;
@@ -187,24 +266,34 @@ NcclCommunicator::NcclCommunicator(std::unique_ptr<Communicator> host, cudaStrea
   s.size = host_->size();
   s.timeout_s = timeout_s;
   s.name = name_;
+  s.force = force_collectives || nccl_force_collectives_from_env();
   check_cuda(cudaSetDevice(device), cat("cudaSetDevice(", device, ") for ", name_));
+  const nccl_detail::UniqueId id_bytes = nccl_detail::share_unique_id(
+      *host_,
+      [](nccl_detail::UniqueId& out) {
+        ncclUniqueId id{};
+        const ncclResult_t rc = ncclGetUniqueId(&id);
+        std::memcpy(out.data(), &id, sizeof(id));
+        return static_cast<int>(rc);
+      },
+      name_);
   ncclUniqueId id;
-  std::memset(&id, 0, sizeof(id));
-  if (s.rank == 0) {
-    const ncclResult_t rc = ncclGetUniqueId(&id);
-    if (rc != ncclSuccess)
-      throw CommError(cat("ncclGetUniqueId for ", name_, ": ", ncclGetErrorString(rc)));
-  }
-  host_->broadcast(Tensor(&id, DType::U8, Shape{static_cast<int64_t>(sizeof(id))}, Device::CPU), 0);
+  std::memcpy(&id, id_bytes.data(), sizeof(id));
+  PartialState unwind(s);
   const ncclResult_t rc = ncclCommInitRank(&s.comm, s.size, id, s.rank);
-  if (rc != ncclSuccess)
+  if (rc != ncclSuccess) {
+    s.comm = nullptr;  // not a communicator NCCL made; nothing to destroy
     throw CommError(cat("ncclCommInitRank for ", name_, " (rank ", s.rank, " of ", s.size,
                         ", device ", device, "): ", ncclGetErrorString(rc)));
+  }
   check_cuda(cudaStreamCreateWithFlags(&s.comm_stream, cudaStreamNonBlocking),
              cat("cudaStreamCreate for ", name_));
   check_cuda(cudaEventCreateWithFlags(&s.async_tail, cudaEventDisableTiming),
              cat("cudaEventCreate for ", name_));
-  s.watchdog = std::thread([&s] { s.watch(); });
+  // std::thread throws std::system_error when no thread can be made: the guard still runs.
+  s.watchdog = nccl_detail::start_device_thread(
+      device, &cudaSetDevice, [&s](const std::string& setup_error) { s.watch(setup_error); });
+  unwind.keep();
 }
 
 NcclCommunicator::~NcclCommunicator() {
@@ -231,14 +320,42 @@ int NcclCommunicator::size() const {
   return st_->size;
 }
 
+bool NcclCommunicator::forcing_collectives() const {
+  return st_->force;
+}
+
+CommStats NcclCommunicator::stats() const {
+  CommStats c = host_->stats();
+  c += device_stats_;
+  return c;
+}
+
+bool NcclCommunicator::issue(CommStats::Counter& counter, const Tensor& t,
+                             const std::string& what) {
+  const State& s = *st_;
+  if ((s.size == 1 && !s.force) || t.numel() == 0) return false;
+  // A no-op unless the host verifies sequences; `what` names kind, dtype, count (and root), so
+  // ranks that disagree on the device collective fail here instead of hanging inside NCCL.
+  host_->check_in_sync(what.c_str());
+  ++counter.calls;
+  counter.elements += t.numel();
+  counter.bytes += static_cast<int64_t>(t.nbytes());
+  return true;
+}
+
 void NcclCommunicator::all_reduce(const Tensor& x, ReduceOp op) {
   if (!on_device(x)) return host_->all_reduce(x, op);
   if (!x.is_contiguous()) throw CommError(cat("all_reduce on ", name_, ": tensor not contiguous"));
   State& s = *st_;
+  const std::string what = cat("all_reduce of ", x.numel(), " ", dtype_name(x.dtype()),
+                               " elements (op ", static_cast<int>(op), ")");
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.throw_if_failed_locked();
+  }
+  if (!issue(device_stats_.all_reduce, x, what)) return;
   std::lock_guard<std::mutex> lock(s.mu);
   s.throw_if_failed_locked();
-  if (s.size == 1 || x.numel() == 0) return;
-  const std::string what = cat("all_reduce of ", x.numel(), " elements");
   s.order_after_async_locked();
   const ncclResult_t rc = ncclAllReduce(x.data(), x.data(), static_cast<size_t>(x.numel()),
                                         nccl_type(x.dtype(), what), nccl_op(op), s.comm, s.stream);
@@ -300,11 +417,12 @@ std::unique_ptr<CommRequest> NcclCommunicator::all_reduce_async(const Tensor& x,
     std::lock_guard<std::mutex> lock(s.mu);
     s.throw_if_failed_locked();
   }
+  const std::string what = cat("all_reduce_async of ", x.numel(), " ", dtype_name(x.dtype()),
+                               " elements (op ", static_cast<int>(op), ")");
   // Nothing to exchange: the blocking path (a no-op that still reports failures) is complete.
-  if (s.size == 1 || x.numel() == 0) return Communicator::all_reduce_async(x, op);
+  if (!issue(device_stats_.all_reduce, x, what)) return Communicator::all_reduce_async(x, op);
   std::lock_guard<std::mutex> lock(s.mu);
   s.throw_if_failed_locked();
-  const std::string what = cat("all_reduce_async of ", x.numel(), " elements");
   // The collective must see everything the compute stream has written to x so far. An event
   // can be recorded again as soon as a wait on it is queued, so it returns to the pool at once.
   cudaEvent_t ready = s.take_event_locked();
@@ -340,18 +458,25 @@ void NcclCommunicator::all_gather(const Tensor& out, const Tensor& in) {
   if (!out.is_contiguous() || !in.is_contiguous())
     throw CommError(cat("all_gather on ", name_, ": tensors must be contiguous"));
   State& s = *st_;
-  std::lock_guard<std::mutex> lock(s.mu);
-  s.throw_if_failed_locked();
-  if (in.numel() == 0) return;
-  const std::string what = cat("all_gather of ", in.numel(), " elements per rank");
-  s.order_after_async_locked();
-  if (s.size == 1) {
-    if (out.data() != in.data())
-      check_cuda(
-          cudaMemcpyAsync(out.data(), in.data(), in.nbytes(), cudaMemcpyDeviceToDevice, s.stream),
-          what);
+  const std::string what =
+      cat("all_gather of ", in.numel(), " ", dtype_name(in.dtype()), " elements per rank");
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.throw_if_failed_locked();
+  }
+  if (!issue(device_stats_.all_gather, out, what)) {
+    // One rank: out is in, copied in stream order unless it is the same memory.
+    if (in.numel() == 0 || out.data() == in.data()) return;
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.order_after_async_locked();
+    check_cuda(
+        cudaMemcpyAsync(out.data(), in.data(), in.nbytes(), cudaMemcpyDeviceToDevice, s.stream),
+        what);
     return;
   }
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.throw_if_failed_locked();
+  s.order_after_async_locked();
   const ncclResult_t rc = ncclAllGather(in.data(), out.data(), static_cast<size_t>(in.numel()),
                                         nccl_type(in.dtype(), what), s.comm, s.stream);
   if (rc != ncclSuccess) s.fail_locked(cat(what, " on ", name_, ": ", ncclGetErrorString(rc)));
@@ -365,10 +490,15 @@ void NcclCommunicator::broadcast(const Tensor& x, int root) {
   State& s = *st_;
   if (root < 0 || root >= s.size)
     throw CommError(cat("broadcast on ", name_, ": root ", root, " outside [0, ", s.size, ")"));
+  const std::string what =
+      cat("broadcast of ", x.numel(), " ", dtype_name(x.dtype()), " elements from root ", root);
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.throw_if_failed_locked();
+  }
+  if (!issue(device_stats_.broadcast, x, what)) return;
   std::lock_guard<std::mutex> lock(s.mu);
   s.throw_if_failed_locked();
-  if (s.size == 1 || x.numel() == 0) return;
-  const std::string what = cat("broadcast of ", x.numel(), " elements");
   s.order_after_async_locked();
   const ncclResult_t rc = ncclBroadcast(x.data(), x.data(), static_cast<size_t>(x.numel()),
                                         nccl_type(x.dtype(), what), root, s.comm, s.stream);

@@ -17,8 +17,11 @@
 
 #include <cuda_runtime_api.h>
 
+#include <array>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "comm/communicator.h"
 
@@ -27,8 +30,11 @@ namespace resp {
 class NcclCommunicator final : public Communicator {
  public:
   // Collective over the ranks of `host`. `device` must be the device `stream` belongs to.
+  // `force_collectives` (or RESP_NCCL_FORCE_COLLECTIVES=1 in the environment) makes a one-rank
+  // communicator call NCCL like a bigger one instead of taking the identity shortcuts: a test
+  // switch, so that one GPU can exercise the real ncclAllReduce/Broadcast/AllGather path.
   NcclCommunicator(std::unique_ptr<Communicator> host, cudaStream_t stream, int device,
-                   std::string name, double timeout_s = 900.0);
+                   std::string name, double timeout_s = 900.0, bool force_collectives = false);
   ~NcclCommunicator() override;
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
@@ -50,16 +56,52 @@ class NcclCommunicator final : public Communicator {
   // Waits (with the watchdog's timeout) for this communicator's collectives on the stream,
   // then a host barrier.
   void barrier() override;
+  // The host communicator's counters plus those of the device collectives issued to NCCL (their
+  // seconds are not counted: they return once queued on the stream).
+  CommStats stats() const override;
+  // Forwarded to the host communicator, which verifies sequences (RESP_COMM_CHECK). Device
+  // collectives are verified the same way: each is preceded by a sync point naming it.
+  void check_in_sync(const char* where) override { host_->check_in_sync(where); }
 
   Communicator& host() { return *host_; }
+  bool forcing_collectives() const;
 
   struct State;  // NCCL handle, event queue, watchdog (nccl_communicator.cpp)
 
  private:
   std::unique_ptr<Communicator> host_;
+  // Whether a device collective on `t` goes to NCCL (else it is one rank's identity); if so,
+  // counts it and, under verification, checks that every rank issues the same `what`.
+  bool issue(CommStats::Counter& counter, const Tensor& t, const std::string& what);
+
   std::shared_ptr<State> st_;  // shared with unfinished async requests
   std::string name_;
+  CommStats device_stats_;  // device collectives that went to NCCL
 };
+
+// RESP_NCCL_FORCE_COLLECTIVES set to anything but "" or "0".
+bool nccl_force_collectives_from_env();
+
+// Pieces of the NCCL communicator's set-up that run without a GPU, exposed for tests.
+namespace nccl_detail {
+
+// CUDA's current device is per host thread, and a thread that never selects one works on (and
+// creates a context on) device 0: under EXCLUSIVE_PROCESS compute mode that fails on every rank
+// but the one that owns device 0. Starts `body` on a new thread that first calls
+// `set_device(device)`; body receives "" or why the selection failed.
+using SetDevice = cudaError_t (*)(int);
+std::thread start_device_thread(int device, SetDevice set_device,
+                                std::function<void(const std::string& setup_error)> body);
+
+inline constexpr size_t kUniqueIdBytes = 128;  // NCCL_UNIQUE_ID_BYTES
+using UniqueId = std::array<char, kUniqueIdBytes>;
+// Rank 0 of `host` makes the id with `make` (returns an ncclResult_t, 0 on success) and
+// broadcasts it together with that result, so that when rank 0 fails every rank throws
+// CommError, instead of the others waiting in ncclCommInitRank for a peer that never comes.
+UniqueId share_unique_id(Communicator& host, const std::function<int(UniqueId&)>& make,
+                         const std::string& name);
+
+}  // namespace nccl_detail
 
 // The device a rank should use: its rank among the ranks of its node modulo the visible
 // devices, so a job works whether Slurm shows each task one GPU or all of them.

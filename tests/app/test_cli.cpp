@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "app/runtime.h"
 #include "backend/backend.h"
 #include "ckpt/scores_file.h"
 #include "test_util.h"
@@ -172,7 +173,8 @@ TEST(Cli, BadInputsGiveOneLineErrors) {
     const fs::path m = copy_model(d, "qwen3-f32");
     std::string s = read_text(m / "model.safetensors");
     uint64_t header = 0;
-    for (int i = 7; i >= 0; --i) header = (header << 8) | static_cast<uint8_t>(s[static_cast<size_t>(i)]);
+    for (int i = 7; i >= 0; --i)
+      header = (header << 8) | static_cast<uint8_t>(s[static_cast<size_t>(i)]);
     const auto h = nlohmann::json::parse(s.substr(8, header));
     const std::string name = "model.layers.1.mlp.up_proj.weight";
     const size_t at = 8 + header + h[name]["data_offsets"][0].get<size_t>() + 4 * 5;
@@ -189,7 +191,8 @@ TEST(Cli, BadInputsGiveOneLineErrors) {
     const fs::path m = copy_model(d, "qwen3-f32");
     std::string s = read_text(m / "model.safetensors");
     uint64_t header = 0;
-    for (int i = 7; i >= 0; --i) header = (header << 8) | static_cast<uint8_t>(s[static_cast<size_t>(i)]);
+    for (int i = 7; i >= 0; --i)
+      header = (header << 8) | static_cast<uint8_t>(s[static_cast<size_t>(i)]);
     const auto h = nlohmann::json::parse(s.substr(8, header));
     const auto& off = h["model.norm.weight"]["data_offsets"];
     const float huge = 3.0e38f;
@@ -198,9 +201,9 @@ TEST(Cli, BadInputsGiveOneLineErrors) {
     write_text(m / "model.safetensors", s);
     const fs::path scores = d / "scores.h5";
     // (importance logs its progress on stderr before the error line)
-    const auto r = run_resp("importance --model " + m.string() + " --traces " +
-                            (good / "calibration.jsonl").string() + " --threads 1 --out " +
-                            scores.string());
+    const auto r =
+        run_resp("importance --model " + m.string() + " --traces " +
+                 (good / "calibration.jsonl").string() + " --threads 1 --out " + scores.string());
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_NE(r.err.find("resp: error: importance: the calibration loss is not finite"),
               std::string::npos)
@@ -319,6 +322,50 @@ TEST(Cli, DeviceCudaWithoutGpuIsAOneLineError) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(read_text(traces), on_cpu);
   EXPECT_EQ(parse_jsonl(on_cpu).size(), 1u);
+  // No GPU is not worth a warning (a broken one is: CliDevice below).
+  if (!resp::probe_cuda().broken()) {
+    EXPECT_EQ(r.err.find("running on the CPU"), std::string::npos) << r.err;
+  }
+}
+
+// start_runtime's choice for each --device value and probe result, without a GPU.
+TEST(CliDevice, DecisionFollowsTheProbe) {
+  using resp::CudaProbe;
+  using resp::app::decide_device;
+  CudaProbe none;
+  none.state = CudaProbe::State::NoDevice;
+  none.reason = "no CUDA device is visible";
+  CudaProbe old;
+  old.state = CudaProbe::State::DriverTooOld;
+  old.reason = "CUDA driver too old: needs >= 580, found 550.54.15";
+  CudaProbe ok;
+  ok.state = CudaProbe::State::Available;
+  ok.devices = 2;
+
+  EXPECT_TRUE(decide_device("auto", ok).cuda);
+  EXPECT_TRUE(decide_device("cuda", ok).cuda);
+  EXPECT_EQ(decide_device("auto", ok).warning, "");
+  EXPECT_FALSE(decide_device("cpu", ok).cuda);
+  EXPECT_FALSE(decide_device("cpu", old).cuda);
+  EXPECT_EQ(decide_device("cpu", old).warning, "");  // the user chose the CPU
+  // auto: an old driver falls back to the CPU, saying why; no GPU at all is silent.
+  const auto fallback = decide_device("auto", old);
+  EXPECT_FALSE(fallback.cuda);
+  EXPECT_EQ(
+      fallback.warning,
+      "--device auto: CUDA driver too old: needs >= 580, found 550.54.15; running on the CPU");
+  EXPECT_FALSE(decide_device("auto", none).cuda);
+  EXPECT_EQ(decide_device("auto", none).warning, "");
+  // cuda: refused with the probe's one-line reason; a broken GPU is a runtime error (exit 1),
+  // no GPU a usage error (exit 2).
+  try {
+    decide_device("cuda", old);
+    ADD_FAILURE() << "cuda accepted with an old driver";
+  } catch (const resp::DeviceError& e) {
+    EXPECT_STREQ(e.what(), "--device cuda: CUDA driver too old: needs >= 580, found 550.54.15");
+  }
+  EXPECT_THROW(decide_device("cuda", none), resp::UsageError);
+  EXPECT_THROW(decide_device("tpu", ok), resp::UsageError);
 }
 
 namespace {

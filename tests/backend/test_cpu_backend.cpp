@@ -280,6 +280,47 @@ TEST_F(CpuBackendTest, GemmRejectsBadShapes) {
   expect_shape_error([&] { be->gemm(Tensor(), false, f32(b, {1, 1}), false, f32(c, {1, 1})); });
 }
 
+// The argument checks every backend's gemm shares (check_gemm_args) only look at addresses and
+// shapes, so they hold for device tensors too: here CUDA-tagged views of host memory that
+// nothing dereferences.
+TEST(BackendChecks, GemmArgsAreCheckedTheSameOnAnyDevice) {
+  std::vector<float> mem(64);
+  auto dev = [&](int64_t offset, Shape s) {
+    return Tensor(mem.data() + offset, DType::F32, s, Device::CUDA);
+  };
+  const GemmDims d =
+      check_gemm_args(dev(0, {4, 8}), false, dev(32, {8, 2}), false, dev(48, {4, 2}));
+  EXPECT_EQ(d.m, 4);
+  EXPECT_EQ(d.n, 2);
+  EXPECT_EQ(d.k, 8);
+  // C's last element touches A's first / B's last.
+  EXPECT_THROW(check_gemm_args(dev(8, {4, 8}), false, dev(40, {8, 2}), false, dev(1, {4, 2})),
+               ShapeError);
+  EXPECT_THROW(check_gemm_args(dev(0, {4, 8}), false, dev(32, {8, 2}), false, dev(47, {4, 2})),
+               ShapeError);
+  // Spans end at the last element: rows 0-1 of [8, 16] are elements 0..31.
+  const Tensor rows = dev(0, {8, 16}).slice_rows(0, 2);
+  EXPECT_TRUE(tensors_overlap(rows, dev(31, {1})));
+  EXPECT_FALSE(tensors_overlap(rows, dev(32, {4})));
+  // Host C against device A: different memories, no overlap to report.
+  EXPECT_NO_THROW(check_gemm_args(dev(0, {2, 2}), false, dev(4, {2, 2}), false,
+                                  Tensor(mem.data(), DType::F32, {2, 2})));
+  EXPECT_THROW(check_gemm_args(dev(0, {2, 3}), false, dev(8, {2, 2}), false, dev(16, {2, 2})),
+               ShapeError);
+}
+
+TEST(BackendChecks, DecodeSlotsMustBeDistinct) {
+  const std::vector<int32_t> ok = {3, 0, 2}, dup = {3, 0, 3};
+  EXPECT_NO_THROW(check_decode_slots_distinct(ok.data(), 3));
+  EXPECT_NO_THROW(check_decode_slots_distinct(nullptr, 0));
+  try {
+    check_decode_slots_distinct(dup.data(), 3);
+    ADD_FAILURE() << "no error for slot 3 twice";
+  } catch (const ShapeError& e) {
+    EXPECT_STREQ(e.what(), kDuplicateSlotMessage);
+  }
+}
+
 // ---- add_bias / add / scale / swiglu ------------------------------------------------------------
 
 TEST_F(CpuBackendTest, AddBias) {

@@ -20,6 +20,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "gpu_test.h"
 
 namespace resp {
 namespace {
@@ -95,10 +96,86 @@ void expect_close(const vecf& got, const vecf& ref, double rtol, const std::stri
   }
 }
 
+// ---- device probe (runs without a GPU) ------------------------------------------------------
+
+TEST(CudaProbe, OldDriverIsNotNoGpu) {
+  // The driver supports CUDA 12.4; this build's runtime is 13.0.
+  const CudaProbe old =
+      cuda::classify_device_probe(cudaErrorInsufficientDriver, 0, 12040, 13000, "550.54.15");
+  EXPECT_EQ(old.state, CudaProbe::State::DriverTooOld);
+  EXPECT_TRUE(old.broken());
+  EXPECT_EQ(old.devices, 0);
+  EXPECT_EQ(old.reason.rfind("CUDA driver too old: needs >= 580, found 550.54.15", 0), 0u)
+      << old.reason;
+  EXPECT_NE(old.reason.find("CUDA 12.4"), std::string::npos) << old.reason;
+  // Without /proc/driver/nvidia the message still says what the driver supports.
+  const CudaProbe unknown =
+      cuda::classify_device_probe(cudaErrorInsufficientDriver, 0, 12020, 13000, "");
+  EXPECT_EQ(unknown.state, CudaProbe::State::DriverTooOld);
+  EXPECT_NE(unknown.reason.find("found a driver for CUDA 12.2"), std::string::npos)
+      << unknown.reason;
+}
+
+TEST(CudaProbe, NoDriverAndNoDeviceAreACpuMachine) {
+  // cudart reports a missing libcuda as an insufficient driver, with driver version 0.
+  const CudaProbe none = cuda::classify_device_probe(cudaErrorInsufficientDriver, 0, 0, 13000, "");
+  EXPECT_EQ(none.state, CudaProbe::State::NoDevice);
+  EXPECT_FALSE(none.broken());
+  EXPECT_NE(none.reason.find("no NVIDIA driver"), std::string::npos);
+  EXPECT_EQ(cuda::classify_device_probe(cudaErrorNoDevice, 0, 13000, 13000, "").state,
+            CudaProbe::State::NoDevice);
+  EXPECT_EQ(cuda::classify_device_probe(cudaSuccess, 0, 13000, 13000, "").state,
+            CudaProbe::State::NoDevice);
+}
+
+TEST(CudaProbe, DevicesAndOtherErrors) {
+  const CudaProbe ok = cuda::classify_device_probe(cudaSuccess, 8, 13000, 13000, "");
+  EXPECT_TRUE(ok.available());
+  EXPECT_EQ(ok.devices, 8);
+  EXPECT_TRUE(ok.reason.empty());
+  const CudaProbe mismatch =
+      cuda::classify_device_probe(cudaErrorSystemDriverMismatch, 0, 13000, 13000, "");
+  EXPECT_EQ(mismatch.state, CudaProbe::State::Error);
+  EXPECT_TRUE(mismatch.broken());
+  EXPECT_NE(mismatch.reason.find("cudaErrorSystemDriverMismatch"), std::string::npos)
+      << mismatch.reason;
+  EXPECT_EQ(cuda::min_driver_for_runtime(13000), "580");
+  EXPECT_EQ(cuda::min_driver_for_runtime(12080), "525");
+  EXPECT_EQ(cuda::min_driver_for_runtime(9000), "");
+}
+
+TEST(CudaProbe, DriverReleaseFromProc) {
+  EXPECT_EQ(cuda::driver_release_from_proc(
+                "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 "
+                "UTC 2024\nGCC version:  gcc version 12.2.0\n"),
+            "550.54.15");
+  EXPECT_EQ(cuda::driver_release_from_proc("NVRM version: NVIDIA UNIX Open Kernel Module for "
+                                           "x86_64  580.65.06  Release Build  (dvs-builder)\n"),
+            "580.65.06");
+  EXPECT_EQ(cuda::driver_release_from_proc(""), "");
+  EXPECT_EQ(cuda::driver_release_from_proc("Kernel Module\n 1.2"), "");  // not on its line
+}
+
+// What a GPU test does without a usable device: skip on a CPU machine, fail where a GPU is
+// required or present but broken.
+TEST(CudaProbe, GpuTestsFailRatherThanSkipWhenAGpuIsExpected) {
+  CudaProbe none;
+  none.state = CudaProbe::State::NoDevice;
+  CudaProbe old;
+  old.state = CudaProbe::State::DriverTooOld;
+  CudaProbe ok;
+  ok.state = CudaProbe::State::Available;
+  ok.devices = 1;
+  EXPECT_EQ(test::gpu_verdict(none, false), test::GpuVerdict::Skip);
+  EXPECT_EQ(test::gpu_verdict(none, true), test::GpuVerdict::Fail);
+  EXPECT_EQ(test::gpu_verdict(old, false), test::GpuVerdict::Fail);
+  EXPECT_EQ(test::gpu_verdict(ok, true), test::GpuVerdict::Run);
+}
+
 class CudaOps : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device (or no CUDA in this build)";
+    RESP_REQUIRE_GPU();
     cpu = make_cpu_backend(1);
     gpu = make_cuda_backend(0);
   }
@@ -181,6 +258,19 @@ TEST_F(CudaOps, GemmSingleRowAndEmptyInner) {
   Both a = make({}, {5, 0}), b = make({}, {0, 7}), c = rnd({5, 7}, 43);
   gpu->gemm(a.dev(), false, b.dev(), false, c.dev(), 1.0f, 0.0f);
   EXPECT_EQ(c.download(), vecf(35, 0.0f));
+}
+
+// The CPU backend's argument checks (check_gemm_args): C overlapping an input is refused before
+// cuBLAS reads what it is writing.
+TEST_F(CudaOps, GemmRefusesCOverlappingAOrB) {
+  Both buf = rnd({8, 8}, 44), w = rnd({8, 8}, 45);
+  const Tensor all = buf.dev();
+  const Tensor top = all.slice_rows(0, 4), bottom = all.slice_rows(4, 4);
+  const Tensor overlapping = all.slice_rows(2, 4);
+  EXPECT_THROW(gpu->gemm(top, false, w.dev(), false, overlapping), ShapeError);
+  EXPECT_THROW(gpu->gemm(w.dev().slice_rows(0, 4), false, all, false, bottom), ShapeError);
+  EXPECT_NO_THROW(gpu->gemm(top, false, w.dev(), false, bottom));  // disjoint halves
+  gpu->synchronize();
 }
 
 TEST_F(CudaOps, GemmWithBf16WeightsAccumulatesInF32) {
@@ -444,6 +534,31 @@ TEST_F(CudaOps, DecodeBatchBadSlotIsReportedAtTheNextSync) {
                               slots.dev(), pos.dev(), map.dev(), 1.0f);
   EXPECT_THROW(gpu->synchronize(), ShapeError);
   EXPECT_EQ(kc.download(), kc.host());  // nothing written
+}
+
+// Two rows writing one slot race; the CPU backend refuses that at the call, the kernel flags it
+// for the next sync with the same words.
+TEST_F(CudaOps, DecodeBatchDuplicateSlotIsReportedAtTheNextSync) {
+  const Shape cs{3, 4, 1, 8};
+  Both kc = rnd(cs, 420), vc = rnd(cs, 421), q = rnd({3, 1, 8}, 422), kn = rnd({3, 1, 8}, 423);
+  Both vn = rnd({3, 1, 8}, 424), map = ids({0}), slots = ids({1, 2, 1}), pos = ids({0, 1, 2});
+  Both out = make(vecf(24, 0.0f), {3, 1, 8});
+  gpu->attention_decode_batch(out.dev(), q.dev(), kn.dev(), vn.dev(), kc.dev(), vc.dev(),
+                              slots.dev(), pos.dev(), map.dev(), 1.0f);
+  try {
+    gpu->synchronize();
+    ADD_FAILURE() << "no error for slot 1 used twice";
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find(kDuplicateSlotMessage), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(cpu->attention_decode_batch(out.cpu(), q.cpu(), kn.cpu(), vn.cpu(), kc.cpu(),
+                                           vc.cpu(), slots.cpu(), pos.cpu(), map.cpu(), 1.0f),
+               ShapeError);
+  // Distinct slots after the error: the status word was cleared.
+  Both ok_slots = ids({0, 2, 1});
+  gpu->attention_decode_batch(out.dev(), q.dev(), kn.dev(), vn.dev(), kc.dev(), vc.dev(),
+                              ok_slots.dev(), pos.dev(), map.dev(), 1.0f);
+  EXPECT_NO_THROW(gpu->synchronize());
 }
 
 // Copies larger than the pinned staging chunks (8 MiB): several chunks in flight, with and

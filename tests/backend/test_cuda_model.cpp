@@ -10,6 +10,7 @@
 
 #include "calibration_samples.h"
 #include "comm/parallel_layout.h"
+#include "gpu_test.h"
 #include "importance/scorer.h"
 #include "model/decoder.h"
 #include "model/kv_cache.h"
@@ -49,7 +50,7 @@ std::string test_name(const ::testing::TestParamInfo<std::string>& p) {
 class CudaModel : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device (or no CUDA in this build)";
+    RESP_REQUIRE_GPU();
     dir = fixture_models() / GetParam();
     cpu = load(dir, false);
     gpu = load(dir, true);

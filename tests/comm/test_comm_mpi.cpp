@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <numeric>
+#include <string>
+#include <vector>
 
 #include "calibration_samples.h"
 #include "comm/checked_communicator.h"
@@ -56,6 +58,65 @@ class SkipNthAllReduce final : public Communicator {
 };
 
 }  // namespace
+
+// One rank on a GPU without NCCL: its MPI communicators see device tensors. A communicator of
+// size 1 (each rank split off alone) is the identity on them and must neither refuse them nor
+// touch their memory; the tensors here are CUDA-tagged views of host memory, so a host access
+// would go unnoticed, and the values prove nothing was written. Its all_gather into another
+// buffer goes through the device copy it was given. A bigger communicator still refuses them.
+TEST(MpiComm, OneRankCommunicatorTakesDeviceTensors) {
+  auto world = mpi_runtime().world();
+  auto alone = world->split(world->rank(), 0, "alone");
+  std::vector<float> mem = {1, 2, 3, 4, 5, 6, 7, 8};
+  const Tensor x(mem.data(), DType::F32, Shape{4}, Device::CUDA);
+  const Tensor y(mem.data() + 4, DType::F32, Shape{4}, Device::CUDA);
+  std::string error;
+  try {
+    alone->all_reduce(x);
+    alone->all_reduce(x, ReduceOp::Max);
+    alone->all_reduce_async(x)->wait();
+    alone->broadcast(x, 0);
+    alone->all_gather(x, x);  // in place: nothing to copy
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  std::string without_copy;
+  try {
+    alone->all_gather(y, x);
+  } catch (const CommError& e) {
+    without_copy = e.what();
+  }
+  int copies = 0;
+  Tensor copied_to, copied_from;
+  alone->set_device_copy([&](const Tensor& dst, const Tensor& src) {
+    ++copies;
+    copied_to = dst;
+    copied_from = src;
+  });
+  alone->all_gather(y, x);
+  std::string bad_root;
+  try {
+    alone->broadcast(x, 1);
+  } catch (const CommError& e) {
+    bad_root = e.what();
+  }
+  std::string on_world;
+  try {
+    world->all_reduce(x);  // every rank throws before MPI is called: no rank is left waiting
+  } catch (const CommError& e) {
+    on_world = e.what();
+  }
+
+  EXPECT_EQ(alone->size(), 1);
+  EXPECT_EQ(error, "");
+  EXPECT_EQ(mem, (std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}));
+  EXPECT_NE(without_copy.find("device"), std::string::npos) << without_copy;
+  EXPECT_EQ(copies, 1);
+  EXPECT_EQ(copied_to.data(), y.data());
+  EXPECT_EQ(copied_from.data(), x.data());
+  EXPECT_NE(bad_root.find("root 1"), std::string::npos) << bad_root;
+  EXPECT_NE(on_world.find("host tensors"), std::string::npos) << on_world;
+}
 
 TEST(MpiComm, CountersRecordPayloadPerCollective) {
   const ParallelContext par = make_parallel_context(mpi_runtime(), 1, /*verify=*/true);

@@ -174,20 +174,10 @@ void CpuBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans
   check_dtype("gemm", "A", a, DType::F32);
   check_dtype("gemm", "B", b, DType::F32);
   check_dtype("gemm", "C", c, DType::F32);
-  RESP_CHECK_SHAPE(a.rank() == 2 && b.rank() == 2 && c.rank() == 2, "A ", a.str(), ", B ", b.str(),
-                   ", C ", c.str(), " must all be 2-D");
-  const int64_t m = trans_a ? a.dim(1) : a.dim(0);
-  const int64_t k = trans_a ? a.dim(0) : a.dim(1);
-  const int64_t kb = trans_b ? b.dim(1) : b.dim(0);
-  const int64_t n = trans_b ? b.dim(0) : b.dim(1);
-  RESP_CHECK_SHAPE(k == kb && c.dim(0) == m && c.dim(1) == n, "op(A) [", m, ", ", k, "] @ op(B) [",
-                   kb, ", ", n, "] -> C [", m, ", ", n, "] does not fit: A ", a.str(),
-                   (trans_a ? "^T" : ""), ", B ", b.str(), (trans_b ? "^T" : ""), ", C ", c.str());
+  const auto [m, n, k] = check_gemm_args(a, trans_a, b, trans_b, c);
   const Rows ra = rows_of("gemm", "A", a);
   const Rows rb = rows_of("gemm", "B", b);
   const Rows rc = rows_of("gemm", "C", c);
-  RESP_CHECK_SHAPE(!overlaps(rc, ra) && !overlaps(rc, rb), "C ", c.str(), " overlaps an input (A ",
-                   a.str(), ", B ", b.str(), ")");
   if (m == 0 || n == 0) return;
   if (k == 0) {  // C = beta * C (and exactly 0 when beta == 0, whatever C held)
     for (int64_t r = 0; r < rc.rows; ++r) {

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -126,7 +129,9 @@ CudaBackend::CudaBackend(int device, DType weight_dtype)
   if (weight_dtype_ != DType::F32 && weight_dtype_ != DType::BF16)
     throw ConfigError(
         cat("cuda backend: weights can be F32 or BF16, not ", dtype_name(weight_dtype_)));
-  const int n = cuda::device_count();
+  const CudaProbe probe = cuda::probe_devices();
+  if (!probe.available()) throw DeviceError(cat("cuda backend: ", probe.reason));
+  const int n = probe.devices;
   if (device_ >= n)
     throw DeviceError(
         cat("cuda backend: device ", device_, " requested but ", n, " device(s) are visible"));
@@ -165,6 +170,106 @@ std::unique_ptr<Backend> make_cuda_backend(int device, DType weight_dtype) {
   return std::make_unique<CudaBackend>(device, weight_dtype);
 }
 
+namespace cuda {
+
+namespace {
+std::string cuda_version_text(int v) {
+  return cat(v / 1000, ".", (v % 1000) / 10);
+}
+}  // namespace
+
+std::string_view min_driver_for_runtime(int runtime_version) {
+  // NVIDIA's minimum Linux driver per CUDA major version (CUDA toolkit release notes, table 3).
+  switch (runtime_version / 1000) {
+    case 13:
+      return "580";
+    case 12:
+      return "525";
+    case 11:
+      return "450";
+    default:
+      return "";
+  }
+}
+
+CudaProbe classify_device_probe(cudaError_t rc, int count, int driver_version, int runtime_version,
+                                std::string_view driver_release) {
+  CudaProbe p;
+  if (rc == cudaSuccess && count > 0) {
+    p.state = CudaProbe::State::Available;
+    p.devices = count;
+    return p;
+  }
+  // The runtime reports a missing libcuda as an insufficient driver; driver version 0 tells
+  // that apart from a real but old driver.
+  if (rc == cudaSuccess || rc == cudaErrorNoDevice ||
+      (rc == cudaErrorInsufficientDriver && driver_version <= 0)) {
+    p.state = CudaProbe::State::NoDevice;
+    p.reason = rc == cudaErrorInsufficientDriver ? "no NVIDIA driver is installed"
+                                                 : "no CUDA device is visible";
+    return p;
+  }
+  if (rc == cudaErrorInsufficientDriver) {
+    p.state = CudaProbe::State::DriverTooOld;
+    const std::string_view need = min_driver_for_runtime(runtime_version);
+    p.reason =
+        cat("CUDA driver too old: needs >= ",
+            need.empty() ? cat("a driver for CUDA ", cuda_version_text(runtime_version))
+                         : std::string(need),
+            ", found ",
+            driver_release.empty() ? cat("a driver for CUDA ", cuda_version_text(driver_version))
+                                   : std::string(driver_release),
+            " (the driver supports CUDA ", cuda_version_text(driver_version),
+            ", this build's runtime is CUDA ", cuda_version_text(runtime_version), ")");
+    return p;
+  }
+  p.state = CudaProbe::State::Error;
+  p.reason = cat("CUDA unavailable: cudaGetDeviceCount: ", cudaGetErrorName(rc), ": ",
+                 cudaGetErrorString(rc));
+  return p;
+}
+
+std::string driver_release_from_proc(std::string_view text) {
+  const size_t at = text.find("Module");
+  if (at == std::string_view::npos) return {};
+  // The first token of digits and dots with at least one dot after "Module" (the open kernel
+  // module's line has "for x86_64" in between).
+  size_t i = at;
+  while (i < text.size() && text[i] != '\n') {
+    size_t j = i;
+    bool dot = false;
+    while (j < text.size() && ((text[j] >= '0' && text[j] <= '9') || text[j] == '.')) {
+      dot = dot || text[j] == '.';
+      ++j;
+    }
+    const bool starts_token = i == 0 || text[i - 1] == ' ' || text[i - 1] == '\t';
+    if (j > i && dot && starts_token && text[i] != '.') return std::string(text.substr(i, j - i));
+    i = j > i ? j : i + 1;
+  }
+  return {};
+}
+
+CudaProbe probe_devices() {
+  int n = 0;
+  const cudaError_t rc = cudaGetDeviceCount(&n);
+  if (rc != cudaSuccess) cudaGetLastError();  // clear the sticky error for later calls
+  int driver = 0;
+  if (cudaDriverGetVersion(&driver) != cudaSuccess) driver = 0;
+  std::string release;
+  if (rc == cudaErrorInsufficientDriver && driver > 0) {
+    std::ifstream f("/proc/driver/nvidia/version");
+    std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    release = driver_release_from_proc(text);
+  }
+  return classify_device_probe(rc, n, driver, CUDART_VERSION, release);
+}
+
+}  // namespace cuda
+
+CudaProbe probe_cuda() {
+  return cuda::probe_devices();
+}
+
 int cuda_device_count() {
   return cuda::device_count();
 }
@@ -188,6 +293,8 @@ void CudaBackend::sync_and_check(const char* op) {
   if (bits & k::kBadTarget) what += " cross-entropy target outside the vocabulary;";
   if (bits & k::kBadKvHead) what += " kv_of_head entry outside [0, Hkv);";
   if (bits & k::kBadCacheRow) what += " decode slot or position outside the KV cache;";
+  // The same words as the CPU backend's host-side check (check_decode_slots_distinct).
+  if (bits & k::kDuplicateSlot) what += cat(" ", kDuplicateSlotMessage, ";");
   throw ShapeError(
       cat("cuda backend: a kernel queued before ", op, " found an invalid index:", what));
 }
@@ -354,16 +461,7 @@ void CudaBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool tran
   RESP_CHECK_SHAPE((a.dtype() == DType::F32 || a.dtype() == DType::BF16) &&
                        (b.dtype() == DType::F32 || b.dtype() == DType::BF16),
                    "A ", a.str(), " and B ", b.str(), " must be F32 or BF16");
-  RESP_CHECK_SHAPE(a.rank() == 2 && b.rank() == 2 && c.rank() == 2, "A ", a.str(), ", B ", b.str(),
-                   ", C ", c.str(), " must all be 2-D");
-  const int64_t m = trans_a ? a.dim(1) : a.dim(0);
-  const int64_t kk = trans_a ? a.dim(0) : a.dim(1);
-  const int64_t kb = trans_b ? b.dim(1) : b.dim(0);
-  const int64_t n = trans_b ? b.dim(0) : b.dim(1);
-  RESP_CHECK_SHAPE(kk == kb && c.dim(0) == m && c.dim(1) == n, "op(A) [", m, ", ", kk,
-                   "] @ op(B) [", kb, ", ", n, "] -> C [", m, ", ", n, "] does not fit: A ",
-                   a.str(), (trans_a ? "^T" : ""), ", B ", b.str(), (trans_b ? "^T" : ""), ", C ",
-                   c.str());
+  const auto [m, n, kk] = check_gemm_args(a, trans_a, b, trans_b, c);
   RESP_CHECK_SHAPE(a.stride(1) == 1 || a.dim(1) <= 1, "A ", a.str(), " needs contiguous rows");
   RESP_CHECK_SHAPE(b.stride(1) == 1 || b.dim(1) <= 1, "B ", b.str(), " needs contiguous rows");
   const k::Rows rc = rows_of("gemm", "C", c);

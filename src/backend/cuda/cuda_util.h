@@ -8,7 +8,10 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
+#include <string_view>
 
+#include "backend/backend.h"
 #include "core/error.h"
 
 namespace resp::cuda {
@@ -29,15 +32,31 @@ inline void check_launch(const char* op) {
   check(cudaGetLastError(), op);
 }
 
-// Number of visible devices; 0 when there is no driver or no device (never throws, so callers
-// can probe for a GPU on any machine).
+// What cudaGetDeviceCount's result means, as a pure function of what the runtime reported, so
+// that every branch is testable on a machine without a GPU. `count`: the device count (read
+// only on success); `driver_version`: cudaDriverGetVersion's value (CUDA version the driver
+// supports, 12040 = 12.4; 0 = no driver installed); `runtime_version`: the CUDA runtime this
+// build links (CUDART_VERSION); `driver_release`: the kernel module's version ("550.54.15"),
+// empty when unknown.
+CudaProbe classify_device_probe(cudaError_t rc, int count, int driver_version, int runtime_version,
+                                std::string_view driver_release);
+
+// The oldest Linux driver release that runs `runtime_version` ("580" for CUDA 13.x), or "" when
+// this code does not know it.
+std::string_view min_driver_for_runtime(int runtime_version);
+
+// The driver release in the text of /proc/driver/nvidia/version ("... Kernel Module  550.54.15
+// ..." gives "550.54.15"); "" when there is none.
+std::string driver_release_from_proc(std::string_view text);
+
+// Probes the real runtime (never throws, so callers can probe on any machine) and classifies
+// the result with classify_device_probe.
+CudaProbe probe_devices();
+
+// Number of usable devices; 0 when there is no driver, no device, or the driver is unusable
+// (probe_devices() says why).
 inline int device_count() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no device" error for later calls
-    return 0;
-  }
-  return n;
+  return probe_devices().devices;
 }
 
 struct DeviceFree {
