@@ -367,7 +367,11 @@ SealState check_seal(const std::vector<unsigned char>& bytes, const std::string&
       seal_text(bytes.size(), seal_hash(bytes.data() + kSealSize, bytes.size() - kSealSize));
   const std::string stored(reinterpret_cast<const char*>(bytes.data()),
                            strnlen(reinterpret_cast<const char*>(bytes.data()), kSealSize));
-  if (stored != expected) {
+  // The padding is part of the seal: a flip there is rot too.
+  const bool padding_clean = std::all_of(bytes.begin() + static_cast<std::ptrdiff_t>(stored.size()),
+                                         bytes.begin() + kSealSize,
+                                         [](unsigned char c) { return c == 0; });
+  if (stored != expected || !padding_clean) {
     // Name what differs in words a user can act on: a short file was cut off, otherwise rot.
     const auto line = [](const std::string& t, size_t k) {
       size_t b = 0;
@@ -457,8 +461,9 @@ void File::close() {
   if (H5Fflush(file_.id(), H5F_SCOPE_LOCAL) < 0) throw IoError(cat("cannot flush ", path_));
   const ssize_t size = H5Fget_file_image(file_.id(), nullptr, 0);
   if (size <= 0) throw IoError(cat("cannot serialise ", path_));
-  std::vector<unsigned char> image(static_cast<size_t>(size));
-  if (H5Fget_file_image(file_.id(), image.data(), image.size()) != size)
+  // The image HDF5 hands out leaves the user block out; the file is the block, then the image.
+  std::vector<unsigned char> image(kSealSize + static_cast<size_t>(size));
+  if (H5Fget_file_image(file_.id(), image.data() + kSealSize, static_cast<size_t>(size)) != size)
     throw IoError(cat("cannot serialise ", path_));
   file_ = Handle();
   seal_image(image);
