@@ -10,6 +10,7 @@
 #include "app/bench_commands.h"
 #include "app/commands.h"
 #include "app/runtime.h"
+#include "backend/cpu/cpu_isa.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "core/timer.h"
@@ -141,10 +142,11 @@ int run_bench_forward(const BenchOptions& o) {
                       {"gflops", achieved},
                       {"attention_gflop", attn_flops / 1e9},
                       {"sgemm_gflops", gemm},
-                      {"fraction_of_sgemm", achieved / gemm}};
+                      {"fraction_of_sgemm", achieved / gemm},
+                      {"cpu_isa", cpu_isa_name(active_cpu_isa())}};
   if (rt.par.layout.rank == 0) {
-    std::printf("forward prefill: %s, %.1fM params, %d x %d tokens\n", o.config.c_str(),
-                config.parameter_count() / 1e6, o.batch, o.seq);
+    std::printf("forward prefill: %s, %.1fM params, %d x %d tokens, cpu isa %s\n", o.config.c_str(),
+                config.parameter_count() / 1e6, o.batch, o.seq, cpu_isa_name(active_cpu_isa()));
     std::printf("  %.0f tokens/s, %.1f GFLOP/s (2*params*tokens), sgemm %.1f GFLOP/s -> %.0f%%\n",
                 tokens / secs, achieved, gemm, 100.0 * achieved / gemm);
     std::printf("%s\n", r.dump().c_str());

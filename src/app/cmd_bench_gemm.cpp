@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "app/bench_commands.h"
+#include "backend/cpu/cpu_isa.h"
 #include "backend/cpu/gemm_few_rows.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -58,9 +59,9 @@ std::vector<int64_t> parse_rows(const std::string& s) {
 
 int run_bench_gemm(const GemmBenchOptions& o) {
   if (!gemm_few_rows_available())
-    throw UnsupportedError(
-        "bench gemm: this build has no few-rows kernel (needs AVX2+FMA or AVX-512; "
-        "RESP_NATIVE=ON)");
+    throw UnsupportedError(cat("bench gemm: no few-rows kernel for the cpu isa ",
+                               cpu_isa_name(active_cpu_isa()),
+                               " (needs AVX2+FMA or AVX-512; see RESP_CPU_ISA)"));
   if (o.threads < 1) throw UsageError("--threads must be >= 1");
   const std::vector<int64_t> row_counts = parse_rows(o.rows);
   const ModelConfig c = parse_model_config(bench_preset(o.config), o.config);
@@ -88,8 +89,9 @@ int run_bench_gemm(const GemmBenchOptions& o) {
   std::vector<float> c_few(static_cast<size_t>(max_m * max_n)), c_blas(c_few.size());
   openblas_set_num_threads(o.threads);
 
-  std::printf("gemm: %s, %zu weight matrices (%.0f MB f32), %d thread(s), best of %d\n",
-              o.config.c_str(), weights.size(), flops_per_row / 2 * 4 / 1e6, o.threads, o.repeat);
+  std::printf("gemm: %s, %zu weight matrices (%.0f MB f32), %d thread(s), best of %d, cpu isa %s\n",
+              o.config.c_str(), weights.size(), flops_per_row / 2 * 4 / 1e6, o.threads, o.repeat,
+              cpu_isa_name(active_cpu_isa()));
   nlohmann::json runs = nlohmann::json::array();
   for (const int64_t m : row_counts) {
     double best_few = 1e300, best_blas = 1e300, worst_rel = 0;
@@ -133,6 +135,7 @@ int run_bench_gemm(const GemmBenchOptions& o) {
   const nlohmann::json j = {{"bench", "gemm"},
                             {"config", o.config},
                             {"threads", o.threads},
+                            {"cpu_isa", cpu_isa_name(active_cpu_isa())},
                             {"vector_width", gemm_few_rows_width()},
                             {"runs", runs}};
   std::printf("%s\n", j.dump().c_str());

@@ -16,6 +16,7 @@
 #include "app/bench_commands.h"
 #include "app/commands.h"
 #include "app/runtime.h"
+#include "backend/cpu/cpu_isa.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "core/timer.h"
@@ -97,8 +98,10 @@ int run_bench_generate(const BenchGenerateOptions& o) {
   }
   nlohmann::json runs = nlohmann::json::array();
   if (root)
-    std::printf("generate: %s, %.1fM params, prompts %d tokens, %d new tokens, greedy\n",
-                o.config.c_str(), config.parameter_count() / 1e6, o.prompt_len, o.new_tokens);
+    std::printf(
+        "generate: %s, %.1fM params, prompts %d tokens, %d new tokens, greedy, cpu isa %s\n",
+        o.config.c_str(), config.parameter_count() / 1e6, o.prompt_len, o.new_tokens,
+        cpu_isa_name(active_cpu_isa()));
   for (const int B : batches) {
     GenerationConfig gb = g;
     gb.max_new_tokens = o.new_tokens;
@@ -141,6 +144,7 @@ int run_bench_generate(const BenchGenerateOptions& o) {
                         {"new_tokens", o.new_tokens},
                         {"threads", o.threads},
                         {"tp", rt.par.layout.tp},
+                        {"cpu_isa", cpu_isa_name(active_cpu_isa())},
                         {"runs", runs}};
   if (root) {
     std::printf("%s\n", out.dump().c_str());

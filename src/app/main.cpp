@@ -5,13 +5,24 @@
 #include <string>
 
 #include "app/commands.h"
+#include "backend/cpu/cpu_isa.h"
 #include "comm/mpi_communicator.h"
 #include "core/error.h"
 #include "core/version.h"
 
 int main(int argc, char** argv) {
   CLI::App root{"resp: self-reflective structured pruning (RESP) of reasoning language models"};
-  root.set_version_flag("--version", std::string("resp ") + RESP_VERSION);
+  // The version line names the CPU kernels' ISA too: what a job log needs to explain the speed
+  // (or a refused RESP_CPU_ISA) of a node.
+  root.set_version_flag("--version", [] {
+    std::string isa;
+    try {
+      isa = resp::cpu_isa_name(resp::active_cpu_isa());
+    } catch (const std::exception& e) {
+      isa = e.what();
+    }
+    return std::string("resp ") + RESP_VERSION + " (cpu isa: " + isa + ")";
+  });
   root.require_subcommand(1);
   root.fallthrough(false);
   resp::app::Action selected;

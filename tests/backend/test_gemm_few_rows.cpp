@@ -42,7 +42,7 @@ class GemmFewRows : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!gemm_few_rows_available())
-      GTEST_SKIP() << "this build has no vector kernel (RESP_NATIVE=OFF or no AVX2/FMA)";
+      GTEST_SKIP() << "no vector kernel: this CPU lacks AVX2+FMA, or RESP_CPU_ISA=baseline";
   }
 };
 

@@ -12,10 +12,7 @@
 #include <limits>
 #include <vector>
 
-#if defined(__AVX__)
-#include <immintrin.h>
-#endif
-
+#include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/fast_math.h"
 #include "backend/cpu/gemm_few_rows.h"
 #include "core/error.h"
@@ -123,7 +120,15 @@ void parallel_chunks(int threads, int64_t n, int64_t work, Body&& body) {
 
 // ---- construction and memory --------------------------------------------------------------------
 
-CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_max_threads()) {
+CpuBackend::CpuBackend(int threads) : CpuBackend(threads, active_cpu_isa()) {}
+
+CpuBackend::CpuBackend(int threads, CpuIsa isa)
+    : threads_(threads > 0 ? threads : omp_get_max_threads()),
+      isa_(isa),
+      kernels_(&cpu::cpu_kernels(isa)) {
+  if (!cpu_isa_supported(isa))
+    throw UnsupportedError(cat("cpu backend: this CPU does not support the ", cpu_isa_name(isa),
+                               " kernels (best: ", cpu_isa_name(detect_cpu_isa()), ")"));
   if (threads < 0) throw UsageError(cat("threads must be >= 0 (0: all cores), got ", threads));
   // More threads than cores only adds fork/join and barrier cost; far more (100000) overflowed
   // libgomp's stack. Clamp, and say so.
@@ -197,8 +202,8 @@ void CpuBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans
   // A few rows against a weight matrix (decode steps, short prompts): dot products straight from
   // the weight rows, no copy of the weights, and each row's result independent of how many rows
   // share the call (see gemm_few_rows.h).
-  if (!trans_a && trans_b && m <= kGemmFewRowsMax && gemm_few_rows_available()) {
-    gemm_few_rows(ra.data, lda, rb.data, ldb, rc.data, ldc, m, n, k, alpha, beta, threads_);
+  if (!trans_a && trans_b && m <= kGemmFewRowsMax && kernels_->gemm != nullptr) {
+    gemm_few_rows(isa_, ra.data, lda, rb.data, ldb, rc.data, ldc, m, n, k, alpha, beta, threads_);
     return;
   }
   // The OpenBLAS thread count is process-wide; re-assert ours in case another backend changed it.
@@ -322,355 +327,8 @@ void CpuBackend::rope(const Tensor& x, const Tensor& positions, const Tensor& in
 //      packed per tile of 16 dims as [keys][16], then the later rows' extra keys.
 // No score or weighted sum of a row involves a key or value past that row's causal limit, and
 // nothing at position q_offset + T or later is read at all (those cache rows may be garbage).
-
-namespace {
-
-constexpr int kBlock = 4;  // query rows per work item (they share every K/V load)
-constexpr int kTile = 16;  // keys per score tile / head dims per output tile (2 AVX vectors)
-
-struct AttnArgs {
-  const Rows* q;
-  const Rows* k;
-  const Rows* v;
-  const Rows* out;
-  const int32_t* kv_of_head;
-  const float* kp;   // packed keys [Hkv][tiles][D][kTile] (key tile * kTile + j), or null
-  int64_t kp_tiles;  // full key tiles packed per KV head
-  const float* vp;   // packed values [Hkv][D / kTile][n_keys][kTile], or null
-  int64_t n_keys;
-  int64_t t_len, d, q_offset;
-  float scale;
-};
-
-// Query (row, head) pairs that share one KV head; rows in ascending order.
-struct RowSet {
-  int64_t t[kBlock];
-  int64_t h[kBlock];
-  int n;
-};
-
-// The two register-tiled kernels below keep their 8 accumulators in named 8-float vectors (GNU
-// vector extension, GCC and Clang; lowered to AVX, SSE or NEON as available): with plain arrays
-// GCC keeps the accumulators in memory and the loops run at a fraction of FMA throughput.
-typedef float F8 __attribute__((vector_size(32)));
-inline F8 load8(const float* p) {
-  F8 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void store8(float* p, F8 v) {
-  std::memcpy(p, &v, sizeof v);
-}
-
-// acc + a * b with one rounding. Explicit, because GCC's contraction of a * b + c into an FMA
-// depends on how each instantiation was optimised (two attention paths disagreed in the last
-// bit when one of them got a multiply and an add).
-inline F8 fma8(F8 a, F8 b, F8 acc) {
-#if defined(__FMA__)
-  __m256 r = _mm256_fmadd_ps(std::bit_cast<__m256>(a), std::bit_cast<__m256>(b),
-                             std::bit_cast<__m256>(acc));
-  return std::bit_cast<F8>(r);
-#else
-  F8 r;
-  for (int i = 0; i < 8; ++i) r[i] = std::fma(a[i], b[i], acc[i]);
-  return r;
-#endif
-}
-inline F8 splat8(float x) {
-  return F8{x, x, x, x, x, x, x, x};
-}
-
-// Horizontal sums, all in the order ((e0 + e1) + (e2 + e3)) + ((e4 + e5) + (e6 + e7)): the
-// order a tree of hadds gives, so one and four dot products at a time agree bit for bit.
-inline float sum8(F8 v) {
-  return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
-}
-inline void sum8x4(const F8* v, float* out) {
-#if defined(__AVX__)
-  const __m256 q =
-      _mm256_hadd_ps(_mm256_hadd_ps(std::bit_cast<__m256>(v[0]), std::bit_cast<__m256>(v[1])),
-                     _mm256_hadd_ps(std::bit_cast<__m256>(v[2]), std::bit_cast<__m256>(v[3])));
-  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(q), _mm256_extractf128_ps(q, 1)));
-#else
-  for (int j = 0; j < 4; ++j) out[j] = sum8(v[j]);
-#endif
-}
-
-// Keys and values are read a few rows ahead of use: in decoding every K/V row comes from DRAM
-// once, in rows of one head strided by the other heads, which the hardware prefetcher follows
-// too late (the loads stalled the loop for most of its time).
-constexpr int64_t kKeysAhead = 8;
-inline void prefetch_row(const float* p, int64_t n) {
-  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i);
-}
-
-// sc[r][s] = q[r] . k for R query rows against one key row (one load of the key for all rows).
-// Every row is summed the same way whatever R is, so a row's score does not depend on how many
-// query heads share its KV head.
-template <int R>
-inline void dot_rows(const float* const* q, const float* k, int64_t d, float* const* sc,
-                     int64_t s) {
-  F8 acc[R] = {};
-  int64_t i = 0;
-  for (; i + 8 <= d; i += 8) {
-    const F8 kv = load8(k + i);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) acc[r] = fma8(load8(q[r] + i), kv, acc[r]);
-  }
-  if (i < d) {
-    // The last d % 8 elements as one more zero-padded vector step. (A scalar tail loop was
-    // auto-vectorised in some instantiations, without FMA, and rows then disagreed in the last
-    // bit depending on how many heads shared the call.)
-    const size_t rest = static_cast<size_t>(d - i) * sizeof(float);
-    F8 kt = {};
-    std::memcpy(&kt, k + i, rest);
-    for (int r = 0; r < R; ++r) {
-      F8 qt = {};
-      std::memcpy(&qt, q[r] + i, rest);
-      acc[r] = fma8(qt, kt, acc[r]);
-    }
-  }
-  for (int r = 0; r < R; ++r) sc[r][s] = sum8(acc[r]);
-}
-
-// sc[r][s0 + j] = q[r] . key(s0 + j) for 4 rows and j < 16; kp is the packed tile of keys
-// s0 .. s0 + 15 ([D][16]).
-inline void score_tile4(const float* const* q, const float* kp, int64_t d, float* const* sc,
-                        int64_t s0) {
-  F8 a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {};
-  const float *q0 = q[0], *q1 = q[1], *q2 = q[2], *q3 = q[3];
-  for (int64_t i = 0; i < d; ++i) {
-    const float* kr = kp + i * kTile;
-    const F8 k0 = load8(kr), k1 = load8(kr + 8);
-    a00 += q0[i] * k0;
-    a01 += q0[i] * k1;
-    a10 += q1[i] * k0;
-    a11 += q1[i] * k1;
-    a20 += q2[i] * k0;
-    a21 += q2[i] * k1;
-    a30 += q3[i] * k0;
-    a31 += q3[i] * k1;
-  }
-  store8(sc[0] + s0, a00);
-  store8(sc[0] + s0 + 8, a01);
-  store8(sc[1] + s0, a10);
-  store8(sc[1] + s0 + 8, a11);
-  store8(sc[2] + s0, a20);
-  store8(sc[2] + s0 + 8, a21);
-  store8(sc[3] + s0, a30);
-  store8(sc[3] + s0 + 8, a31);
-}
-
-// ac[r][i0 + j] = sum_{s < n} p[r][s] * value(s)[i0 + j] for R rows and j < 8 * C; v points at
-// dimension i0 of value 0, rows vs apart. With ahead > 0 it also prefetches that many floats of
-// the value row kKeysAhead rows on (the first pass over the values does it for all of D).
-// Every output element is the same sequence of FMAs over s whatever R and C are.
-template <int R, int C>
-inline void value_chunk(const float* const* p, const float* v, int64_t vs, int64_t n,
-                        float* const* ac, int64_t i0, int64_t ahead) {
-  F8 acc[R][C] = {};
-  for (int64_t s = 0; s < n; ++s) {
-    const float* vr = v + s * vs;
-    if (ahead > 0 && s + kKeysAhead < n) prefetch_row(vr + kKeysAhead * vs, ahead);
-    F8 vv[C];
-#pragma GCC unroll 8
-    for (int c = 0; c < C; ++c) vv[c] = load8(vr + 8 * c);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      const F8 w = splat8(p[r][s]);
-#pragma GCC unroll 8
-      for (int c = 0; c < C; ++c) acc[r][c] = fma8(w, vv[c], acc[r][c]);
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) store8(ac[r] + i0 + 8 * c, acc[r][c]);
-}
-
-// Vectors per value chunk: R * C accumulators, C loaded values and the broadcast weight fit the
-// 16 AVX registers, so a decode step passes over the values about D / (8 C) times.
-template <int R>
-constexpr int kValueVectors = 15 / (R + 1);
-
-// The last (d - i0) / 8 < C vectors of the values in one more pass.
-template <int R, int C>
-inline void value_rest(int64_t rest, const float* const* p, const float* v, int64_t vs, int64_t n,
-                       float* const* ac, int64_t i0, int64_t ahead) {
-  if constexpr (C > 1) {
-    if (rest == C - 1) return value_chunk<R, C - 1>(p, v, vs, n, ac, i0, ahead);
-    value_rest<R, C - 1>(rest, p, v, vs, n, ac, i0, ahead);
-  }
-}
-
-// p[j] = exp(scale * p[j] - max) over n scores; returns 1 / sum of them. Not inlined: the simd
-// reduction may be split differently in each inlined copy, and both attention paths must sum in
-// the same order.
-[[gnu::noinline]] float softmax_numerators(float* p, int64_t n, float scale) {
-#pragma omp simd
-  for (int64_t j = 0; j < n; ++j) p[j] *= scale;
-  return static_cast<float>(1.0 / exp_minus_max(p, p, n));
-}
-
-template <int R>
-void attend_rows(const AttnArgs& A, const RowSet& set, float* scores, int64_t s_cap, float* acc) {
-  const int64_t d = A.d;
-  const int64_t g = A.kv_of_head[set.h[0]];
-  const float* kbase = A.k->data + g * d;
-  const float* vbase = A.v->data + g * d;
-  const float* kpg = A.kp != nullptr ? A.kp + g * A.kp_tiles * d * kTile : nullptr;
-  const int64_t ks = A.k->stride, vs = A.v->stride;
-  const float* qr[R];
-  float* sc[R];
-  float* ac[R];
-  int64_t lim[R];
-  for (int r = 0; r < R; ++r) {
-    qr[r] = A.q->row(set.t[r]) + set.h[r] * d;
-    sc[r] = scores + r * s_cap;
-    ac[r] = acc + r * d;
-    lim[r] = A.q_offset + set.t[r] + 1;
-  }
-  const int64_t common = lim[0];  // rows ascend, so the first row's keys are everyone's
-
-  // 1. Scores.
-  int64_t s = 0;
-  if constexpr (R == kBlock) {
-    if (kpg != nullptr)
-      for (; s + kTile <= common; s += kTile) score_tile4(qr, kpg + s * d, d, sc, s);
-  }
-  for (; s < common; ++s) {
-    if (s + kKeysAhead < common) prefetch_row(kbase + (s + kKeysAhead) * ks, d);
-    dot_rows<R>(qr, kbase + s * ks, d, sc, s);
-  }
-  for (int r = 0; r < R; ++r)
-    for (int64_t j = s; j < lim[r]; ++j) dot_rows<1>(&qr[r], kbase + j * ks, d, &sc[r], j);
-
-  // 2. Softmax numerators; 1 / denominators.
-  float inv[R];
-  for (int r = 0; r < R; ++r) inv[r] = softmax_numerators(sc[r], lim[r], A.scale);
-
-  // 3. Weighted sum of values: tiles over the common keys (packed values), then the rest of D,
-  // then the extra keys of the later rows.
-  int64_t i0 = 0;
-  if constexpr (R == kBlock) {
-    if (A.vp != nullptr) {
-      const float* vpg = A.vp + g * (d / kTile) * A.n_keys * kTile;
-      for (; i0 + kTile <= d; i0 += kTile)
-        value_chunk<R, kTile / 8>(sc, vpg + (i0 / kTile) * A.n_keys * kTile, kTile, common, ac, i0,
-                                  0);
-    }
-  }
-  constexpr int C = kValueVectors<R>;
-  for (; i0 + 8 * C <= d; i0 += 8 * C)
-    value_chunk<R, C>(sc, vbase + i0, vs, common, ac, i0, i0 == 0 ? d : 0);
-  if (i0 + 8 <= d) {
-    value_rest<R, C>((d - i0) / 8, sc, vbase + i0, vs, common, ac, i0, i0 == 0 ? d : 0);
-    i0 += (d - i0) / 8 * 8;
-  }
-  if (i0 < d) {
-    for (int r = 0; r < R; ++r) std::fill(ac[r] + i0, ac[r] + d, 0.0f);
-    for (int64_t j = 0; j < common; ++j) {
-      const float* vr = vbase + j * vs;
-      for (int r = 0; r < R; ++r) {
-        float* c = ac[r];
-        const float w = sc[r][j];
-        for (int64_t i = i0; i < d; ++i) c[i] = std::fma(w, vr[i], c[i]);
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    float* c = ac[r];
-    for (int64_t j = common; j < lim[r]; ++j) {
-      const float* vr = vbase + j * vs;
-      const float w = sc[r][j];
-#pragma omp simd
-      for (int64_t i = 0; i < d; ++i) c[i] = std::fma(w, vr[i], c[i]);
-    }
-  }
-
-  // 4. Normalise into out (every q row of this block has been read, so out may alias q).
-  for (int r = 0; r < R; ++r) {
-    float* o = A.out->row(set.t[r]) + set.h[r] * d;
-    const float* c = ac[r];
-    const float f = inv[r];
-#pragma omp simd
-    for (int64_t i = 0; i < d; ++i) o[i] = c[i] * f;
-  }
-}
-
-// One query row (a decode step) against all its keys, for heads [h0, h1): the keys, then the
-// values, are streamed once in position order, each [Hkv, D] row whole, instead of once per KV
-// head at a stride of Hkv * D (which left the loop waiting on memory). Every head's arithmetic
-// is that of attend_rows (the same dot, softmax and in-order FMA sums), so the two paths agree
-// bit for bit. scratch: (h1 - h0) * (n_keys + D + 1) floats.
-void attend_one_row(const AttnArgs& A, int64_t h0, int64_t h1, float* scratch) {
-  const int64_t d = A.d, n = A.q_offset + 1, heads = h1 - h0;
-  float* scores = scratch;          // [heads][n]
-  float* acc = scores + heads * n;  // [heads][d]
-  float* inv = acc + heads * d;     // [heads]
-  const int64_t ks = A.k->stride, vs = A.v->stride;
-  const int64_t row_floats = A.k->cols;  // Hkv * D
-  const float* q = A.q->row(0);
-  // Scores, four keys at a time: each query vector is loaded once for four key rows.
-  int64_t s = 0;
-  for (; s + 4 <= n; s += 4) {
-    const float* kr = A.k->data + s * ks;
-    if (s + 4 + kKeysAhead <= n)
-      for (int j = 0; j < 4; ++j) prefetch_row(kr + (kKeysAhead + j) * ks, row_floats);
-    for (int64_t h = h0; h < h1; ++h) {
-      const float* qh = q + h * d;
-      const float* kh = kr + A.kv_of_head[h] * d;
-      F8 a[4] = {};
-      int64_t i = 0;
-      for (; i + 8 <= d; i += 8) {
-        const F8 qv = load8(qh + i);
-        for (int j = 0; j < 4; ++j) a[j] = fma8(qv, load8(kh + j * ks + i), a[j]);
-      }
-      if (i < d) {  // as dot_rows: the last d % 8 elements as one zero-padded step
-        const size_t rest = static_cast<size_t>(d - i) * sizeof(float);
-        F8 qt = {};
-        std::memcpy(&qt, qh + i, rest);
-        for (int j = 0; j < 4; ++j) {
-          F8 kt = {};
-          std::memcpy(&kt, kh + j * ks + i, rest);
-          a[j] = fma8(qt, kt, a[j]);
-        }
-      }
-      sum8x4(a, scores + (h - h0) * n + s);
-    }
-  }
-  for (; s < n; ++s) {
-    const float* kr = A.k->data + s * ks;
-    for (int64_t h = h0; h < h1; ++h) {
-      const float* qh = q + h * d;
-      float* sh = scores + (h - h0) * n;
-      dot_rows<1>(&qh, kr + A.kv_of_head[h] * d, d, &sh, s);
-    }
-  }
-  for (int64_t h = 0; h < heads; ++h) inv[h] = softmax_numerators(scores + h * n, n, A.scale);
-  std::fill(acc, acc + heads * d, 0.0f);
-  const int64_t dv = d / 8 * 8;
-  for (s = 0; s < n; ++s) {
-    const float* vr = A.v->data + s * vs;
-    if (s + kKeysAhead < n) prefetch_row(vr + kKeysAhead * vs, row_floats);
-    for (int64_t h = 0; h < heads; ++h) {
-      const float w = scores[h * n + s];
-      const F8 w8 = splat8(w);
-      const float* vh = vr + A.kv_of_head[h0 + h] * d;
-      float* c = acc + h * d;
-      for (int64_t i = 0; i < dv; i += 8) store8(c + i, fma8(w8, load8(vh + i), load8(c + i)));
-      for (int64_t i = dv; i < d; ++i) c[i] = std::fma(w, vh[i], c[i]);
-    }
-  }
-  float* o = A.out->row(0);
-  for (int64_t h = 0; h < heads; ++h) {
-    const float* c = acc + h * d;
-    float* oh = o + (h0 + h) * d;
-    const float f = inv[h];
-#pragma omp simd
-    for (int64_t i = 0; i < d; ++i) oh[i] = c[i] * f;
-  }
-}
-
-}  // namespace
+// The per-set kernels are in attention_impl.h, built per ISA level (cpu_kernels.h); this function
+// checks the arguments, packs K and V, and schedules the sets.
 
 void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
                            const Tensor& kv_of_head, int64_t q_offset, float scale) {
@@ -700,11 +358,14 @@ void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, 
   if (t_len == 0 || hq == 0 || d == 0) return;
 
   const int64_t n_keys = q_offset + t_len;  // keys any query row may see
-  AttnArgs args{};
-  args.q = &rq;
-  args.k = &rk;
-  args.v = &rv;
-  args.out = &ro;
+  constexpr int kBlock = cpu::kAttnBlock;
+  constexpr int kTile = cpu::kAttnTile;
+  const auto view = [](const Rows& r) { return cpu::RowView{r.data, r.stride, r.cols}; };
+  cpu::AttnArgs args{};
+  args.q = view(rq);
+  args.k = view(rk);
+  args.v = view(rv);
+  args.out = view(ro);
   args.kv_of_head = kvh;
   args.n_keys = n_keys;
   args.t_len = t_len;
@@ -718,11 +379,11 @@ void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, 
     for (int part = 0; part < parts; ++part) {
       const int64_t h0 = hq * part / parts, h1 = hq * (part + 1) / parts;
       std::vector<float> scratch(static_cast<size_t>((h1 - h0) * (n_keys + d + 1)));
-      attend_one_row(args, h0, h1, scratch.data());
+      kernels_->attend_one_row(args, h0, h1, scratch.data());
     }
     return;
   }
-  std::vector<RowSet> sets;
+  std::vector<cpu::RowSet> sets;
   if (t_len >= kBlock) {
     // Blocks of consecutive rows of one head, latest (largest) blocks first so that dynamic
     // scheduling balances the causal triangle.
@@ -730,7 +391,7 @@ void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, 
     sets.reserve(static_cast<size_t>(blocks * hq));
     for (int64_t blk = blocks - 1; blk >= 0; --blk)
       for (int64_t h = 0; h < hq; ++h) {
-        RowSet set{};
+        cpu::RowSet set{};
         for (int64_t t = blk * kBlock; t < std::min(t_len, (blk + 1) * kBlock); ++t) {
           set.t[set.n] = t;
           set.h[set.n++] = h;
@@ -741,14 +402,14 @@ void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, 
     // Few rows: group the query heads of each KV head.
     for (int64_t t = 0; t < t_len; ++t)
       for (int64_t g = 0; g < hkv; ++g) {
-        RowSet set{};
+        cpu::RowSet set{};
         for (int64_t h = 0; h < hq; ++h) {
           if (kvh[h] != g) continue;
           set.t[set.n] = t;
           set.h[set.n++] = h;
           if (set.n == kBlock) {
             sets.push_back(set);
-            set = RowSet{};
+            set = cpu::RowSet{};
           }
         }
         if (set.n > 0) sets.push_back(set);
@@ -800,21 +461,7 @@ void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, 
     float* acc = scores + kBlock * n_keys;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
-      const RowSet& set = sets[static_cast<size_t>(it)];
-      switch (set.n) {
-        case 4:
-          attend_rows<4>(args, set, scores, n_keys, acc);
-          break;
-        case 3:
-          attend_rows<3>(args, set, scores, n_keys, acc);
-          break;
-        case 2:
-          attend_rows<2>(args, set, scores, n_keys, acc);
-          break;
-        default:
-          attend_rows<1>(args, set, scores, n_keys, acc);
-          break;
-      }
+      kernels_->attend_rows(args, sets[static_cast<size_t>(it)], scores, n_keys, acc);
     }
   }
 }

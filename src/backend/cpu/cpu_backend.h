@@ -15,17 +15,25 @@
 #include <string>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_isa.h"
 
 namespace resp {
 
+namespace cpu {
+struct CpuKernels;
+}  // namespace cpu
+
 class CpuBackend final : public Backend {
  public:
-  // threads <= 0: omp_get_max_threads().
+  // threads <= 0: omp_get_max_threads(). The hot kernels (few-rows GEMM, attention) are those
+  // of `isa` (default: active_cpu_isa()); an ISA this CPU lacks is an UnsupportedError.
   explicit CpuBackend(int threads = 0);
+  CpuBackend(int threads, CpuIsa isa);
 
   Device device() const override { return Device::CPU; }
   std::string name() const override { return "cpu"; }
   int threads() const { return threads_; }
+  CpuIsa isa() const { return isa_; }
 
   Buffer allocate(size_t bytes) override;
   void copy(const Tensor& dst, const Tensor& src) override;
@@ -64,6 +72,8 @@ class CpuBackend final : public Backend {
 
  private:
   int threads_;
+  CpuIsa isa_;
+  const cpu::CpuKernels* kernels_;
 };
 
 }  // namespace resp

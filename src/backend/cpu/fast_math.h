@@ -1,24 +1,27 @@
 // Branch-free f32 helpers shared by the CPU forward and backward ops: loops calling them
 // vectorise, which glibc's expf and a float `?:` prevent.
+//
+// Also included by the per-ISA kernel objects (attention_impl.h), hence `static` and builtins
+// instead of std::bit_cast / numeric_limits: every copy stays private to its object, so no
+// AVX-512 build of these functions can stand in for the baseline one at link time.
 #pragma once
 
-#include <bit>
 #include <cstdint>
-#include <limits>
 
 namespace resp {
 
 // c ? a : b without a branch. GCC (with the default -ftrapping-math) turns a float `?:` that
 // feeds further arithmetic into control flow and then refuses to vectorise the loop.
-inline float select(bool c, float a, float b) {
+static inline float select(bool c, float a, float b) {
   const uint32_t m = 0u - static_cast<uint32_t>(c);
-  return std::bit_cast<float>((std::bit_cast<uint32_t>(a) & m) | (std::bit_cast<uint32_t>(b) & ~m));
+  return __builtin_bit_cast(
+      float, (__builtin_bit_cast(uint32_t, a) & m) | (__builtin_bit_cast(uint32_t, b) & ~m));
 }
 
 // exp(x) in f32 within 1.5 ulp (Cephes expf polynomial), branch-free so that loops calling it
 // vectorise (glibc's expf does not). Returns 0 below -87.3 (where the result would be
 // subnormal), +inf above 88.3, NaN for NaN.
-inline float exp_f32(float x) {
+static inline float exp_f32(float x) {
   constexpr float kLo = -87.3f, kHi = 88.3f;
   float xc = select(x < kLo, kLo, x);
   xc = select(xc > kHi, kHi, xc);
@@ -33,15 +36,15 @@ inline float exp_f32(float x) {
   p = p * r + 5.0000001201e-1f;
   const float y = (p * (r * r) + r) + 1.0f;
   const int32_t k =
-      static_cast<int32_t>(select(kf == kf, kf, 0.0f));      // NaN must not reach the cast
-  const float pow2 = std::bit_cast<float>((k + 127) << 23);  // 2^k
+      static_cast<int32_t>(select(kf == kf, kf, 0.0f));           // NaN must not reach the cast
+  const float pow2 = __builtin_bit_cast(float, (k + 127) << 23);  // 2^k
   const float res = select(x < kLo, 0.0f, y * pow2);
-  return select(x > kHi, std::numeric_limits<float>::infinity(), res);
+  return select(x > kHi, __builtin_huge_valf(), res);
 }
 
 // Max over x[0, n) (vectorised).
-inline float row_max(const float* x, int64_t n) {
-  float m = -std::numeric_limits<float>::infinity();
+static inline float row_max(const float* x, int64_t n) {
+  float m = -__builtin_huge_valf();
 #pragma omp simd reduction(max : m)
   for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
   return m;
@@ -49,7 +52,8 @@ inline float row_max(const float* x, int64_t n) {
 
 // out[i] = exp(in[i] - max(in)) over n floats (out may be in); returns their sum in double, and
 // the max in *max_out when given. The numerically stable core of every softmax.
-inline double exp_minus_max(const float* in, float* out, int64_t n, float* max_out = nullptr) {
+static inline double exp_minus_max(const float* in, float* out, int64_t n,
+                                   float* max_out = nullptr) {
   const float m = row_max(in, n);
   if (max_out != nullptr) *max_out = m;
   double sum = 0.0;

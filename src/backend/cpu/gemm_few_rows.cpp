@@ -1,308 +1,55 @@
+// The public few-rows GEMM: picks the kernel of the active (or requested) ISA level; the kernels
+// themselves are in gemm_few_rows_impl.h, compiled per level (cpu_kernels.h).
 #include "backend/cpu/gemm_few_rows.h"
 
-#include "core/error.h"
-
-#include <omp.h>
-
 #include <algorithm>
-#include <array>
-#include <utility>
+#include <cstdint>
 #include <vector>
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
-#include <immintrin.h>
-#endif
+#include "backend/cpu/cpu_kernels.h"
+#include "core/error.h"
 
 namespace resp {
 
-namespace {
-
-// K is walked in near-equal blocks of at most kKBlockMax floats: a tile's rows of A and B (7 or 8
-// rows x block) then stay in a 32 KiB L1 while every row block of A passes over the same rows of
-// B. Equal blocks, because a short last block pays the per-tile overhead (zeroing and reducing
-// the accumulators) for little work. Each block is a multiple of the vector width, so only the
-// last block of a row has a partial vector: the lane every k lands in depends on K alone.
-constexpr int64_t kKBlockMax = 768;
-
-// Below this many multiply-adds the call stays on the calling thread (an OpenMP region costs
-// microseconds; a decode step of a small model makes hundreds of these calls).
-constexpr int64_t kParallelFlops = 1 << 18;
-
-#if defined(__AVX512F__)
-struct Vec {
-  using Reg = __m512;
-  static constexpr int kWidth = 16;
-  // 32 registers: a 4 x 4 tile keeps 16 accumulators, 4 rows of B and one row of A live.
-  static constexpr int kRows = 4;
-  static constexpr int kCols = 4;
-  static Reg zero() { return _mm512_setzero_ps(); }
-  static Reg load(const float* p) { return _mm512_loadu_ps(p); }
-  static Reg load_first(const float* p, int count) {
-    return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1u), p);
-  }
-  static Reg fma(Reg a, Reg b, Reg acc) { return _mm512_fmadd_ps(a, b, acc); }
-  // out[i] = horizontal sum of v[i], i < count. Through memory: GCC 12's 512->256 extracts trip
-  // -Wuninitialized in its own headers.
-  static void sums(const Reg* v, int count, float* out) {
-    for (int i = 0; i < count; ++i) {
-      alignas(64) float t[16];
-      _mm512_store_ps(t, v[i]);
-      for (int w = 8; w >= 1; w /= 2)
-        for (int l = 0; l < w; ++l) t[l] += t[l + w];
-      out[i] = t[0];
-    }
-  }
-};
-#define RESP_GEMM_FEW_ROWS 1
-#elif defined(__AVX2__) && defined(__FMA__)
-struct Vec {
-  using Reg = __m256;
-  static constexpr int kWidth = 8;
-  // 16 registers: a 4 x 3 tile keeps 12 accumulators, 3 rows of B and one row of A live.
-  static constexpr int kRows = 4;
-  static constexpr int kCols = 3;
-  static Reg zero() { return _mm256_setzero_ps(); }
-  static Reg load(const float* p) { return _mm256_loadu_ps(p); }
-  static Reg load_first(const float* p, int count) {
-    // Masked-off lanes read as 0 and are never touched in memory (no overrun past a row's end).
-    alignas(32) static constexpr std::array<int32_t, 16> kMask = {-1, -1, -1, -1, -1, -1, -1, -1,
-                                                                  0,  0,  0,  0,  0,  0,  0,  0};
-    const __m256i mask =
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMask.data() + 8 - count));
-    return _mm256_maskload_ps(p, mask);
-  }
-  static Reg fma(Reg a, Reg b, Reg acc) { return _mm256_fmadd_ps(a, b, acc); }
-  // out[i] = horizontal sum of v[i], i < count, eight at a time through a tree of hadds: each
-  // sum is ((e0 + e1) + (e2 + e3)) + ((e4 + e5) + (e6 + e7)) whatever its position in the group
-  // (absent vectors are zeros), in a tenth of the instructions of one reduction per vector.
-  static void sums(const Reg* v, int count, float* out) {
-    for (int g = 0; g < count; g += 8) {
-      Reg x[8];
-      for (int i = 0; i < 8; ++i) x[i] = g + i < count ? v[g + i] : _mm256_setzero_ps();
-      const __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(x[0], x[1]), _mm256_hadd_ps(x[2], x[3]));
-      const __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(x[4], x[5]), _mm256_hadd_ps(x[6], x[7]));
-      // Lane 128-bit halves hold the sums over elements 0..3 and 4..7 of each vector.
-      const __m256 s =
-          _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
-      alignas(32) float t[8];
-      _mm256_store_ps(t, s);
-      for (int i = 0; i < 8 && g + i < count; ++i) out[g + i] = t[i];
-    }
-  }
-};
-#define RESP_GEMM_FEW_ROWS 1
-#endif
-
-#ifdef RESP_GEMM_FEW_ROWS
-
-// Walks the 64-byte lines of the next column block's rows of B, column-major (the order they
-// will be used), issuing software prefetches a few at a time.
-struct NextRows {
-  const float* base = nullptr;
-  int64_t ldb = 0;
-  int64_t rows = 0;
-  int64_t left = 0;  // lines not yet requested
-  int64_t row = 0;
-  int64_t col = 0;
-  void fetch_one() {
-    if (left == 0) return;
-    _mm_prefetch(reinterpret_cast<const char*>(base + row * ldb + col), _MM_HINT_T0);
-    if (++row == rows) row = 0, col += 16;
-    --left;
-  }
-};
-
-// part[i][j] (+)= over k in [k0, k1) of a[i][k] * b[j][k], for an MR x NR tile. `ap` is
-// this row block's packed A from k0 on (see pack_rows). The first K block stores, later ones
-// add: every output sees the same sequence of operations whatever tile shape it was computed in.
-// It also requests `budget` lines of `next`, one every few steps of its loop: a burst of
-// prefetches ahead of the tile stalled on the full miss queue instead of overlapping.
-template <int MR, int NR>
-void tile(const float* ap, const float* b, int64_t ldb, int64_t k0, int64_t k1, float* part,
-          bool first, NextRows* next, int64_t budget) {
-  using Reg = Vec::Reg;
-  const int64_t steps = (k1 - k0) / Vec::kWidth;
-  const int64_t every = budget > 0 ? std::max<int64_t>(1, steps / budget) : steps + 1;
-  int64_t countdown = every;
-  Reg acc[MR][NR];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 16
-    for (int j = 0; j < NR; ++j) acc[i][j] = Vec::zero();
-  int64_t k = k0;
-  for (; k + Vec::kWidth <= k1; k += Vec::kWidth, ap += MR * Vec::kWidth) {
-    if (--countdown == 0) {
-      countdown = every;
-      next->fetch_one();
-    }
-    Reg bv[NR];
-#pragma GCC unroll 16
-    for (int j = 0; j < NR; ++j) {
-      bv[j] = Vec::load(b + j * ldb + k);
-      // Opaque to the optimiser (here and for A below): otherwise GCC re-reads one operand as
-      // a memory operand of every FMA (MR x NR loads per step instead of MR + NR), and the
-      // loads, not the FMAs, set the pace.
-      asm("" : "+x"(bv[j]));
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      Reg av = Vec::load(ap + i * Vec::kWidth);
-      asm("" : "+x"(av));
-#pragma GCC unroll 16
-      for (int j = 0; j < NR; ++j) acc[i][j] = Vec::fma(av, bv[j], acc[i][j]);
-    }
-  }
-  if (k < k1) {  // the row's last partial vector: B masked, A already zero-padded
-    const int rest = static_cast<int>(k1 - k);
-    Reg bv[NR];
-#pragma GCC unroll 16
-    for (int j = 0; j < NR; ++j) bv[j] = Vec::load_first(b + j * ldb + k, rest);
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      const Reg av = Vec::load(ap + i * Vec::kWidth);
-#pragma GCC unroll 16
-      for (int j = 0; j < NR; ++j) acc[i][j] = Vec::fma(av, bv[j], acc[i][j]);
-    }
-  }
-  float s[MR * NR];
-  Vec::sums(&acc[0][0], MR * NR, s);
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j)
-      part[i * Vec::kCols + j] = first ? s[i * NR + j] : part[i * Vec::kCols + j] + s[i * NR + j];
+bool gemm_few_rows_available(CpuIsa isa) {
+  return cpu::cpu_kernels(isa).gemm != nullptr && cpu_isa_supported(isa);
 }
-
-using TileFn = void (*)(const float*, const float*, int64_t, int64_t, int64_t, float*, bool,
-                        NextRows*, int64_t);
-
-// Every tile shape up to kRows x kCols, indexed [(mr - 1) * kCols + (nr - 1)]: edge tiles use
-// the smaller shapes instead of padding.
-template <size_t... I>
-constexpr std::array<TileFn, sizeof...(I)> make_tiles(std::index_sequence<I...>) {
-  return {&tile<static_cast<int>(I) / Vec::kCols + 1, static_cast<int>(I) % Vec::kCols + 1>...};
-}
-constexpr auto kTiles = make_tiles(std::make_index_sequence<Vec::kRows * Vec::kCols>{});
-
-// Packs rows [0, mc) of A for the tiles: row block r (kRows rows, fewer in the last) holds, for
-// each vector step of K, its rows' vectors side by side, zero-padded past K. The tiles then read
-// A as one sequential stream: no power-of-two row strides aliasing in L1, and the hardware
-// prefetcher follows it (four scattered row segments per tile defeated it).
-void pack_rows(const float* a, int64_t lda, int64_t mc, int64_t k, int64_t steps, float* packed) {
-  for (int64_t i0 = 0; i0 < mc; i0 += Vec::kRows) {
-    const int64_t mr = std::min<int64_t>(Vec::kRows, mc - i0);
-    float* block = packed + i0 * steps * Vec::kWidth;
-    for (int64_t s = 0; s < steps; ++s)
-      for (int64_t i = 0; i < mr; ++i) {
-        const float* src = a + (i0 + i) * lda + s * Vec::kWidth;
-        float* dst = block + (s * mr + i) * Vec::kWidth;
-        const int64_t count = std::min<int64_t>(Vec::kWidth, k - s * Vec::kWidth);
-        std::copy(src, src + count, dst);
-        std::fill(dst + count, dst + Vec::kWidth, 0.0f);
-      }
-  }
-}
-
-// One chunk of at most kGemmFewRowsMax rows of a call, with its K blocking worked out once.
-struct Chunk {
-  const float* packed;  // the chunk's rows of A (pack_rows)
-  const float* b;
-  int64_t ldb;
-  float* c;  // the chunk's first row of C
-  int64_t ldc;
-  int64_t mc, n, k;
-  int64_t steps;    // vector steps per row of A: ceil(k / width)
-  int64_t k_block;  // floats per K block (a multiple of the width)
-  int64_t k_blocks;
-  float alpha, beta;
-};
-
-Chunk make_chunk(const float* packed, const float* b, int64_t ldb, float* c, int64_t ldc,
-                 int64_t mc, int64_t n, int64_t k, int64_t steps, float alpha, float beta) {
-  const int64_t k_blocks = (k + kKBlockMax - 1) / kKBlockMax;
-  const int64_t k_block =
-      ((k + k_blocks - 1) / k_blocks + Vec::kWidth - 1) / Vec::kWidth * Vec::kWidth;
-  return {packed, b, ldb, c, ldc, mc, n, k, steps, k_block, k_blocks, alpha, beta};
-}
-
-// The chunk's rows against the column block of B starting at row j0.
-void column_block(const Chunk& x, int64_t j0) {
-  const int64_t nr = std::min<int64_t>(Vec::kCols, x.n - j0);
-  std::array<float, kGemmFewRowsMax * Vec::kCols> part;
-  const float* bj = x.b + j0 * x.ldb;
-  // The next column block's rows of B come from DRAM (each weight is read once per call): fetch
-  // them while this block computes, spread evenly over its tiles, so memory and arithmetic
-  // overlap without flushing this block's rows from L1.
-  NextRows next;
-  next.base = bj + nr * x.ldb;
-  next.ldb = x.ldb;
-  next.rows = std::max<int64_t>(0, std::min<int64_t>(Vec::kCols, x.n - j0 - nr));
-  next.left = next.rows * ((x.k + 15) / 16);
-  const int64_t tiles = x.k_blocks * ((x.mc + Vec::kRows - 1) / Vec::kRows);
-  const int64_t per_tile = (next.left + tiles - 1) / tiles;
-  for (int64_t k0 = 0; k0 < x.k; k0 += x.k_block) {
-    const int64_t k1 = std::min(x.k, k0 + x.k_block);
-    for (int64_t i0 = 0; i0 < x.mc; i0 += Vec::kRows) {
-      const int64_t mr = std::min<int64_t>(Vec::kRows, x.mc - i0);
-      const float* ap =
-          x.packed + i0 * x.steps * Vec::kWidth + (k0 / Vec::kWidth) * mr * Vec::kWidth;
-      kTiles[static_cast<size_t>((mr - 1) * Vec::kCols + (nr - 1))](
-          ap, bj, x.ldb, k0, k1, part.data() + i0 * Vec::kCols, k0 == 0, &next, per_tile);
-    }
-  }
-  while (next.left > 0) next.fetch_one();  // tiles too short to place them all
-  for (int64_t i = 0; i < x.mc; ++i) {
-    float* ci = x.c + i * x.ldc + j0;
-    const float* pi = part.data() + i * Vec::kCols;
-    for (int64_t j = 0; j < nr; ++j)
-      ci[j] = x.beta == 0.0f ? x.alpha * pi[j] : x.alpha * pi[j] + x.beta * ci[j];
-  }
-}
-
-#endif  // RESP_GEMM_FEW_ROWS
-
-}  // namespace
 
 bool gemm_few_rows_available() {
-#ifdef RESP_GEMM_FEW_ROWS
-  return true;
-#else
-  return false;
-#endif
+  return gemm_few_rows_available(active_cpu_isa());
+}
+
+int gemm_few_rows_width(CpuIsa isa) {
+  return gemm_few_rows_available(isa) ? cpu::cpu_kernels(isa).gemm_width : 0;
 }
 
 int gemm_few_rows_width() {
-#ifdef RESP_GEMM_FEW_ROWS
-  return Vec::kWidth;
-#else
-  return 0;
-#endif
+  return gemm_few_rows_width(active_cpu_isa());
+}
+
+void gemm_few_rows(CpuIsa isa, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                   int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha, float beta,
+                   int threads) {
+  const cpu::CpuKernels& kernels = cpu::cpu_kernels(isa);
+  if (kernels.gemm == nullptr)
+    throw UnsupportedError(cat("gemm_few_rows: no ", cpu_isa_name(isa),
+                               " kernel (the few-rows GEMM needs avx2 or avx512)"));
+  if (!cpu_isa_supported(isa))
+    throw UnsupportedError(cat("gemm_few_rows: this CPU does not support ", cpu_isa_name(isa)));
+  if (m <= 0 || n <= 0) return;
+  const int64_t width = kernels.gemm_width;
+  const int64_t steps = (k + width - 1) / width;
+  // 64-byte aligned: a vector load straddling two cache lines costs a second access.
+  std::vector<float> packed_storage(
+      static_cast<size_t>(std::min(m, kGemmFewRowsMax) * steps * width + 16));
+  float* const packed = reinterpret_cast<float*>(
+      (reinterpret_cast<uintptr_t>(packed_storage.data()) + 63) & ~uintptr_t{63});
+  kernels.gemm(a, lda, b, ldb, c, ldc, m, n, k, alpha, beta, threads, packed);
 }
 
 void gemm_few_rows(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
                    int64_t m, int64_t n, int64_t k, float alpha, float beta, int threads) {
-#ifdef RESP_GEMM_FEW_ROWS
-  if (m <= 0 || n <= 0) return;
-  const int64_t blocks = (n + Vec::kCols - 1) / Vec::kCols;
-  const int64_t steps = (k + Vec::kWidth - 1) / Vec::kWidth;
-  // 64-byte aligned: a vector load straddling two cache lines costs a second access.
-  std::vector<float> packed_storage(
-      static_cast<size_t>(std::min(m, kGemmFewRowsMax) * steps) * Vec::kWidth + 16);
-  float* const packed_data = reinterpret_cast<float*>(
-      (reinterpret_cast<uintptr_t>(packed_storage.data()) + 63) & ~uintptr_t{63});
-  // Chunks of at most kGemmFewRowsMax rows keep A's rows in L2 while B streams past once per chunk.
-  for (int64_t m0 = 0; m0 < m; m0 += kGemmFewRowsMax) {
-    const int64_t mc = std::min(kGemmFewRowsMax, m - m0);
-    pack_rows(a + m0 * lda, lda, mc, k, steps, packed_data);
-    const Chunk chunk =
-        make_chunk(packed_data, b, ldb, c + m0 * ldc, ldc, mc, n, k, steps, alpha, beta);
-    const bool parallel = threads > 1 && mc * n * k >= kParallelFlops;
-#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
-    for (int64_t blk = 0; blk < blocks; ++blk) column_block(chunk, blk * Vec::kCols);
-  }
-#else
-  (void)a, (void)lda, (void)b, (void)ldb, (void)c, (void)ldc, (void)m, (void)n, (void)k,
-      (void)alpha, (void)beta, (void)threads;
-  throw UnsupportedError("gemm_few_rows: this build has no AVX2/AVX-512 kernel (RESP_NATIVE=OFF?)");
-#endif
+  gemm_few_rows(active_cpu_isa(), a, lda, b, ldb, c, ldc, m, n, k, alpha, beta, threads);
 }
 
 }  // namespace resp

@@ -12,20 +12,29 @@
 
 #include <cstdint>
 
+#include "backend/cpu/cpu_isa.h"
+
 namespace resp {
 
 // Largest row count the few-rows kernel is meant for; above it sgemm's packing pays for itself.
 inline constexpr int64_t kGemmFewRowsMax = 64;
 
-// True when this build has a vectorised kernel (AVX2+FMA or AVX-512F at compile time).
+// True when there is a kernel for `isa` (avx2, avx512; baseline has none: callers use BLAS)
+// and this CPU supports it. Without an argument: for active_cpu_isa().
+bool gemm_few_rows_available(CpuIsa isa);
 bool gemm_few_rows_available();
 
-// Vector width of the compiled kernel in floats (16, 8, or 0 when unavailable).
+// Vector width of that kernel in floats (16, 8, or 0 when unavailable).
+int gemm_few_rows_width(CpuIsa isa);
 int gemm_few_rows_width();
 
 // Row-major A [m, k] (row stride lda), B [n, k] (row stride ldb), C [m, n] (row stride ldc);
 // C must not overlap A or B. beta == 0 overwrites C without reading it. Runs on `threads`
-// OpenMP threads, splitting the rows of B. Requires gemm_few_rows_available().
+// OpenMP threads, splitting the rows of B. Uses the kernel of `isa` (default: active_cpu_isa());
+// throws UnsupportedError unless gemm_few_rows_available(isa).
+void gemm_few_rows(CpuIsa isa, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                   int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha, float beta,
+                   int threads);
 void gemm_few_rows(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
                    int64_t m, int64_t n, int64_t k, float alpha, float beta, int threads);
 
