@@ -83,6 +83,13 @@ SCOPE = {
         "scored by a deterministic extractor, and evaluation is greedy where the paper samples at "
         "0.6. A method that wins here is not thereby shown to win on Qwen3-8B; one that loses "
         "here on its own premise would need an explanation there.",
+        "Wanda-sp is run as the paper runs it: one shot, the same kept counts in every unprotected "
+        "layer (on 8 layers only the last is protected). On this narrow model that rule is costly: "
+        "at target 0.2 it removes 2 of the 8 query heads of every unprotected layer, layer 0 "
+        "included, while RESP, GISP and magnitude reach 0.197 by removing MLP channels only (all 64 "
+        "heads kept; `resp inspect RUN --layers` on the runs of 2026-12-03). Its collapse measures "
+        "the uniform rule on an 8-head model as much as its criterion; models with 32–64 heads per "
+        "layer lose less per removed head.",
     ],
     "tiny": [
         "This model cannot judge the method: it was trained on the gold rationales, so its own "

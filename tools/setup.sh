@@ -31,6 +31,7 @@ packages=(
   libopenblas-openmp-dev              # sgemm; the OpenMP build shares our thread pool
   nlohmann-json3-dev libcli11-dev libyaml-cpp-dev libicu-dev
   libgtest-dev                        # tests
+  qemu-user                           # tests: the portable binary on emulated older CPUs
 )
 if [[ $python == 1 ]]; then
   packages+=(python3-torch python3-numpy python3-h5py python3-matplotlib)
