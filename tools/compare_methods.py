@@ -444,6 +444,34 @@ def bootstrap_tests(args, rows):
     return tests
 
 
+def findings(tests, alpha=0.05):
+    """One sentence per compared pair, read off the bootstrap (flexible accuracy)."""
+    out = []
+    for a, b in PAIRS:
+        ts = [t for t in tests if t["a"] == a and t["b"] == b]
+        if not ts:
+            continue
+        hi = [t for t in ts if t["p"] < alpha and t["diff"] > 0]
+        lo = [t for t in ts if t["p"] < alpha and t["diff"] < 0]
+        same = [t for t in ts if t["p"] >= alpha]
+        at = lambda xs: ", ".join(f"{t['target']:.2f}" for t in xs)
+        span = lambda xs: (f"{min(t['diff'] for t in xs) * 100:+.1f} to "
+                           f"{max(t['diff'] for t in xs) * 100:+.1f} points")
+        parts = []
+        if hi:
+            parts.append(f"{a} is more accurate at {at(hi)} ({span(hi)})")
+        if lo:
+            parts.append(f"{a} is less accurate at {at(lo)} ({span(lo)})")
+        if same:
+            biggest = max(abs(t["diff"]) for t in same) * 100
+            parts.append(f"no difference is detectable at {at(same)} (|difference| ≤ "
+                         f"{biggest:.1f} points, p ≥ {alpha})")
+        seeds = sorted({k for t in ts for k in t["seeds"]})
+        out.append(f"- **{a} vs {b}** (paired bootstrap over problems, seeds "
+                   f"{' '.join(map(str, seeds))}, p < {alpha} counted): " + "; ".join(parts) + ".")
+    return out
+
+
 def write_report(args, dense, rows, tests, premise):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -505,7 +533,8 @@ def write_report(args, dense, rows, tests, premise):
                 f" | {fmt([r['tokens'] for r in ok], scale=1.0)}"
                 f" | {fmt([r['truncated'] for r in ok])} |")
     if tests:
-        lines += ["", "## Paired bootstrap over problems", "",
+        lines += ["", "## What the numbers say", ""] + findings(tests) + [
+                  "", "## Paired bootstrap over problems", "",
                   "Difference in flexible accuracy (first method minus second; per-problem "
                   "outcome = mean over seeds), 10,000 resamples of the problems.", "",
                   "| comparison | sparsity | seeds | difference (points) | 95% interval "
