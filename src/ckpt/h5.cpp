@@ -209,7 +209,7 @@ void digest_value(Fnv64& d, hid obj, bool is_attr, const std::string& what) {
 struct DigestWalk {
   Fnv64 d;
   std::string file;
-  std::string error;    // set by callbacks: HDF5's iteration cannot carry our exceptions
+  std::string error;     // set by callbacks: HDF5's iteration cannot carry our exceptions
   bool at_root = false;  // the root's digest attribute does not cover itself
 };
 
@@ -361,16 +361,16 @@ SealState check_seal(const std::vector<unsigned char>& bytes, const std::string&
   const size_t magic = sizeof kSealMagic - 1;
   if (bytes.size() < kSealSize + sizeof kHdf5Signature ||
       std::memcmp(bytes.data(), kSealMagic, magic) != 0)
-    throw FormatError(cat(path, " is not a resp HDF5 file or its seal is damaged (",
-                          bytes.size(), " bytes; truncated or corrupt?)"));
+    throw FormatError(cat(path, " is not a resp HDF5 file or its seal is damaged (", bytes.size(),
+                          " bytes; truncated or corrupt?)"));
   const std::string expected =
       seal_text(bytes.size(), seal_hash(bytes.data() + kSealSize, bytes.size() - kSealSize));
   const std::string stored(reinterpret_cast<const char*>(bytes.data()),
                            strnlen(reinterpret_cast<const char*>(bytes.data()), kSealSize));
   // The padding is part of the seal: a flip there is rot too.
-  const bool padding_clean = std::all_of(bytes.begin() + static_cast<std::ptrdiff_t>(stored.size()),
-                                         bytes.begin() + kSealSize,
-                                         [](unsigned char c) { return c == 0; });
+  const bool padding_clean =
+      std::all_of(bytes.begin() + static_cast<std::ptrdiff_t>(stored.size()),
+                  bytes.begin() + kSealSize, [](unsigned char c) { return c == 0; });
   if (stored != expected || !padding_clean) {
     // Name what differs in words a user can act on: a short file was cut off, otherwise rot.
     const auto line = [](const std::string& t, size_t k) {

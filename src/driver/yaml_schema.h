@@ -25,8 +25,8 @@ T get(const YAML::Node& n, const std::string& key, const std::string& src) {
   // yaml-cpp wraps "-1" into an unsigned type; seeds and counts are never negative.
   if constexpr (std::is_integral_v<T> && std::is_unsigned_v<T> && !std::is_same_v<T, bool>)
     if (n.IsScalar() && n.Scalar().find('-') != std::string::npos)
-      throw ConfigError(cat(src, ": \"", key, "\" must be a non-negative integer (",
-                            n.Scalar(), ")"));
+      throw ConfigError(
+          cat(src, ": \"", key, "\" must be a non-negative integer (", n.Scalar(), ")"));
   try {
     return n.as<T>();
   } catch (const YAML::Exception&) {

@@ -220,9 +220,9 @@ TEST(CheckpointIntegrity, AttributesMustAgreeWithNameAndHistoryEvenWithoutDigest
   // Renamed to another iteration's name.
   write_run_checkpoint(d.path(), make_state(3));
   fs::rename(p, checkpoint_path(d.path(), 4));
-  EXPECT_NE(message_of([&] { read_run_checkpoint(checkpoint_path(d.path(), 4)); })
-                .find("named for 4"),
-            std::string::npos);
+  EXPECT_NE(
+      message_of([&] { read_run_checkpoint(checkpoint_path(d.path(), 4)); }).find("named for 4"),
+      std::string::npos);
 }
 
 TEST(CheckpointIntegrity, OffsetsPastTheTokensAreRejectedNotRead) {
