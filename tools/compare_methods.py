@@ -335,36 +335,21 @@ def method_seed(args, method, seed, compute=True):
         history = checkpoint_history(run_dir)
         args.cache.set(lambda d: d["runs"][key].update(history=history))
     history = [tuple(h) for h in entry["history"]]
-    rows = []
+    # Evaluate every checkpoint the rows need that the cache lacks; the rows then come from it.
     for sp in args.sparsities:
-        chosen = choose_checkpoints(history, sp, args.tolerance)
-        row = {"method": method, "seed": seed, "target": sp}
-        if chosen is None:
-            row.update(reached=False, checkpoints=[])
-            rows.append(row)
-            continue
-        parts = []
-        for it, measured, w in chosen:
-            done = entry["evals"].get(str(it))
-            if done is None:
-                if not (run_dir / f"iter_{it:04d}.h5").exists():
-                    run(cmd, log)  # the work directory is gone: prune again (deterministic)
-                model = work / f"model-iter{it:04d}"
-                export_iteration(args, run_dir, it, model, log)
-                outs = evaluate(args, model, work / f"eval-iter{it:04d}.json", log)
-                args.cache.set(lambda d, it=it, outs=outs:
-                               d["runs"][key]["evals"].__setitem__(str(it), Cache.pack(outs)))
-                done = entry["evals"][str(it)]
-            parts.append((w, Cache.unpack(done)))
-        outcomes = combine(parts)
-        row.update(reached=True, outcomes=outcomes, **summarise(outcomes),
-                   measured=sum(w * m for _, m, w in chosen),
-                   checkpoints=[{"iteration": it, "sparsity": m, "weight": w}
-                                for it, m, w in chosen])
-        rows.append(row)
+        for it, _, _ in choose_checkpoints(history, sp, args.tolerance) or []:
+            if str(it) in entry["evals"]:
+                continue
+            if not (run_dir / f"iter_{it:04d}.h5").exists():
+                run(cmd, log)  # the work directory is gone: prune again (deterministic)
+            model = work / f"model-iter{it:04d}"
+            export_iteration(args, run_dir, it, model, log)
+            outs = evaluate(args, model, work / f"eval-iter{it:04d}.json", log)
+            args.cache.set(lambda d, it=it, outs=outs:
+                           d["runs"][key]["evals"].__setitem__(str(it), Cache.pack(outs)))
     if run_finished(args, key):
         snapshot_path(args, method, seed).unlink(missing_ok=True)
-    return rows
+    return rows_from_cache(args, method, seed, entry)
 
 
 def rows_from_cache(args, method, seed, entry):
