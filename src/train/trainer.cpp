@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -92,6 +93,27 @@ int64_t load_state(const fs::path& path, const std::vector<Parameter>& params, A
 }
 
 // The final model as a Hugging Face checkpoint directory (written as DIR.tmp, then renamed).
+// A hetero export names its modeling code in config.json's auto_map ("module.Class"); without
+// those files beside config.json a model trained from it would not load in transformers. Checked
+// before training (a missing file is an IoError) and copied when the model is written.
+std::vector<std::string> auto_map_files(const nlohmann::json& cfg, const fs::path& init_from) {
+  std::vector<std::string> files;
+  if (init_from.empty() || !cfg.contains("auto_map") || !cfg["auto_map"].is_object()) return files;
+  for (const auto& [key, ref] : cfg["auto_map"].items()) {
+    if (!ref.is_string()) continue;
+    const std::string r = ref.get<std::string>();
+    const auto dot = r.find('.');
+    if (dot == std::string::npos) continue;
+    const std::string file = r.substr(0, dot) + ".py";
+    if (file.find('/') != std::string::npos || file.find("..") != std::string::npos) continue;
+    if (!fs::exists(init_from / file))
+      throw IoError(cat(init_from.string(), ": config.json auto_map.", key, " names ", file,
+                        ", which is missing"));
+    if (std::find(files.begin(), files.end(), file) == files.end()) files.push_back(file);
+  }
+  return files;
+}
+
 void write_model(const fs::path& out, const nlohmann::json& config_json, const Tokenizer& tok,
                  const fs::path& tokenizer_dir, const fs::path& init_from,
                  const std::vector<Parameter>& params, const std::string& save_dtype) {
@@ -127,21 +149,8 @@ void write_model(const fs::path& out, const nlohmann::json& config_json, const T
 
   for (const char* name : {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"})
     if (fs::exists(tokenizer_dir / name)) fs::copy_file(tokenizer_dir / name, tmp / name);
-  // A hetero export names its modeling code in auto_map ("module.Class"); without those files
-  // beside config.json the trained model would not load in transformers.
-  if (!init_from.empty() && cfg.contains("auto_map") && cfg["auto_map"].is_object())
-    for (const auto& [key, ref] : cfg["auto_map"].items()) {
-      if (!ref.is_string()) continue;
-      const std::string r = ref.get<std::string>();
-      const auto dot = r.find('.');
-      if (dot == std::string::npos) continue;
-      const std::string file = r.substr(0, dot) + ".py";
-      if (file.find('/') != std::string::npos || file.find("..") != std::string::npos) continue;
-      if (!fs::exists(init_from / file))
-        throw IoError(cat(init_from.string(), ": config.json auto_map.", key, " names ", file,
-                          ", which is missing"));
-      if (!fs::exists(tmp / file)) fs::copy_file(init_from / file, tmp / file);
-    }
+  for (const std::string& file : auto_map_files(cfg, init_from))
+    fs::copy_file(init_from / file, tmp / file);
   if (!init_from.empty() && fs::exists(init_from / "generation_config.json")) {
     fs::copy_file(init_from / "generation_config.json", tmp / "generation_config.json");
   } else {
@@ -202,6 +211,7 @@ TrainRunResult run_training(const TrainRunOptions& o, const ParallelContext& par
       c.init_from.empty() ? fs::path(c.model_config) : fs::path(c.init_from) / "config.json";
   const nlohmann::json config_json = read_json(config_file);
   const ModelConfig mc = parse_model_config(config_json, config_file.string());
+  if (!c.init_from.empty()) auto_map_files(config_json, c.init_from);  // fail before training
   if (mc.vocab_size < tok.vocab_size())
     throw ConfigError(cat(config_file.string(), ": vocab_size ", mc.vocab_size,
                           " is smaller than the tokenizer's ", tok.vocab_size(), " tokens"));
