@@ -20,14 +20,16 @@ std::string layer_prefix(int l) {
 // The arena layout for one rank's weights. Every tensor is registered, possibly with zero
 // elements, so that the loaders below can fill by name. The linear layers' matrices (and an
 // untied lm_head) are stored in `wt`, the backend's weight dtype: they are only ever gemm()
-// operands. Norms, biases and the embedding table stay F32 (element-wise ops read them; a
-// tied lm_head is the embedding table, so it stays F32 too).
+// operands. Norms, biases and the embedding table stay F32 (element-wise ops read them). A
+// tied lm_head is the embedding table itself when `wt` is F32; with a narrower weight dtype it
+// gets its own copy in `wt` (V x H more bytes), because as the F32 table it would make the
+// largest GEMM of every forward the one that cannot use the bf16 tensor-core path.
 ArenaPlan plan_arena(const ModelConfig& c, const ShardPlan& p, DType wt) {
   ArenaPlan a;
   const int64_t H = c.hidden_size, D = c.head_dim, V = c.vocab_size;
   a.add("embed", DType::F32, {V, H});
   a.add("final_norm", DType::F32, {H});
-  if (!c.tie_word_embeddings) a.add("lm_head", wt, {V, H});
+  if (!c.tie_word_embeddings || wt != DType::F32) a.add("lm_head", wt, {V, H});
   a.add("inv_freq", DType::F32, {D / 2});
   for (int l = 0; l < c.num_layers; ++l) {
     const LayerShard& s = p.layers[static_cast<size_t>(l)];
@@ -68,7 +70,7 @@ ModelWeights bind(const ModelConfig& c, const ShardPlan& p, const ArenaPlan& ap,
   w.arena = Arena(ap, backend.allocate(ap.total_bytes()));
   w.embed = w.arena.get("embed");
   w.final_norm = w.arena.get("final_norm");
-  w.lm_head = c.tie_word_embeddings ? w.embed : w.arena.get("lm_head");
+  w.lm_head = w.arena.has("lm_head") ? w.arena.get("lm_head") : w.embed;
   w.inv_freq = w.arena.get("inv_freq");
   for (int l = 0; l < c.num_layers; ++l) {
     const std::string L = cat("L", l, ".");
@@ -99,7 +101,11 @@ ModelWeights bind(const ModelConfig& c, const ShardPlan& p, const ArenaPlan& ap,
 }
 
 // Fills the non-learned tensors (RoPE table, KV mapping) of every layer.
+// What follows from the loaded tensors: RoPE frequencies, each head's KV index, and a tied
+// lm_head's copy of the embedding table in the weight dtype (copy() converts).
 void fill_static(ModelWeights& w, Backend& backend) {
+  if (w.config.tie_word_embeddings && w.lm_head.data() != w.embed.data())
+    backend.copy(w.lm_head, w.embed);
   const auto inv = w.config.rope_inv_freq();
   std::vector<float> f(inv.begin(), inv.end());
   backend.copy(w.inv_freq, Tensor(f.data(), DType::F32, Shape{static_cast<int64_t>(f.size())}));

@@ -1,8 +1,10 @@
 // ModelWeights: the rank-local weights of a decoder in one backend arena. Empty tensors stand
-// for absent parts (no bias, no q/k norm, tied lm_head). The projection matrices (wq ... wd)
-// and an untied lm_head are stored in the backend's weight_dtype() (F32 on the CPU, BF16 on
-// CUDA), converted from the checkpoint's dtype on upload; everything else is F32. Read them
-// back with Backend::copy() into F32 host memory, which converts.
+// for absent parts (no bias, no q/k norm). The projection matrices (wq ... wd) and the lm_head
+// are stored in the backend's weight_dtype() (F32 on the CPU, BF16 on CUDA), converted from the
+// checkpoint's dtype on upload; everything else is F32. A tied lm_head is the embedding table
+// when the weight dtype is F32, else a converted copy of it made at load (weights that change
+// the table afterwards, e.g. an optimiser, must refresh it: training runs on F32 only). Read
+// them back with Backend::copy() into F32 host memory, which converts.
 #pragma once
 
 #include <filesystem>
@@ -34,7 +36,7 @@ struct ModelWeights {
   Arena arena;
   Tensor embed;       // [V, H]
   Tensor final_norm;  // [H]
-  Tensor lm_head;     // [V, H]; aliases embed when tied
+  Tensor lm_head;     // [V, H]; aliases embed when tied and the weight dtype is F32
   Tensor inv_freq;    // [D/2] RoPE inverse frequencies (scaled)
   std::vector<LayerWeights> layers;
 

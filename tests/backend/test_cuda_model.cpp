@@ -115,6 +115,7 @@ TEST_P(CudaModel, Bf16WeightsStayCloseToCpu) {
   const Loaded g16 = load(dir, true, DType::BF16);
   EXPECT_EQ(g16.weights.layers[0].wq.dtype(), DType::BF16);
   EXPECT_EQ(g16.weights.embed.dtype(), DType::F32);
+  EXPECT_EQ(g16.weights.lm_head.dtype(), DType::BF16);  // a tied one as its own bf16 copy
   EXPECT_LT(g16.weights.bytes(), gpu.weights.bytes());
   SelfCommunicator self;
   Decoder dc(cpu.weights, *cpu.backend, self), dg(g16.weights, *g16.backend, self);

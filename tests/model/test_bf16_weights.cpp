@@ -3,9 +3,10 @@
 // widens a BF16 operand to F32 before the CPU product, i.e. bf16 storage with f32 compute.
 // Every consumer of the weights (forward, cached decode, the backward of importance, the host
 // reads of the scorer) must then produce exactly what the F32 CPU backend produces on a copy
-// of the weights rounded to bf16 where the model stores bf16: the projection matrices and an
-// untied lm_head, not the norms, biases or embedding table. Exact equality pins down both
-// which tensors are stored in bf16 and that nothing reads them as F32.
+// of the weights rounded to bf16 where the model stores bf16: the projection matrices and the
+// lm_head (a tied one as a rounded copy of the table), not the norms, biases or embedding
+// table. Exact equality pins down both which tensors are stored in bf16 and that nothing reads
+// them as F32.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -120,7 +121,9 @@ class Bf16Storage final : public Backend {
 };
 
 // The F32 weights rounded where the model stores bf16 (in place: CPU weights are host memory).
-void round_stored_matrices(ModelWeights& w) {
+// A tied lm_head becomes a rounded copy of the embedding table, held in `tied_copy`, while the
+// table itself (read by the embedding lookup) stays F32.
+void round_stored_matrices(ModelWeights& w, std::vector<float>& tied_copy) {
   auto round = [](const Tensor& t) {
     if (t.empty()) return;
     float* p = t.f32();
@@ -128,7 +131,11 @@ void round_stored_matrices(ModelWeights& w) {
   };
   for (const LayerWeights& L : w.layers)
     for (const Tensor* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.wg, &L.wu, &L.wd}) round(*t);
-  if (!w.config.tie_word_embeddings) round(w.lm_head);
+  if (w.config.tie_word_embeddings) {
+    tied_copy.assign(w.embed.f32(), w.embed.f32() + w.embed.numel());
+    w.lm_head = Tensor(tied_copy.data(), DType::F32, w.embed.shape());
+  }
+  round(w.lm_head);
 }
 
 std::vector<CalibrationSample> calibration(const fs::path& dir) {
@@ -144,16 +151,22 @@ TEST_P(Bf16Weights, ModelMatchesF32OnRoundedWeightsExactly) {
   const ShardPlan plan = make_shard_plan(config, 1, 0);
   auto cpu = make_cpu_backend(1);
   ModelWeights ref = load_weights(dir, config, plan, *cpu);
-  round_stored_matrices(ref);
+  std::vector<float> tied_lm_head;
+  round_stored_matrices(ref, tied_lm_head);
   Bf16Storage bf;
   const ModelWeights w = load_weights(dir, config, plan, bf);
 
-  // Storage: matrices and an untied lm_head in bf16, the rest in f32.
+  // Storage: matrices and the lm_head in bf16 (a tied one as its own copy), the rest in f32.
   EXPECT_EQ(w.layers[0].wq.dtype(), DType::BF16);
   EXPECT_EQ(w.layers[0].wd.dtype(), DType::BF16);
   EXPECT_EQ(w.layers[0].attn_norm.dtype(), DType::F32);
   EXPECT_EQ(w.embed.dtype(), DType::F32);
-  EXPECT_EQ(w.lm_head.dtype(), config.tie_word_embeddings ? DType::F32 : DType::BF16);
+  EXPECT_EQ(w.lm_head.dtype(), DType::BF16);
+  EXPECT_NE(w.lm_head.data(), w.embed.data());
+  if (config.tie_word_embeddings) {  // the CPU's F32 weights keep one table for both
+    const ModelWeights plain = load_weights(dir, config, plan, *cpu);
+    EXPECT_EQ(plain.lm_head.data(), plain.embed.data());
+  }
   EXPECT_LT(w.bytes(), ref.bytes());
   EXPECT_GT(bf.conversions, 0);
 
