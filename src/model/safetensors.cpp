@@ -76,14 +76,12 @@ SafetensorsFile::SafetensorsFile(const fs::path& path) : path_(path) {
     std::string duplicate;
     std::set<std::string> top_keys;
     try {
-      h = json::parse(hb, hb + header_len,
-                      [&](int depth, json::parse_event_t event, json& parsed) {
-                        if (event == json::parse_event_t::key && depth == 1 &&
-                            !top_keys.insert(parsed.get<std::string>()).second &&
-                            duplicate.empty())
-                          duplicate = parsed.get<std::string>();
-                        return true;
-                      });
+      h = json::parse(hb, hb + header_len, [&](int depth, json::parse_event_t event, json& parsed) {
+        if (event == json::parse_event_t::key && depth == 1 &&
+            !top_keys.insert(parsed.get<std::string>()).second && duplicate.empty())
+          duplicate = parsed.get<std::string>();
+        return true;
+      });
     } catch (const json::exception& e) {
       throw FormatError(cat(p, ": malformed header JSON (", e.what(), ")"));
     }
@@ -147,8 +145,7 @@ SafetensorsFile::SafetensorsFile(const fs::path& path) : path_(path) {
     std::sort(ranges.begin(), ranges.end());
     size_t covered = 0;
     for (const auto& [b, e] : ranges) {
-      if (b < covered)
-        throw FormatError(cat(p, ": tensor data ranges overlap at byte ", b));
+      if (b < covered) throw FormatError(cat(p, ": tensor data ranges overlap at byte ", b));
       if (b > covered)
         throw FormatError(cat(p, ": ", b - covered, " unused bytes in the data section at byte ",
                               covered, " (header length or offsets wrong?)"));

@@ -167,10 +167,10 @@ TEST(PruneRun, MpirunSignalsAndADyingRank) {
   const fs::path run = d / "run";
   // TERM once the first checkpoint exists (a signal before the ranks are up would find no
   // handler: the launcher's start-up time varies with load).
-  const int rc = shell("(" + launch + " --out " + run.string() + " >/dev/null 2>" +
-                       (d / "err").string() + " & pid=$!; while [ ! -e " +
-                       (run / "latest").string() +
-                       " ] && kill -0 $pid 2>/dev/null; do sleep 0.1; done; kill -TERM $pid; wait $pid)");
+  const int rc =
+      shell("(" + launch + " --out " + run.string() + " >/dev/null 2>" + (d / "err").string() +
+            " & pid=$!; while [ ! -e " + (run / "latest").string() +
+            " ] && kill -0 $pid 2>/dev/null; do sleep 0.1; done; kill -TERM $pid; wait $pid)");
   EXPECT_EQ(rc, 0) << read_text(d / "err");
   ASSERT_TRUE(latest_checkpoint(run).has_value());
   ASSERT_EQ(shell(bin + " prune --config " + cfg.string() + " --out " + run.string() +
@@ -181,9 +181,10 @@ TEST(PruneRun, MpirunSignalsAndADyingRank) {
   // One rank killed: the launcher returns (non-zero) well before the run could have finished.
   const fs::path run2 = d / "run2";
   const auto t0 = std::chrono::steady_clock::now();
-  const int killed = shell("(" + launch + " --out " + run2.string() + " >/dev/null 2>&1 & sleep 3; " +
-                           "pkill -9 -n -f 'prune --config " + cfg.string() + " --threads 1 --out " +
-                           run2.string() + "'; wait) ; exit 0");
+  const int killed =
+      shell("(" + launch + " --out " + run2.string() + " >/dev/null 2>&1 & sleep 3; " +
+            "pkill -9 -n -f 'prune --config " + cfg.string() + " --threads 1 --out " +
+            run2.string() + "'; wait) ; exit 0");
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(killed, 0);
@@ -191,8 +192,8 @@ TEST(PruneRun, MpirunSignalsAndADyingRank) {
   // ("[p]rune" keeps pgrep from matching the shell that runs it)
   EXPECT_EQ(shell("pgrep -f '[p]rune --config .*" + run2.string() + "' >/dev/null"), 1)
       << "a rank outlived the job";
-  ASSERT_EQ(shell("mpiexec -n 2 " + bin + " prune --config " + cfg.string() + " --threads 1 --out " +
-                  run2.string() + " --resume >/dev/null 2>&1"),
+  ASSERT_EQ(shell("mpiexec -n 2 " + bin + " prune --config " + cfg.string() +
+                  " --threads 1 --out " + run2.string() + " --resume >/dev/null 2>&1"),
             0);
   expect_same_plan(final_state(run2), final_state(d / "ref"));
 }

@@ -159,7 +159,8 @@ TEST(Safetensors, RejectsWhatTheReferenceRejects) {
   ASSERT_EQ(error_of(d.path()), "");
   {
     std::string s = read_text(f);
-    const uint64_t n = static_cast<uint8_t>(s[0]) | (static_cast<uint64_t>(static_cast<uint8_t>(s[1])) << 8);
+    const uint64_t n =
+        static_cast<uint8_t>(s[0]) | (static_cast<uint64_t>(static_cast<uint8_t>(s[1])) << 8);
     ASSERT_GE(n, 8u);
     s[0] = static_cast<char>((n - 4) & 0xff);
     s[1] = static_cast<char>(((n - 4) >> 8) & 0xff);
