@@ -158,12 +158,14 @@ void CheckedCommunicator::verify(Kind kind, const Tensor* t, int64_t detail, con
   bool same = true;
   for (int r = 1; r < inner_->size() && same; ++r)
     for (int f = 0; f < kFields - 1; ++f)  // the call index differs legitimately after a skip
-      if (all[static_cast<size_t>(r * kFields + f)] != all[static_cast<size_t>(f)]) same = false;
+      if (all[static_cast<size_t>(r) * kFields + static_cast<size_t>(f)] !=
+          all[static_cast<size_t>(f)])
+        same = false;
   if (same) return;
   std::string msg = cat("collective sequence mismatch on communicator '", inner_->name(),
                         "' (size ", inner_->size(), "): ");
   for (int r = 0; r < inner_->size(); ++r) {
-    const int64_t* d = &all[static_cast<size_t>(r * kFields)];
+    const int64_t* d = &all[static_cast<size_t>(r) * kFields];
     const bool own_where = d[4] == mine[4];
     msg += cat(r ? "; " : "", "rank ", r, " at call #", d[5], " ",
                describe(d, own_where ? where : nullptr));

@@ -13,7 +13,6 @@ size_t dtype_size(DType t) {
     case DType::F64:
       return 8;
     case DType::BF16:
-      return 2;
     case DType::F16:
       return 2;
     case DType::I32:

@@ -125,7 +125,7 @@ void read_scalar(Cursor& c, GgufType t, GgufValue& v, const std::string& what) {
       v.i = c.read<uint8_t>(what);
       return;
     case GgufType::I8:
-      v.i = c.read<int8_t>(what);
+      v.i = static_cast<int64_t>(c.read<int8_t>(what));  // sign-extended on purpose
       return;
     case GgufType::U16:
       v.i = c.read<uint16_t>(what);

@@ -155,7 +155,8 @@ ChatFormat ChatFormat::detect(std::string_view t, std::string bos_token) {
       return named("qwen2.5", std::move(bos_token));
   }
   if (contains(t, "<｜User｜>") && contains(t, "<｜Assistant｜>")) {
-    ChatFormat f = named("deepseek-r1", std::move(bos_token));
+    ChatFormat f =
+        named("deepseek-r1", bos_token);  // a copy: the llama3 test below may still need it
     if (contains(t, "{{'<｜Assistant｜><think>\\n'}}")) {
       f.deepseek_think_prefill_ = true;
       return f;

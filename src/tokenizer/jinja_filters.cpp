@@ -394,7 +394,7 @@ Value apply_filter(const std::string& name, const Value& value, const CallArgs& 
   }
   if (n == "int") {
     ArgReader r(a, n, {"default", "base"});
-    const Value def = r.get(0, Value(0));
+    Value def = r.get(0, Value(0));
     if (value.is_undefined()) fail(value.undef().hint);
     if (value.is_int() || value.is_bool()) return Value(value.as_int());
     if (value.is_float()) {

@@ -516,10 +516,7 @@ std::string describe(const Token& t) {
       return "end of template";
     case Token::Type::String:
       return "string";
-    case Token::Type::Int:
-    case Token::Type::Float:
-      return "'" + t.text + "'";
-    default:
+    default:  // numbers, names, operators: their text
       return "'" + t.text + "'";
   }
 }

@@ -637,13 +637,8 @@ class Parser {
       next();
       parts.push_back(std::move(node));
     }
-    if (is_op(":")) {
-      parts.push_back(nullptr);
-    } else if (!is_op("]") && !is_op(",")) {
-      parts.push_back(parse_expression(true));
-    } else {
-      parts.push_back(nullptr);
-    }
+    const bool stop_given = !is_op(":") && !is_op("]") && !is_op(",");
+    parts.push_back(stop_given ? parse_expression(true) : nullptr);
     if (is_op(":")) {
       next();
       parts.push_back(!is_op("]") && !is_op(",") ? parse_expression(true) : nullptr);

@@ -142,7 +142,7 @@ class ArgReader {
   ArgReader(const CallArgs& args, std::string fname, std::vector<std::string> params);
   bool has(size_t i) const { return slots_[i] != nullptr; }
   // The argument bound to parameter i, or `def` when the call did not pass it.
-  Value get(size_t i, Value def = Value()) const { return has(i) ? *slots_[i] : def; }
+  Value get(size_t i, const Value& def = Value()) const { return has(i) ? *slots_[i] : def; }
   // Typed access: a Fault naming the parameter when the argument has the wrong type.
   int64_t get_int(size_t i, int64_t def) const;
   bool get_bool(size_t i, bool def) const;

@@ -428,6 +428,8 @@ std::string repr(std::string_view s) {
       out += "\\n";
     } else if (cp == '\r') {
       out += "\\r";
+      // NOLINTNEXTLINE(bugprone-branch-clone): same escape as Latin-1 below, tested before
+      // printables
     } else if (cp < 0x20 || cp == 0x7F) {
       out += "\\x";
       append_hex(out, cp, 2);

@@ -43,7 +43,7 @@ TrainDataset load_train_dataset(const std::string& path, const std::string& form
   const bool needs_chat = format == "gsm8k-thinking" || format == "messages";
   if (needs_chat && !chat)
     throw ConfigError(cat("data.format ", format, " needs a tokenizer with a chat template"));
-  const std::string eos = tok.eos_token();
+  const std::string& eos = tok.eos_token();
   if (format == "gsm8k-thinking" && eos.empty())
     throw ConfigError("data.format gsm8k-thinking needs an eos_token in tokenizer_config.json");
 
