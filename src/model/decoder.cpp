@@ -1,7 +1,6 @@
 #include "model/decoder.h"
 
 #include <algorithm>
-#include <cmath>
 
 #include "core/error.h"
 
@@ -12,7 +11,7 @@ constexpr int64_t kLogitBlock = 128;  // rows of the vocabulary projection compu
 }
 
 Decoder::Decoder(const ModelWeights& weights, Backend& backend, Communicator& tp)
-    : w_(weights), backend_(backend), tp_(tp) {
+    : w_(weights), backend_(backend), fwd_(weights, backend, tp) {
   for (const auto& lw : w_.layers) {
     max_q_ = std::max<int64_t>(max_q_, lw.n_heads);
     max_kv_ = std::max<int64_t>(max_kv_, lw.n_kv);
@@ -63,125 +62,45 @@ Tensor Decoder::ws(const char* name, Shape s) const {
   return Tensor(t.data(), t.dtype(), s, t.device());
 }
 
-void Decoder::attention_block(const LayerWeights& lw, int layer, int64_t T,
-                              std::span<const Chunk> chunks, KvCache* cache) {
-  const auto& c = w_.config;
-  const int64_t H = c.hidden_size, D = c.head_dim, hq = lw.n_heads, hkv = lw.n_kv;
-  const Tensor h = ws("h", {T, H});
-  const Tensor o = ws("o", {T, H});
-  if (hq == 0) {
-    backend_.fill(o, 0.0f);  // no local heads after pruning: contribute a zero partial sum
-  } else {
-    const Tensor q = ws("q", {T, hq * D});
-    const Tensor k = ws("k", {T, hkv * D});
-    const Tensor v = ws("v", {T, hkv * D});
-    const Tensor att = ws("att", {T, hq * D});
-    backend_.linear(q, h, lw.wq, lw.bq);
-    backend_.linear(k, h, lw.wk, lw.bk);
-    backend_.linear(v, h, lw.wv, lw.bv);
-    if (c.qk_norm) {  // Qwen3: RMSNorm over each head's vector, before RoPE
-      const Tensor qh = q.view({T * hq, D});
-      const Tensor kh = k.view({T * hkv, D});
-      backend_.rmsnorm(qh, qh, lw.q_norm, static_cast<float>(c.rms_norm_eps));
-      backend_.rmsnorm(kh, kh, lw.k_norm, static_cast<float>(c.rms_norm_eps));
-    }
-    backend_.rope(q.view({T, hq, D}), pos_, w_.inv_freq);
-    backend_.rope(k.view({T, hkv, D}), pos_, w_.inv_freq);
-    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-    if (!cache) {
-      backend_.attention(att.view({T, hq, D}), q.view({T, hq, D}), k.view({T, hkv, D}),
-                         v.view({T, hkv, D}), lw.kv_of_head, 0, scale);
-    } else {
-      int64_t row = 0;
-      const auto n_chunks = static_cast<int64_t>(chunks.size());
-      for (int64_t i = 0; i < n_chunks;) {
-        const Chunk& ch = chunks[static_cast<size_t>(i)];
-        const int64_t n = static_cast<int64_t>(ch.tokens.size());
-        if (n == 1) {
-          // A run of one-token chunks (the decode rows of a step): one batched call.
-          int64_t e = i + 1;
-          while (e < n_chunks && chunks[static_cast<size_t>(e)].tokens.size() == 1) ++e;
-          const int64_t B = e - i;
-          backend_.attention_decode_batch(
-              att.slice_rows(row, B).view({B, hq, D}), q.slice_rows(row, B).view({B, hq, D}),
-              k.slice_rows(row, B).view({B, hkv, D}), v.slice_rows(row, B).view({B, hkv, D}),
-              cache->layer_keys(layer), cache->layer_values(layer), chunk_slot_.slice_rows(i, B),
-              chunk_pos_.slice_rows(i, B), lw.kv_of_head, scale);
-          row += B;
-          i = e;
-          continue;
-        }
-        const int len = cache->length(ch.slot);
-        const int total = len + static_cast<int>(n);
-        // Append this chunk's keys/values to its slot, then attend over the whole slot.
-        const Tensor kc = cache->keys(layer, ch.slot, total);
-        const Tensor vc = cache->values(layer, ch.slot, total);
-        backend_.copy(kc.slice_rows(len, n), k.slice_rows(row, n).view({n, hkv, D}));
-        backend_.copy(vc.slice_rows(len, n), v.slice_rows(row, n).view({n, hkv, D}));
-        backend_.attention(att.slice_rows(row, n).view({n, hq, D}),
-                           q.slice_rows(row, n).view({n, hq, D}), kc, vc, lw.kv_of_head, len,
-                           scale);
-        row += n;
-        ++i;
-      }
-    }
-    backend_.linear(o, att, lw.wo);
-  }
-  // The o_proj bias belongs to the full sum: only the rank holding it adds it.
-  if (!lw.bo.empty()) backend_.add_bias(o, lw.bo);
-  tp_.all_reduce(o);
-  const Tensor x = ws("x", {T, H});
-  backend_.add(x, x, o);
+LayerBuffers Decoder::layer_buffers(const LayerWeights& lw, int64_t T) const {
+  const int64_t H = w_.config.hidden_size, D = w_.config.head_dim;
+  const Tensor x = ws("x", {T, H}), h = ws("h", {T, H});
+  const Tensor q = ws("q", {T, lw.n_heads * D}), k = ws("k", {T, lw.n_kv * D});
+  const Tensor g = ws("g", {T, lw.d_ff});
+  return LayerBuffers{.x_in = x,
+                      .h1 = h,
+                      .q_pre = q,
+                      .k_pre = k,
+                      .q = q,
+                      .k = k,
+                      .v = ws("v", {T, lw.n_kv * D}),
+                      .att = ws("att", {T, lw.n_heads * D}),
+                      .o = ws("o", {T, H}),
+                      .x_mid = x,
+                      .h2 = h,
+                      .gate = g,
+                      .up = ws("u", {T, lw.d_ff}),
+                      .act = g,
+                      .x_out = x};
 }
 
-void Decoder::mlp_block(const LayerWeights& lw, int64_t T) {
-  const auto& c = w_.config;
-  const int64_t H = c.hidden_size, F = lw.d_ff;
-  const Tensor h = ws("h", {T, H});
-  const Tensor o = ws("o", {T, H});
-  if (F == 0) {
-    backend_.fill(o, 0.0f);
-  } else {
-    const Tensor g = ws("g", {T, F});
-    const Tensor u = ws("u", {T, F});
-    backend_.linear(g, h, lw.wg);
-    backend_.linear(u, h, lw.wu);
-    backend_.swiglu(g, g, u);
-    backend_.linear(o, g, lw.wd);
-  }
-  tp_.all_reduce(o);
-  const Tensor x = ws("x", {T, H});
-  backend_.add(x, x, o);
+void Decoder::run_layers(int64_t T, const CachedAttention* kv) {
+  fwd_.embed(ws("x", {T, w_.config.hidden_size}), ids_);
+  for (size_t l = 0; l < w_.layers.size(); ++l)
+    fwd_.layer(static_cast<int>(l), pos_, layer_buffers(w_.layers[l], T), kv);
 }
 
 Tensor Decoder::forward_hidden(std::span<const int32_t> tokens) {
-  const auto& c = w_.config;
+  check_token_sequence(w_.config, tokens);
   const int64_t T = static_cast<int64_t>(tokens.size());
-  if (T == 0) throw UsageError("forward: empty token sequence");
-  if (T > c.max_position_embeddings)
-    throw UsageError(cat("sequence of ", T, " tokens exceeds max_position_embeddings ",
-                         c.max_position_embeddings));
-  for (int32_t id : tokens)
-    if (id < 0 || id >= c.vocab_size)
-      throw UsageError(cat("token id ", id, " outside the vocabulary [0, ", c.vocab_size, ")"));
   ensure_workspace(T);
-  const int64_t H = c.hidden_size;
   std::vector<int32_t> meta(tokens.begin(), tokens.end());
   for (int64_t t = 0; t < T; ++t) meta.push_back(static_cast<int32_t>(t));
   upload_meta(meta, T, 0);
-
-  const Tensor x = ws("x", {T, H});
+  run_layers(T, nullptr);
+  const int64_t H = w_.config.hidden_size;
   const Tensor h = ws("h", {T, H});
-  const float eps = static_cast<float>(c.rms_norm_eps);
-  backend_.embedding(x, w_.embed, ids_);
-  for (size_t l = 0; l < w_.layers.size(); ++l) {
-    const LayerWeights& lw = w_.layers[l];
-    backend_.rmsnorm(h, x, lw.attn_norm, eps);
-    attention_block(lw, static_cast<int>(l), T);
-    backend_.rmsnorm(h, x, lw.mlp_norm, eps);
-    mlp_block(lw, T);
-  }
-  backend_.rmsnorm(h, x, w_.final_norm, eps);
+  fwd_.final_norm(h, ws("x", {T, H}));
   return h;
 }
 
@@ -198,11 +117,9 @@ Tensor Decoder::forward_cached(std::span<const Chunk> chunks, KvCache& cache) {
       throw UsageError(cat("sequence in slot ", ch.slot, " would reach ", end,
                            " tokens, beyond the context (",
                            std::min<int64_t>(cache.max_len(), c.max_position_embeddings), ")"));
+    check_token_ids(c, ch.tokens);
     for (size_t i = 0; i < ch.tokens.size(); ++i) {
-      const int32_t id = ch.tokens[i];
-      if (id < 0 || id >= c.vocab_size)
-        throw UsageError(cat("token id ", id, " outside the vocabulary [0, ", c.vocab_size, ")"));
-      ids.push_back(id);
+      ids.push_back(ch.tokens[i]);
       pos.push_back(static_cast<int32_t>(len + static_cast<int64_t>(i)));
     }
     last_row.push_back(static_cast<int64_t>(ids.size()) - 1);
@@ -223,21 +140,14 @@ Tensor Decoder::forward_cached(std::span<const Chunk> chunks, KvCache& cache) {
   meta.insert(meta.end(), chunk_slot.begin(), chunk_slot.end());
   meta.insert(meta.end(), chunk_pos.begin(), chunk_pos.end());
   upload_meta(meta, T, C);
-  const Tensor x = ws("x", {T, H});
-  const Tensor h = ws("h", {T, H});
-  const float eps = static_cast<float>(c.rms_norm_eps);
-  backend_.embedding(x, w_.embed, ids_);
-  for (size_t l = 0; l < w_.layers.size(); ++l) {
-    const LayerWeights& lw = w_.layers[l];
-    backend_.rmsnorm(h, x, lw.attn_norm, eps);
-    attention_block(lw, static_cast<int>(l), T, chunks, &cache);
-    backend_.rmsnorm(h, x, lw.mlp_norm, eps);
-    mlp_block(lw, T);
-  }
+  const CachedAttention kv{
+      .cache = cache, .chunks = chunks, .chunk_slot = chunk_slot_, .chunk_pos = chunk_pos_};
+  run_layers(T, &kv);
   for (const Chunk& ch : chunks)
     cache.set_length(ch.slot, cache.length(ch.slot) + static_cast<int>(ch.tokens.size()));
   // Final norm only for the rows whose logits are wanted: gather them to the front of "o".
   const int64_t n = static_cast<int64_t>(chunks.size());
+  const Tensor x = ws("x", {T, H});
   const Tensor last = ws("o", {n, H});
   // Rows that are already consecutive (every decode row of a step) move in one copy.
   for (int64_t i = 0; i < n;) {
@@ -247,7 +157,7 @@ Tensor Decoder::forward_cached(std::span<const Chunk> chunks, KvCache& cache) {
     backend_.copy(last.slice_rows(i, e - i), x.slice_rows(r0, e - i));
     i = e;
   }
-  backend_.rmsnorm(last, last, w_.final_norm, eps);
+  fwd_.final_norm(last, last);
   return last;
 }
 

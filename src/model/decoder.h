@@ -1,6 +1,7 @@
-// Decoder: the forward pass of Qwen3 / Qwen2 / Llama on one rank's weight shard.
-// Tensor parallelism shows up only as the two all-reduces per layer (after o_proj and after
-// down_proj, the row-parallel matrices); everything else is rank-local.
+// Decoder: inference forward of Qwen3 / Qwen2 / Llama on one rank's weight shard: whole
+// sequences, or chunks of several sequences through a KV cache. The layer itself is
+// LayerForward's (shared with the gradient pass); the decoder runs it in place in one set of
+// workspace buffers.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include "comm/communicator.h"
 #include "core/arena.h"
 #include "model/kv_cache.h"
+#include "model/layer_forward.h"
 #include "model/model_weights.h"
 
 namespace resp {
@@ -30,12 +32,8 @@ class Decoder {
   // logits[T', V] = hidden[T', H] @ lm_head^T for a block of rows of forward_hidden's result.
   void logits(const Tensor& out, const Tensor& hidden_rows);
 
-  // One sequence's new tokens in a cached (incremental) forward pass: they sit at positions
-  // cache.length(slot) .. + tokens.size()-1 and are appended to that slot's cache.
-  struct Chunk {
-    int slot;
-    std::span<const int32_t> tokens;
-  };
+  // One sequence's new tokens in a cached (incremental) forward pass (see KvChunk).
+  using Chunk = KvChunk;
   // Runs prefill and/or decode for several sequences at once: all chunks' tokens share the
   // GEMMs; attention reads each slot's cache. Returns the final-normed hidden state of the last
   // token of every chunk, [chunks, H] (workspace view, valid until the next call). Advances the
@@ -53,15 +51,15 @@ class Decoder {
   void upload_meta(const std::vector<int32_t>& host, int64_t T, int64_t C);
   // A view of workspace buffer `name` with shape `s` (contiguous, from its start).
   Tensor ws(const char* name, Shape s) const;
-  // Self-attention sub-block on the T rows in the workspace. Without `cache`, the rows are one
-  // sequence at positions 0..T-1; with it, rows are the chunks' tokens in order.
-  void attention_block(const LayerWeights& lw, int layer, int64_t T,
-                       std::span<const Chunk> chunks = {}, KvCache* cache = nullptr);
-  void mlp_block(const LayerWeights& lw, int64_t T);
+  // Layer l's buffers for T rows: the one set of workspace buffers, aliased so the layer runs
+  // in place.
+  LayerBuffers layer_buffers(const LayerWeights& lw, int64_t T) const;
+  // Embedding and every layer on the T rows of ids_ / pos_ (through `kv` when given).
+  void run_layers(int64_t T, const CachedAttention* kv);
 
   const ModelWeights& w_;
   Backend& backend_;
-  Communicator& tp_;
+  LayerForward fwd_;
   int64_t capacity_ = 0;
   Arena ws_;
   int64_t max_q_ = 0, max_kv_ = 0, max_ff_ = 0;

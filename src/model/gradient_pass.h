@@ -1,4 +1,6 @@
 // GradientPass: forward with stored activations, then backward, for one sequence at a time.
+// The forward is LayerForward's (shared with the Decoder), given distinct buffers per layer so
+// every activation survives for the backward.
 // Loss = sum_t weights[t] * -log p(tokens[t+1] | tokens[..t]); the caller chooses the weights
 // (decode-only: 1/|R| on response positions and 0 on prompt positions; full: 1/(T-1)).
 // Weight gradients accumulate into ModelGrads, so G sums over samples.
@@ -16,6 +18,7 @@
 #include "comm/communicator.h"
 #include "model/activation_observer.h"
 #include "model/gradients.h"
+#include "model/layer_forward.h"
 #include "model/model_weights.h"
 
 namespace resp {
@@ -38,10 +41,12 @@ class GradientPass {
   // Forward only, reporting activations (forward-only criteria such as Wanda-sp).
   void forward_observe(std::span<const int32_t> tokens, ActivationObserver& observer);
 
+  // The final-normed hidden states [T, H] of the last forward (a view into the pass's store,
+  // valid until the next call; empty before the first): what Decoder::forward_hidden gives for
+  // the same tokens.
+  Tensor final_hidden() const;
+
  private:
-  struct LayerStore {
-    Tensor x_in, h1, q_pre, k_pre, qr, kr, v, att, x_mid, h2, g, u, a;
-  };
   void ensure(int64_t T);
   void forward(std::span<const int32_t> tokens, ActivationObserver* observer);
   Tensor ws(const char* name, Shape s) const;
@@ -49,10 +54,12 @@ class GradientPass {
   const ModelWeights& w_;
   Backend& backend_;
   Communicator& tp_;
+  LayerForward fwd_;
   int64_t capacity_ = 0;
+  int64_t tokens_ = 0;  // T of the last forward
   Arena store_;
-  std::vector<LayerStore> layers_;
-  Tensor x_final_, h_final_;  // [T, H] input of and output of the final norm
+  std::vector<LayerBuffers> layers_;  // [capacity, width] each; x_out is the next x_in
+  Tensor x_final_, h_final_;          // [T, H] input of and output of the final norm
 };
 
 }  // namespace resp

@@ -3,6 +3,8 @@
 // the [S, Hkv, D] tensor the attention op reads, and a TP rank holds only its own KV heads.
 #pragma once
 
+#include <cstdint>
+#include <span>
 #include <vector>
 
 #include "backend/backend.h"
@@ -10,6 +12,13 @@
 #include "model/model_weights.h"
 
 namespace resp {
+
+// One sequence's new tokens in a cached (incremental) forward: they sit at positions
+// cache.length(slot) .. + tokens.size()-1 and are appended to that slot's cache.
+struct KvChunk {
+  int slot;
+  std::span<const int32_t> tokens;
+};
 
 class KvCache {
  public:
