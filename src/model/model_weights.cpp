@@ -160,18 +160,18 @@ ModelWeights load_weights(const CheckpointReader& r, const ModelConfig& c, const
     used.insert(name);
     r.expect_shape(name, shape);
   };
-  auto whole = [&](const Tensor& dst, const std::string& name, std::vector<int64_t> shape) {
+  auto whole = [&](const Tensor& dst, const std::string& name, const std::vector<int64_t>& shape) {
     expect(name, shape);
     r.read(name, stage(dst));
     commit(dst, name);
   };
-  auto rows = [&](const Tensor& dst, const std::string& name, std::vector<int64_t> shape,
+  auto rows = [&](const Tensor& dst, const std::string& name, const std::vector<int64_t>& shape,
                   const std::vector<int>& ids) {
     expect(name, shape);
     r.read_rows(name, ids, stage(dst));
     commit(dst, name);
   };
-  auto cols = [&](const Tensor& dst, const std::string& name, std::vector<int64_t> shape,
+  auto cols = [&](const Tensor& dst, const std::string& name, const std::vector<int64_t>& shape,
                   const std::vector<int>& ids) {
     expect(name, shape);
     r.read_cols(name, ids, stage(dst));

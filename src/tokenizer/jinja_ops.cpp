@@ -507,7 +507,7 @@ Value get_attr(const Value& obj, const std::string& name) {
     fail(cat("access to attribute '", name, "' of '", obj.type_name(), "' object is unsafe."));
   if (obj.is_string()) {
     if (str_methods().count(name)) {
-      const std::string s = obj.str();
+      const std::string& s = obj.str();
       return make_function(name, [s, name](CallArgs& a) { return str_method(s, name, a); });
     }
     return missing_attr(obj, name);
@@ -545,7 +545,7 @@ Value get_item(const Value& obj, const Value& key) {
     return Value::undefined(cat(obj.type_name(), " object has no element ", key.to_string()));
   }
   if (key.is_string()) {
-    const Value v = get_attr(obj, key.str());
+    Value v = get_attr(obj, key.str());
     if (!v.is_undefined() || obj.is_dict()) return v;
   }
   if (obj.is_none()) return Value::undefined(cat("'None' has no attribute ", key.repr()));
