@@ -9,14 +9,13 @@
 
 #include "app/bench_commands.h"
 #include "app/commands.h"
-#include "app/runtime.h"
+#include "app/runtime_flags.h"
 #include "backend/cpu/cpu_isa.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "core/timer.h"
 #include "model/decoder.h"
-#include "model/model_weights.h"
-#include "model/shard_plan.h"
+#include "model/model_shard.h"
 
 namespace resp::app {
 
@@ -61,9 +60,7 @@ struct BenchOptions {
   std::string config = "qwen3-100m";
   int batch = 8;
   int seq = 512;
-  int threads = 0;
-  std::string device = "auto";
-  int tp = 1;
+  RuntimeFlags runtime;
   std::string json_out;
 };
 
@@ -89,12 +86,11 @@ double sgemm_rate(Backend& be, int64_t M, int64_t N, int64_t K) {
 }
 
 int run_bench_forward(const BenchOptions& o) {
-  Runtime rt = start_runtime(o.tp, o.threads, o.device);
+  Runtime rt = start_runtime(o.runtime);
   const ModelConfig config = parse_model_config(bench_preset(o.config), o.config);
   if (o.seq < 2 || o.seq > config.max_position_embeddings)
     throw UsageError(cat("--seq must be in [2, ", config.max_position_embeddings, "]"));
-  const ShardPlan plan = make_shard_plan(config, rt.par.layout.tp, rt.par.layout.tp_rank);
-  const ModelWeights w = random_weights(config, plan, *rt.backend, 1234);
+  const ModelWeights w = random_model_shard(config, *rt.par.tp, *rt.backend, 1234);
   Decoder dec(w, *rt.backend, *rt.par.tp);
 
   int64_t matmul_params = static_cast<int64_t>(config.vocab_size) * config.hidden_size;  // lm_head
@@ -136,7 +132,7 @@ int run_bench_forward(const BenchOptions& o) {
                       {"matmul_params", matmul_params},
                       {"batch", o.batch},
                       {"seq", o.seq},
-                      {"threads", o.threads},
+                      {"threads", o.runtime.threads.value_or(0)},
                       {"seconds", secs},
                       {"tokens_per_s", tokens / secs},
                       {"gflops", achieved},
@@ -169,10 +165,7 @@ void register_bench(CLI::App& root, Action* selected) {
   fwd->add_option("--config", opts->config, "Preset (qwen3-100m, qwen3-tiny) or config.json path");
   fwd->add_option("--batch", opts->batch, "Sequences")->check(CLI::PositiveNumber);
   fwd->add_option("--seq", opts->seq, "Tokens per sequence")->check(CLI::PositiveNumber);
-  fwd->add_option("--threads", opts->threads, "CPU threads (default: all)");
-  fwd->add_option("--device", opts->device, kDeviceHelp)
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  fwd->add_option("--tp", opts->tp, "Tensor-parallel ranks")->check(CLI::PositiveNumber);
+  add_runtime_flags(*fwd, opts->runtime);
   fwd->add_option("--json", opts->json_out, "Also write the result JSON here");
   fwd->callback([opts, selected] { *selected = [opts] { return run_bench_forward(*opts); }; });
   register_bench_backward(*bench, selected);

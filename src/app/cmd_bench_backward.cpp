@@ -22,15 +22,14 @@
 #include <vector>
 
 #include "app/bench_commands.h"
-#include "app/runtime.h"
+#include "app/runtime_flags.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/timer.h"
 #include "model/decoder.h"
 #include "model/gradient_pass.h"
 #include "model/gradients.h"
-#include "model/model_weights.h"
-#include "model/shard_plan.h"
+#include "model/model_shard.h"
 
 namespace resp::app {
 
@@ -40,8 +39,7 @@ struct BackwardBenchOptions {
   std::string config = "qwen3-100m";
   int seq = 2048;
   int samples = 2;
-  int threads = 0;
-  std::string device = "auto";
+  RuntimeFlags runtime;  // no --tp: the gradient pass of one rank
   std::string json_out;
   bool profile = false;
 };
@@ -199,15 +197,14 @@ class TimingBackend final : public Backend {
 };
 
 int run_bench_backward(const BackwardBenchOptions& o) {
-  Runtime rt = start_runtime(1, o.threads, o.device);
+  Runtime rt = start_runtime(o.runtime);
   const ModelConfig config = parse_model_config(bench_preset(o.config), o.config);
   if (o.seq < 2 || o.seq > config.max_position_embeddings)
     throw UsageError(cat("--seq must be in [2, ", config.max_position_embeddings, "]"));
-  const ShardPlan plan = make_shard_plan(config, rt.par.layout.tp, rt.par.layout.tp_rank);
   std::unique_ptr<TimingBackend> timing;
   if (o.profile) timing = std::make_unique<TimingBackend>(*rt.backend);
   Backend& be = o.profile ? static_cast<Backend&>(*timing) : *rt.backend;
-  const ModelWeights w = random_weights(config, plan, be, 1234);
+  const ModelWeights w = random_model_shard(config, *rt.par.tp, be, 1234);
   const double rss_weights = peak_rss_mib();
 
   // Sequences and the decode-only-like loss weights: positions predicting tokens in the first
@@ -322,7 +319,7 @@ int run_bench_backward(const BackwardBenchOptions& o) {
                       {"params", config.parameter_count()},
                       {"samples", o.samples},
                       {"seq", T},
-                      {"threads", o.threads},
+                      {"threads", o.runtime.threads.value_or(0)},
                       {"loss_weighted_positions", n_pred},
                       {"mean_loss", wsum > 0 ? loss / wsum : 0.0},
                       {"fwd_bwd_seconds", secs_fb},
@@ -393,9 +390,7 @@ void register_bench_backward(CLI::App& bench, Action* selected) {
   cmd->add_option("--config", opts->config, "Preset (qwen3-100m, qwen3-tiny) or config.json path");
   cmd->add_option("--seq", opts->seq, "Tokens per sequence")->check(CLI::PositiveNumber);
   cmd->add_option("--samples", opts->samples, "Sequences")->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", opts->threads, "CPU threads (default: all)");
-  cmd->add_option("--device", opts->device, kDeviceHelp)
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  add_runtime_flags(*cmd, opts->runtime, {.tp = false});
   cmd->add_option("--json", opts->json_out, "Also write the result JSON here");
   cmd->add_flag("--profile", opts->profile, "Time every backend op (synchronizes after each)");
   cmd->callback([opts, selected] { *selected = [opts] { return run_bench_backward(*opts); }; });

@@ -15,15 +15,14 @@
 
 #include "app/bench_commands.h"
 #include "app/commands.h"
-#include "app/runtime.h"
+#include "app/runtime_flags.h"
 #include "backend/cpu/cpu_isa.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "core/timer.h"
 #include "generate/generator.h"
 #include "model/decoder.h"
-#include "model/model_weights.h"
-#include "model/shard_plan.h"
+#include "model/model_shard.h"
 
 namespace resp::app {
 
@@ -36,9 +35,7 @@ struct BenchGenerateOptions {
   std::string batches = "1,8,32";
   int prompt_len = 256;
   int new_tokens = 256;
-  int threads = 0;
-  std::string device = "auto";
-  int tp = 1;
+  RuntimeFlags runtime;
   std::string json_out;
 };
 
@@ -63,14 +60,13 @@ std::vector<int> parse_batches(const std::string& s) {
 
 int run_bench_generate(const BenchGenerateOptions& o) {
   const std::vector<int> batches = parse_batches(o.batches);
-  Runtime rt = start_runtime(o.tp, o.threads, o.device);
+  Runtime rt = start_runtime(o.runtime);
   const ModelConfig config = parse_model_config(bench_preset(o.config), o.config);
   if (o.prompt_len < 1 || o.new_tokens < 1 ||
       o.prompt_len + o.new_tokens > config.max_position_embeddings)
     throw UsageError(cat("--prompt-len + --new-tokens must fit max_position_embeddings ",
                          config.max_position_embeddings));
-  const ShardPlan plan = make_shard_plan(config, rt.par.layout.tp, rt.par.layout.tp_rank);
-  const ModelWeights w = random_weights(config, plan, *rt.backend, 1234);
+  const ModelWeights w = random_model_shard(config, *rt.par.tp, *rt.backend, 1234);
   Decoder dec(w, *rt.backend, *rt.par.tp);
   const bool root = rt.par.layout.rank == 0;
 
@@ -142,7 +138,7 @@ int run_bench_generate(const BenchGenerateOptions& o) {
                         {"params", config.parameter_count()},
                         {"prompt_len", o.prompt_len},
                         {"new_tokens", o.new_tokens},
-                        {"threads", o.threads},
+                        {"threads", o.runtime.threads.value_or(0)},
                         {"tp", rt.par.layout.tp},
                         {"cpu_isa", cpu_isa_name(active_cpu_isa())},
                         {"runs", runs}};
@@ -167,10 +163,7 @@ void register_bench_generate(CLI::App& bench, Action* selected) {
   gen->add_option("--batches", opts->batches, "Batch sizes, comma-separated (default 1,8,32)");
   gen->add_option("--prompt-len", opts->prompt_len, "Prompt tokens per sequence (default 256)");
   gen->add_option("--new-tokens", opts->new_tokens, "Generated tokens per sequence (default 256)");
-  gen->add_option("--threads", opts->threads, "CPU threads (default: all)");
-  gen->add_option("--device", opts->device, kDeviceHelp)
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  gen->add_option("--tp", opts->tp, "Tensor-parallel ranks")->check(CLI::PositiveNumber);
+  add_runtime_flags(*gen, opts->runtime);
   gen->add_option("--json", opts->json_out, "Also write the result JSON here");
   gen->callback([opts, selected] { *selected = [opts] { return run_bench_generate(*opts); }; });
 }

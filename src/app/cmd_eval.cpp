@@ -16,8 +16,9 @@
 #include <cstdio>
 
 #include "app/commands.h"
+#include "app/generation_flags.h"
 #include "app/jsonl.h"
-#include "app/runtime.h"
+#include "app/runtime_flags.h"
 #include "core/log.h"
 #include "core/timer.h"
 #include "generate/data_parallel.h"
@@ -37,6 +38,7 @@ struct EvalOptions {
   std::string extract = "resp";
   std::optional<bool> fewshot_as_multiturn;  // unset: on with a chat template
   GenerationFlags flags;
+  RuntimeFlags runtime;
 };
 
 // results.json -> results.items.jsonl (next to it).
@@ -47,39 +49,43 @@ std::filesystem::path default_items_path(const std::filesystem::path& out) {
   return p;
 }
 
-int run_eval(const EvalOptions& o) {
-  Stopwatch wall;
-  const Task task = parse_task(o.task);
-  const Extractor extractor = parse_extractor(o.extract);
-  if (extractor == Extractor::LmEval && task != Task::Gsm8k)
+// What the options resolve to, checked before the runtime starts.
+struct EvalPlan {
+  Task task = Task::Gsm8k;
+  Extractor extractor = Extractor::Resp;
+  int shots = 0;
+  std::filesystem::path items_path;
+};
+
+EvalPlan check_eval_options(const EvalOptions& o) {
+  EvalPlan p;
+  p.task = parse_task(o.task);
+  p.extractor = parse_extractor(o.extract);
+  if (p.extractor == Extractor::LmEval && p.task != Task::Gsm8k)
     throw UsageError(
         cat("--extract lm-eval supports only --task gsm8k (lm-evaluation-harness's "
             "gsm8k_cot rules), not ",
-            task_name(task)));
+            task_name(p.task)));
   if (o.limit < 0) throw UsageError(cat("--limit must be >= 0, got ", o.limit));
-  const int shots = o.shots.value_or(task == Task::Gsm8k ? 8 : 0);
-  if (task == Task::Gsm8k && (shots < 0 || shots > 8))
-    throw UsageError(cat("--shots for gsm8k must be in [0, 8], got ", shots));
-  if (task == Task::MathQA && shots != 0)
-    throw UsageError(cat("mathqa is evaluated 0-shot; --shots ", shots, " is not supported"));
-  const std::filesystem::path items_path =
-      o.items.empty() ? default_items_path(o.out) : std::filesystem::path(o.items);
-  if (items_path == std::filesystem::path(o.out))
+  p.shots = o.shots.value_or(p.task == Task::Gsm8k ? 8 : 0);
+  if (p.task == Task::Gsm8k && (p.shots < 0 || p.shots > 8))
+    throw UsageError(cat("--shots for gsm8k must be in [0, 8], got ", p.shots));
+  if (p.task == Task::MathQA && p.shots != 0)
+    throw UsageError(cat("mathqa is evaluated 0-shot; --shots ", p.shots, " is not supported"));
+  p.items_path = o.items.empty() ? default_items_path(o.out) : std::filesystem::path(o.items);
+  if (p.items_path == std::filesystem::path(o.out))
     throw UsageError("--items must differ from --out");
   // Both outputs are files: refuse a directory before anything is written beside it.
-  for (const auto& p : {std::filesystem::path(o.out), items_path})
-    if (std::filesystem::is_directory(p))
-      throw UsageError(cat(p.string(), " is a directory; --out and --items name files"));
-  Runtime rt = start_runtime(o.flags.tp, o.flags.threads, o.flags.device);
-  const ParallelLayout& L = rt.par.layout;
+  for (const auto& path : {std::filesystem::path(o.out), p.items_path})
+    if (std::filesystem::is_directory(path))
+      throw UsageError(cat(path.string(), " is a directory; --out and --items name files"));
+  return p;
+}
 
-  auto rows = read_jsonl(o.data);
-  if (o.limit > 0 && rows.size() > static_cast<size_t>(o.limit))
-    rows.resize(static_cast<size_t>(o.limit));
-  if (rows.empty()) throw UsageError(cat(o.data, ": no rows"));
-
-  GenerationSession S(o.model, o.flags, task == Task::Gsm8k ? 2048 : 4096);
-  const bool chat = o.flags.chat.value_or(S.has_chat_template());
+// How the prompts are written: through the chat template or as plain text, the exemplars as
+// separate turns or one, and the stop string of a plain-text few-shot prompt.
+EvalPromptOptions eval_prompt_options(const EvalOptions& o, const EvalPlan& plan, bool chat,
+                                      GenerationSession& S) {
   if (!chat && !o.flags.system_prompt.empty())
     throw UsageError(
         "--system needs a chat template (it was used with --no-chat or a model without one)");
@@ -87,27 +93,36 @@ int run_eval(const EvalOptions& o) {
     throw UsageError(
         "--fewshot-as-multiturn needs a chat template (it was used with --no-chat or "
         "a model without one)");
-  // The exemplars as separate turns: only through a chat template and with GSM8K exemplars.
-  const bool multiturn =
-      chat && task == Task::Gsm8k && shots > 0 && o.fewshot_as_multiturn.value_or(true);
   EvalPromptOptions po;
-  po.task = task;
-  po.shots = shots;
+  po.task = plan.task;
+  po.shots = plan.shots;
   po.chat = chat ? &S.chat() : nullptr;
   po.thinking = parse_thinking(o.flags.thinking);
   po.system_prompt = o.flags.system_prompt;
-  po.fewshot_as_multiturn = multiturn;
+  // The exemplars as separate turns: only through a chat template and with GSM8K exemplars.
+  po.fewshot_as_multiturn =
+      chat && plan.task == Task::Gsm8k && plan.shots > 0 && o.fewshot_as_multiturn.value_or(true);
   // A plain-text few-shot prompt continues with the next "Q:" once the answer is given.
-  if (!chat && task == Task::Gsm8k && shots > 0) S.generation_config().stop.push_back("\n\nQ:");
+  if (!chat && plan.task == Task::Gsm8k && plan.shots > 0)
+    S.generation_config().stop.push_back("\n\nQ:");
+  return po;
+}
 
+// One request per dataset row, with its prompt text and id; a bad row fails before generating.
+struct EvalRequests {
   std::vector<GenerationRequest> requests;
   std::vector<std::string> prompts;
   std::vector<nlohmann::json> ids;
+};
+
+EvalRequests eval_requests(const std::vector<JsonlRecord>& rows, const EvalPromptOptions& po,
+                           bool chat, const GenerationSession& S, const std::string& data) {
+  EvalRequests r;
   for (size_t i = 0; i < rows.size(); ++i) {
-    const std::string where = cat(o.data, ":", rows[i].line);
+    const std::string where = cat(data, ":", rows[i].line);
     std::string text;
     try {
-      task_gold(task, rows[i].value);  // a row without a gold answer fails before generating
+      task_gold(po.task, rows[i].value);  // a row without a gold answer fails before generating
       text = eval_prompt(po, rows[i].value);
     } catch (const UsageError& e) {
       throw UsageError(cat(where, ": ", e.what()));
@@ -116,19 +131,92 @@ int run_eval(const EvalOptions& o) {
     S.check_prompt(tokens, where);
     const nlohmann::json id =
         rows[i].value.contains("id") ? rows[i].value["id"] : nlohmann::json(i);
-    requests.push_back({id.is_string() ? id.get<std::string>() : id.dump(), std::move(tokens)});
-    prompts.push_back(std::move(text));
-    ids.push_back(id);
+    r.requests.push_back({id.is_string() ? id.get<std::string>() : id.dump(), std::move(tokens)});
+    r.prompts.push_back(std::move(text));
+    r.ids.push_back(id);
   }
+  return r;
+}
 
-  S.load(*rt.backend, *rt.par.tp, L.tp, L.tp_rank);
+// The results file: the summary, how generation went and every setting that shaped it.
+nlohmann::json eval_results(const EvalOptions& o, const EvalPlan& plan, const EvalPromptOptions& po,
+                            bool chat, GenerationSession& S, const GenerationStats& stats,
+                            const ParallelLayout& L, const nlohmann::json& summary, double wall_s) {
+  const auto& gc = S.generator().config();
+  nlohmann::json res = {
+      {"task", task_name(plan.task)},
+      {"model", o.model},
+      {"data", o.data},
+      {"items_file", plan.items_path.string()},
+      {"wall_time_s", wall_s},
+      {"generation",
+       {{"seconds", stats.seconds},
+        {"prompt_tokens", stats.prompt_tokens},
+        {"generated_tokens", stats.generated_tokens},
+        {"tokens_per_s", stats.seconds > 0 ? stats.generated_tokens / stats.seconds : 0.0}}},
+      {"settings",
+       {{"shots", plan.shots},
+        {"fewshot_as_multiturn", po.fewshot_as_multiturn},
+        {"extract", extractor_name(plan.extractor)},
+        {"chat", chat},
+        {"chat_format", chat ? S.chat().name() : "none"},
+        {"thinking", S.thinking_output(chat)},
+        {"system_prompt", o.flags.system_prompt},
+        {"temperature", gc.sampling.temperature},
+        {"top_p", gc.sampling.top_p},
+        {"top_k", gc.sampling.top_k},
+        {"greedy", gc.sampling.greedy()},
+        {"max_new_tokens", gc.max_new_tokens},
+        {"seed", gc.seed},
+        {"stop", gc.stop},
+        {"eos_ids", gc.eos_ids},
+        {"batch_size", o.flags.batch_size},
+        {"limit", o.limit},
+        {"tp", L.tp},
+        {"dp", L.dp}}}};
+  res.update(summary);
+  return res;
+}
+
+// The per-item JSONL first, then the results JSON, each atomically: a results file exists
+// only for a complete run.
+void write_eval_outputs(const EvalPlan& plan, const std::string& out,
+                        const std::vector<nlohmann::json>& items, const nlohmann::json& res) {
+  {
+    AtomicOutput f(plan.items_path);
+    for (const auto& it : items)
+      f.stream() << it.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+    f.commit();
+  }
+  AtomicOutput f(out);
+  f.stream() << res.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+  f.commit();
+}
+
+int run_eval(const EvalOptions& o) {
+  Stopwatch wall;
+  const EvalPlan plan = check_eval_options(o);
+  Runtime rt = start_runtime(o.runtime);
+  const ParallelLayout& L = rt.par.layout;
+
+  auto rows = read_jsonl(o.data);
+  if (o.limit > 0 && rows.size() > static_cast<size_t>(o.limit))
+    rows.resize(static_cast<size_t>(o.limit));
+  if (rows.empty()) throw UsageError(cat(o.data, ": no rows"));
+
+  GenerationSession S(o.model, o.flags, plan.task == Task::Gsm8k ? 2048 : 4096);
+  const bool chat = o.flags.chat.value_or(S.has_chat_template());
+  const EvalPromptOptions po = eval_prompt_options(o, plan, chat, S);
+  const EvalRequests req = eval_requests(rows, po, chat, S, o.data);
+
+  S.load(*rt.backend, *rt.par.tp);
   ProgressPrinter printer(
-      cat("eval ", task_name(task), L.dp > 1 ? cat(" [replica 0 of ", L.dp, "]") : ""),
+      cat("eval ", task_name(plan.task), L.dp > 1 ? cat(" [replica 0 of ", L.dp, "]") : ""),
       (L.rank == 0 && !o.flags.quiet) ? ProgressPrinter::Mode::Auto : ProgressPrinter::Mode::Off);
   GenerationProgress last;
   GenerationStats stats;
   const auto results = generate_data_parallel(
-      S.generator(), requests, *rt.par.dp,
+      S.generator(), req.requests, *rt.par.dp,
       [&](const GenerationProgress& p) {
         last = p;
         printer.update(p);
@@ -136,60 +224,20 @@ int run_eval(const EvalOptions& o) {
       &stats);
   printer.finish(last);
 
-  Evaluator ev(task, S.thinking_output(chat), extractor);
+  Evaluator ev(plan.task, S.thinking_output(chat), plan.extractor);
   std::vector<nlohmann::json> items;
   for (size_t i = 0; i < results.size(); ++i)
-    items.push_back(
-        ev.add(i, ids[i], rows[i].value, prompts[i], S.decode(results[i].tokens), results[i]));
+    items.push_back(ev.add(i, req.ids[i], rows[i].value, req.prompts[i],
+                           S.decode(results[i].tokens), results[i]));
   nlohmann::json summary = ev.summary();
 
   if (L.rank == 0) {
-    const auto& gc = S.generator().config();
-    nlohmann::json res = {
-        {"task", task_name(task)},
-        {"model", o.model},
-        {"data", o.data},
-        {"items_file", items_path.string()},
-        {"wall_time_s", wall.seconds()},
-        {"generation",
-         {{"seconds", stats.seconds},
-          {"prompt_tokens", stats.prompt_tokens},
-          {"generated_tokens", stats.generated_tokens},
-          {"tokens_per_s", stats.seconds > 0 ? stats.generated_tokens / stats.seconds : 0.0}}},
-        {"settings",
-         {{"shots", shots},
-          {"fewshot_as_multiturn", multiturn},
-          {"extract", extractor_name(extractor)},
-          {"chat", chat},
-          {"chat_format", chat ? S.chat().name() : "none"},
-          {"thinking", S.thinking_output(chat)},
-          {"system_prompt", o.flags.system_prompt},
-          {"temperature", gc.sampling.temperature},
-          {"top_p", gc.sampling.top_p},
-          {"top_k", gc.sampling.top_k},
-          {"greedy", gc.sampling.greedy()},
-          {"max_new_tokens", gc.max_new_tokens},
-          {"seed", gc.seed},
-          {"stop", gc.stop},
-          {"eos_ids", gc.eos_ids},
-          {"batch_size", o.flags.batch_size},
-          {"limit", o.limit},
-          {"tp", L.tp},
-          {"dp", L.dp}}}};
-    res.update(summary);
-    {
-      AtomicOutput out(items_path);
-      for (const auto& it : items)
-        out.stream() << it.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
-      out.commit();
-    }
-    AtomicOutput out(o.out);
-    out.stream() << res.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
-    out.commit();
+    write_eval_outputs(plan, o.out, items,
+                       eval_results(o, plan, po, chat, S, stats, L, summary, wall.seconds()));
     std::fprintf(stderr,
                  "%s: accuracy strict %.4f flexible %.4f (n=%lld); mean %.1f / p95 %.0f generated "
                  "tokens; truncated %.1f%%; %.1f s\n",
-                 task_name(task), summary["accuracy"]["strict"].get<double>(),
+                 task_name(plan.task), summary["accuracy"]["strict"].get<double>(),
                  summary["accuracy"]["flexible"].get<double>(),
                  static_cast<long long>(summary["n"].get<int64_t>()),
                  summary["generated_tokens"]["mean"].get<double>(),
@@ -224,7 +272,8 @@ void register_eval(CLI::App& root, Action* selected) {
       [o = opts.get()](int64_t n) { o->fewshot_as_multiturn = n > 0; },
       "With --chat and GSM8K shots: each exemplar as its own user and assistant turn (default; "
       "--no-fewshot-as-multiturn: all exemplars in one user turn)");
-  add_generation_flags(cmd, opts->flags);
+  add_generation_flags(*cmd, opts->flags);
+  add_runtime_flags(*cmd, opts->runtime);
   cmd->callback([opts, selected] { *selected = [opts] { return run_eval(*opts); }; });
 }
 

@@ -15,8 +15,9 @@
 #include <CLI/CLI.hpp>
 
 #include "app/commands.h"
+#include "app/generation_flags.h"
 #include "app/jsonl.h"
-#include "app/runtime.h"
+#include "app/runtime_flags.h"
 #include "core/log.h"
 #include "core/timer.h"
 #include "generate/data_parallel.h"
@@ -32,6 +33,7 @@ struct GenerateOptions {
   std::string model, prompts, out, task;
   int limit = 0;
   GenerationFlags flags;
+  RuntimeFlags runtime;
 };
 
 std::string id_key(const nlohmann::json& id) {
@@ -58,7 +60,7 @@ int run_generate(const GenerateOptions& o) {
   std::optional<Task> task;
   if (!o.task.empty()) task = parse_task(o.task);
   if (o.limit < 0) throw UsageError(cat("--limit must be >= 0, got ", o.limit));
-  Runtime rt = start_runtime(o.flags.tp, o.flags.threads, o.flags.device);
+  Runtime rt = start_runtime(o.runtime);
   const ParallelLayout& L = rt.par.layout;
 
   auto records = read_jsonl(o.prompts);
@@ -110,7 +112,7 @@ int run_generate(const GenerateOptions& o) {
     ids.push_back(id);
   }
 
-  S.load(*rt.backend, *rt.par.tp, L.tp, L.tp_rank);
+  S.load(*rt.backend, *rt.par.tp);
   ProgressPrinter printer(
       L.dp > 1 ? cat("generate [replica 0 of ", L.dp, "]") : "generate",
       (L.rank == 0 && !o.flags.quiet) ? ProgressPrinter::Mode::Auto : ProgressPrinter::Mode::Off);
@@ -163,7 +165,8 @@ void register_generate(CLI::App& root, Action* selected) {
   cmd->add_option("--task", opts->task,
                   "Input rows are gsm8k | mathqa dataset rows: build RESP's calibration prompt");
   cmd->add_option("--limit", opts->limit, "Use only the first N input lines (0 = all)");
-  add_generation_flags(cmd, opts->flags);
+  add_generation_flags(*cmd, opts->flags);
+  add_runtime_flags(*cmd, opts->runtime);
   cmd->callback([opts, selected] { *selected = [opts] { return run_generate(*opts); }; });
 }
 

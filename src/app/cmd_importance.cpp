@@ -11,14 +11,13 @@
 #include "app/calibration_input.h"
 #include "app/commands.h"
 #include "app/jsonl.h"
-#include "app/runtime.h"
+#include "app/runtime_flags.h"
 #include "ckpt/scores_file.h"
 #include "core/log.h"
 #include "core/timer.h"
 #include "importance/scorer.h"
 #include "model/model_config.h"
-#include "model/model_weights.h"
-#include "model/shard_plan.h"
+#include "model/model_shard.h"
 
 namespace resp::app {
 
@@ -27,8 +26,7 @@ namespace {
 struct ImportanceCliOptions {
   std::string model, traces, out, criterion = "taylor", loss, source = "self", task, chat_format;
   std::string thinking, system_prompt;
-  int tp = 1, threads = 0;
-  std::string device = "auto";
+  RuntimeFlags runtime;
   int64_t limit = 0;
 };
 
@@ -45,7 +43,7 @@ int run_importance(const ImportanceCliOptions& o) {
     throw UsageError(
         cat("--criterion ", o.criterion, " needs calibration data: pass --traces FILE.jsonl"));
 
-  Runtime rt = start_runtime(o.tp, o.threads, o.device);
+  Runtime rt = start_runtime(o.runtime);
   const ParallelLayout& L = rt.par.layout;
   const ModelConfig config = load_model_config(o.model);
   std::vector<CalibrationSample> samples;
@@ -61,8 +59,7 @@ int run_importance(const ImportanceCliOptions& o) {
     in.limit = o.limit;
     samples = load_calibration(in, config);
   }
-  const ShardPlan plan = make_shard_plan(config, L.tp, L.tp_rank);
-  const ModelWeights weights = load_weights(o.model, config, plan, *rt.backend);
+  const ModelWeights weights = load_model_shard(o.model, config, *rt.par.tp, *rt.backend);
   log_info("importance: ", criterion_name(criterion), ", loss ", loss_mode_name(loss), ", source ",
            o.source, ", ", samples.size(), " samples; ", L.str());
 
@@ -105,10 +102,7 @@ void register_importance(CLI::App& root, Action* selected) {
   cmd->add_option("--limit", o->limit, "Use only the first N records")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--out", o->out, "Output scores (.h5)")->required();
-  cmd->add_option("--tp", o->tp, "Tensor-parallel ranks per replica")->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", o->threads, "CPU threads per rank");
-  cmd->add_option("--device", o->device, kDeviceHelp)
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  add_runtime_flags(*cmd, o->runtime);
   cmd->callback([o, selected] { *selected = [o] { return run_importance(*o); }; });
 }
 

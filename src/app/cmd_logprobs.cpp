@@ -6,13 +6,12 @@
 
 #include "app/commands.h"
 #include "app/jsonl.h"
-#include "app/runtime.h"
+#include "app/runtime_flags.h"
 #include "core/log.h"
 #include "core/timer.h"
 #include "model/decoder.h"
 #include "model/model_config.h"
-#include "model/model_weights.h"
-#include "model/shard_plan.h"
+#include "model/model_shard.h"
 
 namespace resp::app {
 
@@ -20,16 +19,13 @@ namespace {
 
 struct LogprobsOptions {
   std::string model, input, out;
-  int tp = 1;
-  int threads = 0;
-  std::string device = "auto";
+  RuntimeFlags runtime;
 };
 
 int run_logprobs(const LogprobsOptions& o) {
-  Runtime rt = start_runtime(o.tp, o.threads, o.device);
+  Runtime rt = start_runtime(o.runtime);
   const ParallelLayout& L = rt.par.layout;
   const ModelConfig config = load_model_config(o.model);
-  const ShardPlan plan = make_shard_plan(config, L.tp, L.tp_rank);
   const auto records = read_jsonl(o.input);
   std::vector<std::vector<int32_t>> seqs;
   for (const auto& r : records) {
@@ -47,7 +43,7 @@ int run_logprobs(const LogprobsOptions& o) {
   }
 
   Stopwatch load_timer;
-  const ModelWeights weights = load_weights(o.model, config, plan, *rt.backend);
+  const ModelWeights weights = load_model_shard(o.model, config, *rt.par.tp, *rt.backend);
   log_info("loaded ", arch_name(config.arch), " (", config.parameter_count() / 1e6, "M params, ",
            config.num_layers, " layers) in ", load_timer.seconds(), " s; ", L.str());
 
@@ -96,12 +92,7 @@ void register_logprobs(CLI::App& root, Action* selected) {
   cmd->add_option("--input", opts->input, "JSONL: {\"tokens\": [int, ...], \"id\"?: ...} per line")
       ->required();
   cmd->add_option("--out", opts->out, "Output JSONL (default: stdout)");
-  cmd->add_option("--tp", opts->tp, "Tensor-parallel ranks per replica (world = tp x dp)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--device", opts->device, kDeviceHelp)
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  cmd->add_option("--threads", opts->threads,
-                  "CPU threads per rank (default: OMP_NUM_THREADS or all)");
+  add_runtime_flags(*cmd, opts->runtime);
   cmd->callback([opts, selected] { *selected = [opts] { return run_logprobs(*opts); }; });
 }
 

@@ -5,7 +5,7 @@
 #include <iostream>
 
 #include "app/commands.h"
-#include "app/runtime.h"
+#include "app/runtime_flags.h"
 #include "core/log.h"
 #include "driver/prune_config.h"
 #include "driver/prune_run.h"
@@ -17,23 +17,24 @@ namespace {
 struct PruneCliOptions {
   std::string config, out;
   std::vector<std::string> sets;
-  std::string device = "auto";
+  RuntimeFlags runtime;
   bool resume = false;
-  int tp = 0, threads = -1, max_iterations = 0;
+  int max_iterations = 0;
 };
 
 int run_prune_cmd(const PruneCliOptions& o) {
   // First thing: a signal that arrives during start-up must also mean "stop after the next
   // checkpoint", not "die".
   install_stop_signal_handlers();
-  std::vector<std::string> sets = o.sets;
-  if (o.tp > 0) sets.push_back(cat("parallel.tp=", o.tp));
-  if (o.threads >= 0) sets.push_back(cat("parallel.threads=", o.threads));
-  PruneConfig cfg = load_prune_config(o.config, sets);  // bad config: error before MPI starts work
+  // A bad config is an error before MPI starts work.
+  PruneConfig cfg = load_prune_config(o.config, o.sets);
+  // A flag on the command line wins over the file and every --set, as if it were the last --set.
+  cfg.tp = o.runtime.tp.value_or(cfg.tp);
+  cfg.threads = o.runtime.threads.value_or(cfg.threads);
   std::filesystem::path out = o.out;
   if (out.empty()) out = std::filesystem::path("runs") / std::filesystem::path(o.config).stem();
 
-  Runtime rt = start_runtime(cfg.tp, cfg.threads, o.device);
+  Runtime rt = start_runtime(cfg.tp, cfg.threads, o.runtime.device);
   const std::string layout = describe_layout(rt);  // collective
   if (rt.par.layout.rank == 0) {
     std::fprintf(stderr, "# resp prune: %s\n", layout.c_str());
@@ -66,12 +67,7 @@ void register_prune(CLI::App& root, Action* selected) {
   cmd->add_option("--set", o->sets, "Override a key: section.key=value (repeatable)");
   cmd->add_option("--out", o->out, "Run directory (default: runs/<config name>)");
   cmd->add_flag("--resume", o->resume, "Continue from the newest complete checkpoint in --out");
-  cmd->add_option("--tp", o->tp, "Tensor-parallel ranks (same as --set parallel.tp=N)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", o->threads,
-                  "CPU threads per rank (same as --set parallel.threads=N)");
-  cmd->add_option("--device", o->device, kDeviceHelp)
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  add_runtime_flags(*cmd, o->runtime, {.config_keys = true});
   cmd->add_option(
          "--max-iterations", o->max_iterations,
          "Stop (checkpointed, resumable) after this many iterations (one-shot: targets) in "

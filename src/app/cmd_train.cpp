@@ -3,7 +3,7 @@
 #include <cstdio>
 
 #include "app/commands.h"
-#include "app/runtime.h"
+#include "app/runtime_flags.h"
 #include "core/error.h"
 #include "train/trainer.h"
 
@@ -15,15 +15,16 @@ struct TrainCliOptions {
   std::string config, out;
   std::vector<std::string> sets;
   bool resume = false;
-  int threads = -1, max_steps = 0;
+  RuntimeFlags runtime;  // --threads only: training runs on the CPU with tp 1
+  int max_steps = 0;
 };
 
 int run_train_cmd(const TrainCliOptions& o) {
   install_stop_signal_handlers();  // checkpoint after the current step, exit 0
-  std::vector<std::string> sets = o.sets;
-  if (o.threads >= 0) sets.push_back(cat("parallel.threads=", o.threads));
   TrainRunOptions ro;
-  ro.config = load_train_config(o.config, sets);
+  ro.config = load_train_config(o.config, o.sets);
+  // The flag wins over the file and every --set, as if it were the last --set.
+  ro.config.threads = o.runtime.threads.value_or(ro.config.threads);
   ro.out = o.out.empty() ? std::filesystem::path("runs") / std::filesystem::path(o.config).stem()
                          : std::filesystem::path(o.out);
   ro.resume = o.resume;
@@ -55,7 +56,7 @@ void register_train(CLI::App& root, Action* selected) {
   cmd->add_option("--set", o->sets, "Override a key: section.key=value (repeatable)");
   cmd->add_option("--out", o->out, "Run directory (default: runs/<config name>)");
   cmd->add_flag("--resume", o->resume, "Continue from the checkpoint in --out");
-  cmd->add_option("--threads", o->threads, "CPU threads per rank (--set parallel.threads=N)");
+  add_runtime_flags(*cmd, o->runtime, {.tp = false, .device = false, .config_keys = true});
   cmd->add_option("--max-steps", o->max_steps,
                   "Stop (checkpointed, resumable) after this many steps in this process")
       ->check(CLI::NonNegativeNumber);

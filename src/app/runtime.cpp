@@ -29,12 +29,29 @@ Runtime start_runtime(int tp, int threads) {
   return rt;
 }
 
-DeviceDecision decide_device(const std::string& device, const CudaProbe& probe) {
-  if (device != "auto" && device != "cpu" && device != "cuda")
-    throw UsageError(cat("--device must be cpu, cuda or auto, not \"", device, "\""));
+DeviceChoice parse_device_choice(const std::string& s) {
+  if (s == "auto") return DeviceChoice::Auto;
+  if (s == "cpu") return DeviceChoice::Cpu;
+  if (s == "cuda") return DeviceChoice::Cuda;
+  throw UsageError(cat("--device must be cpu, cuda or auto, not \"", s, "\""));
+}
+
+const char* device_choice_name(DeviceChoice d) {
+  switch (d) {
+    case DeviceChoice::Auto:
+      return "auto";
+    case DeviceChoice::Cpu:
+      return "cpu";
+    case DeviceChoice::Cuda:
+      return "cuda";
+  }
+  return "?";
+}
+
+DeviceDecision decide_device(DeviceChoice device, const CudaProbe& probe) {
   DeviceDecision d;
-  if (device == "cpu") return d;
-  if (device == "cuda") {
+  if (device == DeviceChoice::Cpu) return d;
+  if (device == DeviceChoice::Cuda) {
     // A GPU that is there but unusable is the machine's fault, not the command line's.
     if (probe.broken()) throw DeviceError(cat("--device cuda: ", probe.reason));
     if (!probe.available()) throw UsageError(cat("--device cuda: ", probe.reason));
@@ -47,7 +64,7 @@ DeviceDecision decide_device(const std::string& device, const CudaProbe& probe) 
   return d;
 }
 
-Runtime start_runtime(int tp, int threads, const std::string& device) {
+Runtime start_runtime(int tp, int threads, DeviceChoice device) {
   const DeviceDecision choice = decide_device(device, probe_cuda());
   Runtime rt = start_runtime(tp, threads);
   if (!choice.warning.empty() && rt.mpi->local_rank() == 0) log_warn(choice.warning);

@@ -8,57 +8,12 @@
 #include <fstream>
 #include <sstream>
 
+#include "config/yaml_schema.h"
 #include "core/error.h"
-#include "driver/yaml_schema.h"
 
 namespace resp {
 
 using namespace yaml_schema;
-
-namespace {
-
-// The schema: every section and key a run accepts, with RESP's defaults. "auto" means: take
-// it from the model (generation_config.json, layer count).
-constexpr const char* kDefaults = R"(model: ""
-data:
-  task: gsm8k
-  prompts: ""
-  num_prompts: 500
-  shuffle_seed: 0
-generation:
-  chat: true
-  thinking: auto
-  chat_format: auto
-  system_prompt: ""
-  temperature: 0.6
-  top_p: auto
-  top_k: auto
-  max_new_tokens: 2048
-  seed: 0
-  batch_size: 8
-calibration:
-  source: self
-  loss: decode-only
-importance:
-  criterion: taylor
-  ranking: global
-  protected_layers: auto
-schedule:
-  mode: progressive
-  iterations: 112
-  final_ratio: 0.7
-  targets: [0.2, 0.3, 0.4, 0.5]
-regeneration:
-  milestones: [0.1, 0.2, 0.3, 0.4, 0.5]
-  fraction: 1.0
-report:
-  sparsities: [0.2, 0.3, 0.4, 0.5]
-parallel:
-  tp: 1
-  threads: 0
-)";
-
-}  // namespace
 
 double PruneConfig::ratio_at(int t) const {
   if (iterations <= 1) return 0.0;
@@ -67,7 +22,11 @@ double PruneConfig::ratio_at(int t) const {
 
 PruneConfig parse_prune_config(const std::string& text, const std::vector<std::string>& overrides,
                                const std::string& src, const std::string& base_dir) {
-  YAML::Node root = load_with_schema(kDefaults, text, overrides, src);
+  // The schema is the full YAML of a default-constructed PruneConfig: its initialisers are the
+  // one place RESP's defaults are written ("auto" stands for the unset optionals: take the
+  // value from the model).
+  const std::string defaults = to_yaml(PruneConfig{});
+  YAML::Node root = load_with_schema(defaults.c_str(), text, overrides, src);
 
   PruneConfig c;
   const auto s = [&](const char* sec, const char* key) { return root[sec][key]; };

@@ -1,6 +1,7 @@
-// The configuration of a `resp prune` run. Every knob has RESP's default (resp-method.md);
-// a YAML file overrides some, `--set section.key=value` overrides more. Unknown keys and
-// impossible values are errors that name the key. The effective configuration is printed in
+// The configuration of a `resp prune` run. Every knob has RESP's default (resp-method.md),
+// written once, as the initialisers below (the YAML schema is to_yaml of a default-constructed
+// PruneConfig); a YAML file overrides some, `--set section.key=value` overrides more. Unknown keys
+// and impossible values are errors that name the key. The effective configuration is printed in
 // full and saved in the run directory.
 #pragma once
 

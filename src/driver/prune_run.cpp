@@ -22,8 +22,8 @@
 #include "generate/generator.h"
 #include "importance/scorer.h"
 #include "model/decoder.h"
+#include "model/model_shard.h"
 #include "model/safetensors.h"
-#include "model/shard_plan.h"
 #include "prune/plan.h"
 
 namespace resp {
@@ -96,10 +96,6 @@ void append_timings(const fs::path& run, const nlohmann::json& j) {
   if (!f) log_warn("cannot append to ", (run / "timings.jsonl").string());
 }
 
-// schedule.mode one-shot: Wanda-sp layer by layer from the dense model, once per target
-// (wanda_one_shot.h); checkpoint k holds target k's plan. The plans are not nested: every
-// target starts again from the dense model, so a resumed run only needs to know which targets
-// are done (state.iteration).
 // Appends `rec` as iteration `it` of `state` and writes its checkpoint (rank 0 writes: the
 // state is global and identical on every rank), recording the file's size and the time taken.
 const IterationRecord& commit_iteration(const fs::path& run, RunState& state,
@@ -119,6 +115,30 @@ const IterationRecord& commit_iteration(const fs::path& run, RunState& state,
   return state.history.back();
 }
 
+// After a complete checkpoint. With RESP_COMM_CHECK=1 every rank must have issued the same
+// collectives by `where` (generation, importance, checkpoint); a rank that skipped one fails
+// here, on all ranks. Then every rank votes on stopping (a signal, or max_iterations reached in
+// this process), so all stop together; true when the run stops after `what` (never when no
+// iteration is left).
+bool stop_after_checkpoint(const PruneRunOptions& opt, const ParallelContext& par,
+                           const char* where, const std::string& what, bool more_left,
+                           int done_here) {
+  par.tp->check_in_sync(where);
+  par.dp->check_in_sync(where);
+  par.world->check_in_sync(where);
+  const double want_stop = (opt.stop_requested && opt.stop_requested()) ? 1.0 : 0.0;
+  const bool stop = par.world->all_reduce_scalar(want_stop, ReduceOp::Max) > 0.0;
+  if (!more_left || !(stop || (opt.max_iterations > 0 && done_here >= opt.max_iterations)))
+    return false;
+  log_info(stop ? "stop requested: " : "iteration limit reached: ", "checkpoint of ", what,
+           " is complete; resume with --resume");
+  return true;
+}
+
+// schedule.mode one-shot: Wanda-sp layer by layer from the dense model, once per target
+// (wanda_one_shot.h); checkpoint k holds target k's plan. The plans are not nested: every
+// target starts again from the dense model, so a resumed run only needs to know which targets
+// are done (state.iteration).
 PruneRunResult run_one_shot(const PruneRunOptions& opt, const ParallelContext& par,
                             Backend& backend, const ModelConfig& dense,
                             const CheckpointReader& reader, const std::vector<bool>& prot,
@@ -191,14 +211,8 @@ PruneRunResult run_one_shot(const PruneRunOptions& opt, const ParallelContext& p
                            {"t_prune", h.t_prune - r.t_load},
                            {"t_checkpoint", h.t_checkpoint},
                            {"t_iteration", whole.seconds()}});
-    par.tp->check_in_sync("end of one-shot target");
-    par.dp->check_in_sync("end of one-shot target");
-    par.world->check_in_sync("end of one-shot target");
-    const double want_stop = (opt.stop_requested && opt.stop_requested()) ? 1.0 : 0.0;
-    const bool stop = par.world->all_reduce_scalar(want_stop, ReduceOp::Max) > 0.0;
-    if (k + 1 < n && (stop || (opt.max_iterations > 0 && done_here >= opt.max_iterations))) {
-      log_info(stop ? "stop requested: " : "iteration limit reached: ", "checkpoint of target ", k,
-               " is complete; resume with --resume");
+    if (stop_after_checkpoint(opt, par, "end of one-shot target", cat("target ", k), k + 1 < n,
+                              done_here)) {
       result.stopped = true;
       return result;
     }
@@ -210,13 +224,17 @@ PruneRunResult run_one_shot(const PruneRunOptions& opt, const ParallelContext& p
 
 }  // namespace
 
-PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par, Backend& backend) {
-  const PruneConfig& cfg = opt.config;
-  const ParallelLayout& L = par.layout;
-  const fs::path& run = opt.run_dir;
-  PruneRunResult result;
+namespace {
 
-  // ---- run directory and resume ---------------------------------------------------------------
+// ---- run_prune's steps ---------------------------------------------------------------------
+
+// The run directory: the newest checkpoint's state when resuming (its configuration must be
+// this one, layout aside), the lock (rank 0, held by the caller until the run ends) and
+// config.yaml. Returns the checkpoint resumed from, if any.
+std::optional<fs::path> open_run_dir(const PruneRunOptions& opt, const ParallelContext& par,
+                                     RunState& state, std::optional<RunLock>& lock) {
+  const PruneConfig& cfg = opt.config;
+  const fs::path& run = opt.run_dir;
   std::optional<fs::path> resume_from;
   if (fs::exists(run)) {
     if (!fs::is_directory(run))
@@ -228,15 +246,19 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
                            " already holds a run: pass --resume to continue it, or "
                            "choose a new --out (nothing was overwritten)"));
   }
-  RunState state;
   if (resume_from) {
     state = read_run_checkpoint(*resume_from);
     // Compared after a round trip through the schema, so that a run written before a key
-    // existed (e.g. schedule.mode) resumes when the new key has its default.
-    std::string saved = state.config_yaml;
+    // existed (e.g. schedule.mode) resumes when the new key has its default. A saved
+    // configuration this build cannot parse is reported as such: compared as raw text it could
+    // only ever "differ", which would send the user looking for a change they did not make.
+    std::string saved;
     try {
-      saved = layout_free_yaml(parse_prune_config(saved, {}, "checkpoint", "/"));
-    } catch (const Error&) {
+      saved = layout_free_yaml(parse_prune_config(state.config_yaml, {}, "checkpoint", "/"));
+    } catch (const Error& e) {
+      throw ConfigError(cat("cannot resume ", run.string(), ": the configuration saved in ",
+                            resume_from->string(), " is not valid for this version of resp (",
+                            e.what(), ")"));
     }
     if (saved != layout_free_yaml(cfg))
       throw ConfigError(cat("the configuration differs from the one of the run in ", run.string(),
@@ -248,8 +270,7 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
   } else if (opt.resume) {
     log_info("--resume: no checkpoint in ", run.string(), " yet, starting from the beginning");
   }
-  std::optional<RunLock> lock;  // held until the run returns or throws
-  if (L.rank == 0) {
+  if (par.layout.rank == 0) {
     fs::create_directories(run);
     lock.emplace(run);  // before anything is written into the directory
     std::ofstream f(run / "config.yaml");
@@ -257,13 +278,20 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
     if (!f) throw IoError(cat("cannot write ", (run / "config.yaml").string()));
   }
   par.world->barrier();
+  return resume_from;
+}
 
-  // ---- model, tokenizer, calibration prompts ---------------------------------------------------
-  const ModelConfig dense = load_model_config(cfg.model);
+// The dense model's configuration; a checkpoint that is already pruned is refused.
+ModelConfig load_dense_config(const PruneConfig& cfg) {
+  ModelConfig dense = load_model_config(cfg.model);
   for (const auto& layer : dense.layers)
     if (layer.n_heads() != dense.num_heads || layer.d_ff() != dense.intermediate_size)
       throw ConfigError(cat(cfg.model, " is already pruned: start from the dense checkpoint"));
-  const CheckpointReader reader(cfg.model);
+  return dense;
+}
+
+// Which layers pruning leaves alone: importance.protected_layers, or the default range.
+std::vector<bool> protected_layer_mask(const PruneConfig& cfg, const ModelConfig& dense) {
   std::vector<bool> prot = default_protected_layers(dense.num_layers);
   if (cfg.protected_layers) {
     prot.assign(static_cast<size_t>(dense.num_layers), false);
@@ -277,50 +305,228 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
   if (std::find(prot.begin(), prot.end(), false) == prot.end())
     throw ConfigError(cat("importance.protected_layers protects all ", dense.num_layers,
                           " layers: nothing can be pruned"));
-  const Criterion criterion = parse_criterion(cfg.criterion);
-  const Ranking ranking = parse_ranking(cfg.ranking);
-  const bool self_source = needs_data(criterion) && cfg.source == "self";
+  return prot;
+}
 
+// What the calibration data needs: the tokenizer and chat format, and the prompts to generate
+// from (source self) or the fixed samples (gold / text). Empty for a criterion without data.
+struct CalibrationInputs {
   std::optional<Tokenizer> tok;
   std::optional<ChatFormat> chat;
   Calibration calib;
-  if (needs_data(criterion)) {
-    tok = Tokenizer::load(cfg.model);
-    const Task task = parse_task(cfg.task);
-    const Thinking thinking = parse_thinking_setting(cfg.thinking, "generation.thinking");
-    if (cfg.chat) {
-      chat = ChatFormat::for_tokenizer(*tok, cfg.chat_format, cfg.model);
-      chat->resolve(thinking);  // thinking: on without a thinking mode fails here, up front
-    }
-    const auto rows = load_calibration_rows(cfg.prompts, cfg.num_prompts, cfg.shuffle_seed);
-    for (const auto& row : rows) {
-      const std::string where = cat(cfg.prompts, ":", row.line);
-      if (cfg.source == "self") {
-        GenerationRequest r;
-        r.id = row.id;
-        try {
-          r.prompt = calibration_prompt_ids(task, row, *tok, chat ? &*chat : nullptr, thinking,
-                                            cfg.system_prompt);
-        } catch (const UsageError& e) {
-          throw UsageError(cat(where, ": ", e.what()));
-        }
-        calib.requests.push_back(std::move(r));
-      } else {
-        const CalibrationSample s = cfg.source == "gold"
-                                        ? gold_sample(task, row, *tok, chat ? &*chat : nullptr,
-                                                      thinking, where, cfg.system_prompt)
-                                        : text_sample(row, *tok, where);
-        TraceRecord t;
-        t.id = s.id;
-        t.prompt.assign(s.tokens.begin(), s.tokens.begin() + s.prompt_len);
-        t.output.assign(s.tokens.begin() + s.prompt_len, s.tokens.end());
-        t.finish = cfg.source;
-        calib.fixed.push_back(std::move(t));
-      }
-    }
-    log_info("calibration: ", rows.size(), " ", cfg.task, " prompts from ", cfg.prompts,
-             " (source ", cfg.source, ", loss ", cfg.loss, ")");
+};
+
+CalibrationInputs load_calibration_inputs(const PruneConfig& cfg, Criterion criterion) {
+  CalibrationInputs in;
+  if (!needs_data(criterion)) return in;
+  in.tok = Tokenizer::load(cfg.model);
+  const Task task = parse_task(cfg.task);
+  const Thinking thinking = parse_thinking_setting(cfg.thinking, "generation.thinking");
+  if (cfg.chat) {
+    in.chat = ChatFormat::for_tokenizer(*in.tok, cfg.chat_format, cfg.model);
+    in.chat->resolve(thinking);  // thinking: on without a thinking mode fails here, up front
   }
+  const ChatFormat* chat = in.chat ? &*in.chat : nullptr;
+  const auto rows = load_calibration_rows(cfg.prompts, cfg.num_prompts, cfg.shuffle_seed);
+  for (const auto& row : rows) {
+    const std::string where = cat(cfg.prompts, ":", row.line);
+    if (cfg.source == "self") {
+      GenerationRequest r;
+      r.id = row.id;
+      try {
+        r.prompt = calibration_prompt_ids(task, row, *in.tok, chat, thinking, cfg.system_prompt);
+      } catch (const UsageError& e) {
+        throw UsageError(cat(where, ": ", e.what()));
+      }
+      in.calib.requests.push_back(std::move(r));
+    } else {
+      const CalibrationSample s =
+          cfg.source == "gold"
+              ? gold_sample(task, row, *in.tok, chat, thinking, where, cfg.system_prompt)
+              : text_sample(row, *in.tok, where);
+      TraceRecord t;
+      t.id = s.id;
+      t.prompt.assign(s.tokens.begin(), s.tokens.begin() + s.prompt_len);
+      t.output.assign(s.tokens.begin() + s.prompt_len, s.tokens.end());
+      t.finish = cfg.source;
+      in.calib.fixed.push_back(std::move(t));
+    }
+  }
+  log_info("calibration: ", rows.size(), " ", cfg.task, " prompts from ", cfg.prompts, " (source ",
+           cfg.source, ", loss ", cfg.loss, ")");
+  return in;
+}
+
+// How traces are sampled: the model's generation_config.json under the run's overrides.
+GenerationConfig trace_generation_config(const PruneConfig& cfg, const ModelConfig& dense) {
+  GenerationConfig g = GenerationConfig::for_model(cfg.model, dense);
+  g.sampling.temperature = cfg.temperature;
+  if (cfg.top_p) g.sampling.top_p = *cfg.top_p;
+  if (cfg.top_k) g.sampling.top_k = *cfg.top_k;
+  g.max_new_tokens = cfg.max_new_tokens;
+  g.validate();
+  return g;
+}
+
+// What one iteration measured beyond its IterationRecord, for timings.jsonl.
+struct IterationTraffic {
+  CommStats start, generate, importance;
+  double t_load = 0;
+  int64_t generated_tokens = 0, generated_sequences = 0;
+};
+
+// Regenerates the traces of all prompts, or of a keyed subset after the first round, with the
+// current model; each round draws fresh samples (the round number is folded into the seed).
+void regenerate_traces(const PruneConfig& cfg, const GenerationConfig& gen_cfg,
+                       const CalibrationInputs& in, const ModelWeights& weights, Decoder& decoder,
+                       const ParallelContext& par, int t, RunState& state, IterationRecord& rec,
+                       IterationTraffic& traffic) {
+  Stopwatch phase;
+  const CommStats before_gen = comm_stats(par);
+  GenerationConfig g = gen_cfg;
+  g.seed = cfg.seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(state.regen_round);
+  GeneratorOptions go;
+  go.slots = cfg.batch_size;
+  Generator gen(weights, decoder, *par.tp, g, go, &*in.tok);
+  const auto& requests = in.calib.requests;
+  const auto subset = regen_subset(requests.size(), state.traces.empty() ? 1.0 : cfg.regen_fraction,
+                                   cfg.seed, state.regen_round);
+  std::vector<GenerationRequest> reqs;
+  for (size_t i : subset) reqs.push_back(requests[i]);
+  Stopwatch gt;
+  int64_t last_log = 0;
+  const auto results = generate_data_parallel(gen, reqs, *par.dp, [&](const GenerationProgress& p) {
+    if (gt.seconds() - static_cast<double>(last_log) >= 10.0) {
+      last_log = static_cast<int64_t>(gt.seconds());
+      log_info("  generating: ", p.done, "/", p.total, " sequences, ", p.generated_tokens,
+               " tokens");
+    }
+  });
+  if (state.traces.size() != requests.size()) state.traces.assign(requests.size(), TraceRecord{});
+  for (size_t k = 0; k < subset.size(); ++k) {
+    TraceRecord& tr = state.traces[subset[k]];
+    tr.id = requests[subset[k]].id;
+    tr.prompt = requests[subset[k]].prompt;
+    tr.output = results[k].tokens;
+    tr.finish = finish_reason_name(results[k].finish);
+    traffic.generated_tokens += static_cast<int64_t>(results[k].tokens.size());
+  }
+  traffic.generated_sequences = static_cast<int64_t>(subset.size());
+  traffic.generate = comm_stats(par) - before_gen;
+  state.regen_pending = false;
+  ++state.regen_round;
+  rec.regenerated = true;
+  rec.t_generate = phase.seconds();
+  log_info("iteration ", t, ": generated ", subset.size(), " traces with the current model in ",
+           rec.t_generate, " s (round ", state.regen_round, ")");
+}
+
+// Mean output length and truncated fraction of the traces the iteration scores with.
+void record_trace_stats(const std::vector<TraceRecord>& traces, IterationRecord& rec) {
+  if (traces.empty()) return;
+  double sum = 0, trunc = 0;
+  for (const auto& tr : traces) {
+    sum += static_cast<double>(tr.output.size());
+    trunc += tr.finish == "length" ? 1.0 : 0.0;
+  }
+  rec.mean_output_tokens = sum / static_cast<double>(traces.size());
+  rec.truncated = trunc / static_cast<double>(traces.size());
+}
+
+// Importance of every head and channel of the current model on the current traces.
+void score_current_model(const PruneConfig& cfg, Criterion criterion, const ModelWeights& weights,
+                         Backend& backend, const ParallelContext& par, int t, RunState& state,
+                         IterationRecord& rec, IterationTraffic& traffic) {
+  Stopwatch phase;
+  const CommStats before_imp = comm_stats(par);
+  ImportanceOptions io;
+  io.criterion = criterion;
+  io.loss = parse_loss_mode(cfg.loss);
+  io.source = cfg.source;
+  const auto samples = samples_of(state.traces);
+  try {
+    state.scores = compute_importance(weights, backend, par, samples, io);
+  } catch (const NumericError& e) {
+    // Nothing of this iteration is written: the newest checkpoint stays the last good one.
+    throw NumericError(cat("iteration ", t, ": ", e.what()));
+  }
+  rec.t_importance = phase.seconds();
+  traffic.importance = comm_stats(par) - before_imp;
+  rec.mean_loss = state.scores.mean_loss;
+}
+
+// The cumulative prune to rec.ratio; crossing a sparsity milestone asks for fresh traces.
+void prune_current_model(const PruneConfig& cfg, const ModelConfig& dense, Ranking ranking,
+                         const std::vector<bool>& prot, bool self_source, RunState& state,
+                         IterationRecord& rec) {
+  Stopwatch phase;
+  const double before = measured_sparsity(dense, state.plan);
+  state.plan = prune_to_ratio(dense, state.plan, state.scores, rec.ratio, ranking, prot);
+  rec.sparsity = measured_sparsity(dense, state.plan);
+  rec.heads_kept = count_heads(state.plan);
+  rec.channels_kept = count_channels(state.plan);
+  rec.kv_heads_kept = count_kv(apply_plan(dense, state.plan));
+  rec.t_prune += phase.seconds();
+  for (double m : cfg.milestones)
+    if (before < m && rec.sparsity >= m && self_source) state.regen_pending = true;
+}
+
+// Rank 0's line of timings.jsonl for progressive iteration `r` (scaling studies:
+// tools/scaling_study.py).
+nlohmann::json iteration_timings(const IterationRecord& r, const IterationTraffic& traffic,
+                                 const RunState& state, const ParallelContext& par,
+                                 double t_iteration) {
+  const ParallelLayout& L = par.layout;
+  nlohmann::json j = {{"iteration", r.iteration},
+                      {"world", L.world},
+                      {"tp", L.tp},
+                      {"dp", L.dp},
+                      {"regenerated", r.regenerated},
+                      {"generated_sequences", traffic.generated_sequences},
+                      {"generated_tokens", traffic.generated_tokens},
+                      {"calibration_samples", state.scores.samples},
+                      {"importance_tokens", state.scores.tokens},
+                      {"t_load", traffic.t_load},
+                      {"t_generate", r.t_generate},
+                      {"t_importance", r.t_importance},
+                      {"t_prune", r.t_prune - traffic.t_load},
+                      {"t_checkpoint", r.t_checkpoint},
+                      {"t_iteration", t_iteration}};
+  const CommStats all = comm_stats(par) - traffic.start;
+  auto comm_json = [](const CommStats& c) {
+    return nlohmann::json{
+        {"bytes", c.total_bytes()},
+        {"all_reduce_bytes", c.all_reduce.bytes},
+        {"all_gather_bytes", c.all_gather.bytes},
+        {"broadcast_bytes", c.broadcast.bytes},
+        {"calls", c.all_reduce.calls + c.all_gather.calls + c.broadcast.calls + c.barrier.calls},
+        {"seconds", c.seconds}};
+  };
+  j["comm"] = {{"generate", comm_json(traffic.generate)},
+               {"importance", comm_json(traffic.importance)},
+               {"total", comm_json(all)}};
+  return j;
+}
+
+}  // namespace
+
+PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par, Backend& backend) {
+  const PruneConfig& cfg = opt.config;
+  const ParallelLayout& L = par.layout;
+  const fs::path& run = opt.run_dir;
+  PruneRunResult result;
+
+  RunState state;
+  std::optional<RunLock> lock;  // held until the run returns or throws
+  const std::optional<fs::path> resume_from = open_run_dir(opt, par, state, lock);
+
+  const ModelConfig dense = load_dense_config(cfg);
+  const CheckpointReader reader(cfg.model);
+  const std::vector<bool> prot = protected_layer_mask(cfg, dense);
+  const Criterion criterion = parse_criterion(cfg.criterion);
+  const Ranking ranking = parse_ranking(cfg.ranking);
+  const bool self_source = needs_data(criterion) && cfg.source == "self";
+  const CalibrationInputs calibration = load_calibration_inputs(cfg, criterion);
 
   if (!resume_from) {
     state = RunState{};
@@ -329,22 +535,14 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
     state.seed = cfg.seed;
     state.plan = dense_plan(dense);
     state.regen_pending = self_source;  // the dense model's traces come first
-    if (!self_source) state.traces = calib.fixed;
+    if (!self_source) state.traces = calibration.calib.fixed;
   }
   state.layout_tp = L.tp;
   state.layout_dp = L.dp;
   if (cfg.one_shot()) return run_one_shot(opt, par, backend, dense, reader, prot, state);
 
-  GenerationConfig gen_cfg;
-  if (self_source) {
-    gen_cfg = GenerationConfig::for_model(cfg.model, dense);
-    gen_cfg.sampling.temperature = cfg.temperature;
-    if (cfg.top_p) gen_cfg.sampling.top_p = *cfg.top_p;
-    if (cfg.top_k) gen_cfg.sampling.top_k = *cfg.top_k;
-    gen_cfg.max_new_tokens = cfg.max_new_tokens;
-    gen_cfg.validate();
-  }
-
+  const GenerationConfig gen_cfg =
+      self_source ? trace_generation_config(cfg, dense) : GenerationConfig{};
   const int64_t units = total_units(dense);
   log_info("RESP: ", dense.num_layers, " layers, ", units, " prunable units (",
            dense.num_layers * dense.num_heads, " heads + ",
@@ -352,108 +550,29 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
            " iterations to ratio ", cfg.final_ratio, ", criterion ", cfg.criterion, ", ranking ",
            cfg.ranking, "; ", L.str());
 
-  // ---- the iteration loop ----------------------------------------------------------------------
   int done_here = 0;
   for (int t = state.iteration + 1; t < cfg.iterations; ++t) {
     IterationRecord rec;
     rec.iteration = t;
     rec.ratio = cfg.ratio_at(t);
+    Stopwatch whole;
+    IterationTraffic traffic;
+    traffic.start = comm_stats(par);
+
+    // The current (pruned) model, materialised from the original checkpoint and the kept ids.
     const ModelConfig current = apply_plan(dense, state.plan);
-    Stopwatch phase, whole;
-    // Phase timings and traffic for timings.jsonl (scaling studies: tools/scaling_study.py).
-    const CommStats comm_start = comm_stats(par);
-    CommStats comm_gen, comm_imp;
-    double t_load = 0;
-    int64_t generated_tokens = 0, generated_sequences = 0;
+    Stopwatch load;
     const ModelWeights weights =
-        load_weights(reader, current, make_shard_plan(current, L.tp, L.tp_rank), backend,
-                     FileNumbering::Original);
+        load_model_shard(reader, current, *par.tp, backend, {FileNumbering::Original});
     Decoder decoder(weights, backend, *par.tp);
-    t_load = phase.seconds();
-    rec.t_prune += t_load;
+    traffic.t_load = load.seconds();
+    rec.t_prune += traffic.t_load;
 
-    // Regenerate the traces with the current (pruned) model.
-    if (self_source && state.regen_pending) {
-      phase.reset();
-      const CommStats before_gen = comm_stats(par);
-      GenerationConfig g = gen_cfg;
-      // Each round draws fresh samples: the round number is folded into the seed.
-      g.seed = cfg.seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(state.regen_round);
-      GeneratorOptions go;
-      go.slots = cfg.batch_size;
-      Generator gen(weights, decoder, *par.tp, g, go, &*tok);
-      const auto subset =
-          regen_subset(calib.requests.size(), state.traces.empty() ? 1.0 : cfg.regen_fraction,
-                       cfg.seed, state.regen_round);
-      std::vector<GenerationRequest> reqs;
-      for (size_t i : subset) reqs.push_back(calib.requests[i]);
-      Stopwatch gt;
-      int64_t last_log = 0;
-      const auto results =
-          generate_data_parallel(gen, reqs, *par.dp, [&](const GenerationProgress& p) {
-            if (gt.seconds() - static_cast<double>(last_log) >= 10.0) {
-              last_log = static_cast<int64_t>(gt.seconds());
-              log_info("  generating: ", p.done, "/", p.total, " sequences, ", p.generated_tokens,
-                       " tokens");
-            }
-          });
-      if (state.traces.size() != calib.requests.size())
-        state.traces.assign(calib.requests.size(), TraceRecord{});
-      for (size_t k = 0; k < subset.size(); ++k) {
-        TraceRecord& tr = state.traces[subset[k]];
-        tr.id = calib.requests[subset[k]].id;
-        tr.prompt = calib.requests[subset[k]].prompt;
-        tr.output = results[k].tokens;
-        tr.finish = finish_reason_name(results[k].finish);
-        generated_tokens += static_cast<int64_t>(results[k].tokens.size());
-      }
-      generated_sequences = static_cast<int64_t>(subset.size());
-      comm_gen = comm_stats(par) - before_gen;
-      state.regen_pending = false;
-      ++state.regen_round;
-      rec.regenerated = true;
-      rec.t_generate = phase.seconds();
-      log_info("iteration ", t, ": generated ", subset.size(), " traces with the current model in ",
-               rec.t_generate, " s (round ", state.regen_round, ")");
-    }
-    if (!state.traces.empty()) {
-      double sum = 0, trunc = 0;
-      for (const auto& tr : state.traces) {
-        sum += static_cast<double>(tr.output.size());
-        trunc += tr.finish == "length" ? 1.0 : 0.0;
-      }
-      rec.mean_output_tokens = sum / static_cast<double>(state.traces.size());
-      rec.truncated = trunc / static_cast<double>(state.traces.size());
-    }
-
-    // Importance on the current model, then the cumulative prune to r_t.
-    phase.reset();
-    const CommStats before_imp = comm_stats(par);
-    ImportanceOptions io;
-    io.criterion = criterion;
-    io.loss = parse_loss_mode(cfg.loss);
-    io.source = cfg.source;
-    const auto samples = samples_of(state.traces);
-    try {
-      state.scores = compute_importance(weights, backend, par, samples, io);
-    } catch (const NumericError& e) {
-      // Nothing of this iteration is written: the newest checkpoint stays the last good one.
-      throw NumericError(cat("iteration ", t, ": ", e.what()));
-    }
-    rec.t_importance = phase.seconds();
-    comm_imp = comm_stats(par) - before_imp;
-    rec.mean_loss = state.scores.mean_loss;
-
-    phase.reset();
-    const double before = measured_sparsity(dense, state.plan);
-    state.plan = prune_to_ratio(dense, state.plan, state.scores, rec.ratio, ranking, prot);
-    rec.sparsity = measured_sparsity(dense, state.plan);
-    rec.heads_kept = count_heads(state.plan);
-    rec.channels_kept = count_channels(state.plan);
-    rec.kv_heads_kept = count_kv(apply_plan(dense, state.plan));
-    rec.t_prune += phase.seconds();
-    for (double m : cfg.milestones)
-      if (before < m && rec.sparsity >= m && self_source) state.regen_pending = true;
+    if (self_source && state.regen_pending)
+      regenerate_traces(cfg, gen_cfg, calibration, weights, decoder, par, t, state, rec, traffic);
+    record_trace_stats(state.traces, rec);
+    score_current_model(cfg, criterion, weights, backend, par, t, state, rec, traffic);
+    prune_current_model(cfg, dense, ranking, prot, self_source, state, rec);
 
     const IterationRecord& r = commit_iteration(run, state, rec, t, par);
     log_info("iteration ", t, "/", cfg.iterations - 1, ": ratio ", std::setprecision(3), r.ratio,
@@ -463,52 +582,11 @@ PruneRunResult run_prune(const PruneRunOptions& opt, const ParallelContext& par,
              state.regen_pending ? " -> milestone crossed: traces will be regenerated" : "");
     result.last_iteration = t;
     ++done_here;
-    if (L.rank == 0) {
-      nlohmann::json j = {{"iteration", t},
-                          {"world", L.world},
-                          {"tp", L.tp},
-                          {"dp", L.dp},
-                          {"regenerated", r.regenerated},
-                          {"generated_sequences", generated_sequences},
-                          {"generated_tokens", generated_tokens},
-                          {"calibration_samples", state.scores.samples},
-                          {"importance_tokens", state.scores.tokens},
-                          {"t_load", t_load},
-                          {"t_generate", r.t_generate},
-                          {"t_importance", r.t_importance},
-                          {"t_prune", r.t_prune - t_load},
-                          {"t_checkpoint", r.t_checkpoint},
-                          {"t_iteration", whole.seconds()}};
-      const CommStats all = comm_stats(par) - comm_start;
-      auto comm_json = [](const CommStats& c) {
-        return nlohmann::json{{"bytes", c.total_bytes()},
-                              {"all_reduce_bytes", c.all_reduce.bytes},
-                              {"all_gather_bytes", c.all_gather.bytes},
-                              {"broadcast_bytes", c.broadcast.bytes},
-                              {"calls", c.all_reduce.calls + c.all_gather.calls +
-                                            c.broadcast.calls + c.barrier.calls},
-                              {"seconds", c.seconds}};
-      };
-      j["comm"] = {{"generate", comm_json(comm_gen)},
-                   {"importance", comm_json(comm_imp)},
-                   {"total", comm_json(all)}};
-      // Rank 0's view; appended per iteration, so a resumed run continues the file.
-      append_timings(run, j);
-    }
-
-    // With RESP_COMM_CHECK=1: every rank must have issued the same collectives this iteration
-    // (generation, importance, checkpoint); a rank that skipped one fails here, on all ranks.
-    par.tp->check_in_sync("end of prune iteration");
-    par.dp->check_in_sync("end of prune iteration");
-    par.world->check_in_sync("end of prune iteration");
-
-    // Signals: every rank votes; all stop together after a complete checkpoint.
-    const double want_stop = (opt.stop_requested && opt.stop_requested()) ? 1.0 : 0.0;
-    const bool stop = par.world->all_reduce_scalar(want_stop, ReduceOp::Max) > 0.0;
-    if (t + 1 < cfg.iterations &&
-        (stop || (opt.max_iterations > 0 && done_here >= opt.max_iterations))) {
-      log_info(stop ? "stop requested: " : "iteration limit reached: ", "checkpoint of iteration ",
-               t, " is complete; resume with --resume");
+    // Rank 0's view; appended per iteration, so a resumed run continues the file.
+    if (L.rank == 0)
+      append_timings(run, iteration_timings(r, traffic, state, par, whole.seconds()));
+    if (stop_after_checkpoint(opt, par, "end of prune iteration", cat("iteration ", t),
+                              t + 1 < cfg.iterations, done_here)) {
       result.stopped = true;
       return result;
     }
@@ -526,10 +604,13 @@ std::string describe_one_shot(const fs::path& run_dir, const RunState& s, const 
                               bool per_layer) {
   std::map<int, PrunePlan> plans;
   for (const fs::path& p : list_checkpoints(run_dir)) {
+    // An unreadable checkpoint (e.g. cut short by a crash) must not hide the others: its row
+    // shows "?", and the log says why.
     try {
       RunState r = read_run_checkpoint(p);
       if (r.iteration <= s.iteration) plans[r.iteration] = std::move(r.plan);
-    } catch (const Error&) {
+    } catch (const Error& e) {
+      log_warn("inspect: skipping ", p.string(), " (", e.what(), ")");
     }
   }
   std::vector<bool> prot = default_protected_layers(static_cast<int>(s.plan.size()));
@@ -607,10 +688,14 @@ std::string describe_run(const fs::path& run_dir, bool per_layer) {
   const auto latest = latest_checkpoint(run_dir);
   if (!latest) throw UsageError(cat(run_dir.string(), ": no complete checkpoint"));
   const RunState s = read_run_checkpoint(*latest);
+  // The table needs the configuration only for the one-shot layout and the report sparsities;
+  // a run written by another version still gets its table, with the default report rows.
   std::optional<PruneConfig> cfg;
   try {
     cfg = parse_prune_config(s.config_yaml, {}, "checkpoint", "/");
-  } catch (const Error&) {
+  } catch (const Error& e) {
+    log_warn("inspect: the configuration saved in ", latest->string(), " does not parse (",
+             e.what(), "); showing the default report sparsities");
   }
   if (cfg && cfg->one_shot()) return describe_one_shot(run_dir, s, *cfg, per_layer);
   std::ostringstream os;

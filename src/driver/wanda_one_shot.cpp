@@ -3,9 +3,7 @@
 #include "core/error.h"
 #include "core/timer.h"
 #include "importance/scorer.h"
-#include "model/model_weights.h"
-#include "model/safetensors.h"
-#include "model/shard_plan.h"
+#include "model/model_shard.h"
 
 namespace resp {
 
@@ -28,9 +26,8 @@ OneShotResult wanda_sp_one_shot(const CheckpointReader& reader, const ModelConfi
     ModelConfig upto = apply_plan(dense, out.plan);
     upto.num_layers = static_cast<int>(l + 1);
     upto.layers.resize(l + 1);
-    const ModelWeights weights =
-        load_weights(reader, upto, make_shard_plan(upto, par.layout.tp, par.layout.tp_rank),
-                     backend, FileNumbering::Original, UnusedTensors::Allow);
+    const ModelWeights weights = load_model_shard(reader, upto, *par.tp, backend,
+                                                  {FileNumbering::Original, UnusedTensors::Allow});
     out.t_load += phase.seconds();
     phase.reset();
     ImportanceOptions io;

@@ -5,7 +5,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/timer.h"
-#include "model/shard_plan.h"
+#include "model/model_shard.h"
 
 namespace resp {
 
@@ -82,10 +82,9 @@ void GenerationSession::check_prompt(const std::vector<int32_t>& ids,
                          config_.max_position_embeddings, ")"));
 }
 
-void GenerationSession::load(Backend& backend, Communicator& tp, int tp_size, int tp_rank) {
+void GenerationSession::load(Backend& backend, Communicator& tp) {
   Stopwatch t;
-  const ShardPlan plan = make_shard_plan(config_, tp_size, tp_rank);
-  weights_ = std::make_unique<ModelWeights>(load_weights(dir_, config_, plan, backend));
+  weights_ = std::make_unique<ModelWeights>(load_model_shard(dir_, config_, tp, backend));
   decoder_ = std::make_unique<Decoder>(*weights_, backend, tp);
   GeneratorOptions go;
   go.slots = flags_.batch_size;

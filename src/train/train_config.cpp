@@ -6,7 +6,7 @@
 #include <numbers>
 #include <sstream>
 
-#include "driver/yaml_schema.h"
+#include "config/yaml_schema.h"
 
 namespace resp {
 

@@ -15,7 +15,7 @@
 #include "generate/progress.h"
 #include "model/gradient_pass.h"
 #include "model/model_config.h"
-#include "model/shard_plan.h"
+#include "model/model_shard.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 #include "train/adamw.h"
@@ -185,6 +185,120 @@ void truncate_log(const fs::path& log, int64_t step) {
   write_text_atomic(log, kept);
 }
 
+// The model's config.json (a fresh model's, or that of the checkpoint training starts from),
+// checked against the tokenizer: its vocabulary must hold the tokenizer's, and its eos ids must
+// be the tokenizer's special tokens.
+struct ModelSource {
+  fs::path config_file;
+  nlohmann::json config_json;
+  ModelConfig config;
+};
+
+ModelSource read_model_source(const TrainConfig& c, const Tokenizer& tok) {
+  ModelSource m;
+  m.config_file =
+      c.init_from.empty() ? fs::path(c.model_config) : fs::path(c.init_from) / "config.json";
+  m.config_json = read_json(m.config_file);
+  m.config = parse_model_config(m.config_json, m.config_file.string());
+  if (!c.init_from.empty()) auto_map_files(m.config_json, c.init_from);  // fail before training
+  const ModelConfig& mc = m.config;
+  if (mc.vocab_size < tok.vocab_size())
+    throw ConfigError(cat(m.config_file.string(), ": vocab_size ", mc.vocab_size,
+                          " is smaller than the tokenizer's ", tok.vocab_size(), " tokens"));
+  // A config written for another tokenizer carries that tokenizer's special-token ids; an eos id
+  // that is an ordinary token here would end every generation of the trained model at that word.
+  for (const int id : mc.eos_token_ids)
+    if (id < 0 || id >= tok.vocab_size() || !tok.is_special(id))
+      throw ConfigError(cat(
+          m.config_file.string(), ": eos_token_id ", id, " is not a special token of the tokenizer",
+          id >= 0 && id < tok.vocab_size() ? " (it is \"" + tok.token(id) + "\")" : std::string(),
+          "; its eos token is ", tok.eos_token()));
+  return m;
+}
+
+// The sequences of a step, in global order: epoch by epoch through a permutation keyed by
+// (seed, epoch), so the batch of any step is a pure function of (seed, step).
+class StepBatches {
+ public:
+  StepBatches(const TrainDataset& data, uint64_t seed) : data_(data), seed_(seed) {}
+
+  std::vector<const TrainExample*> batch(int64_t step, int64_t per_step) {
+    const int64_t n_examples = static_cast<int64_t>(data_.examples.size());
+    std::vector<const TrainExample*> out;
+    for (int64_t k = 0; k < per_step; ++k) {
+      const int64_t n = step * per_step + k;
+      const int64_t epoch = n / n_examples;
+      if (epoch != cached_epoch_) {
+        perm_ = epoch_permutation(n_examples, seed_, epoch);
+        cached_epoch_ = epoch;
+      }
+      out.push_back(
+          &data_.examples[static_cast<size_t>(perm_[static_cast<size_t>(n % n_examples)])]);
+    }
+    return out;
+  }
+
+ private:
+  const TrainDataset& data_;
+  uint64_t seed_;
+  int64_t cached_epoch_ = -1;
+  std::vector<int64_t> perm_;
+};
+
+struct StepLoss {
+  double loss = 0;
+  int64_t tokens = 0;
+};
+
+// The gradient of the step's mean loss into `grads`: DP rank r runs every dp-th sequence, and
+// each sequence's weights are 1/N with N counted once over the whole step, so the result does
+// not depend on the DP split. Loss and token count are summed over the replicas.
+StepLoss step_gradients(const std::vector<const TrainExample*>& batch, bool all_tokens,
+                        GradientPass& pass, ModelGrads& grads, Backend& backend,
+                        const ParallelContext& par) {
+  const ParallelLayout& L = par.layout;
+  std::vector<std::vector<float>> masks;
+  double counted = 0;
+  for (const auto* e : batch) {
+    masks.push_back(loss_mask(*e, all_tokens));
+    for (float w : masks.back()) counted += w;
+  }
+  const float inv = counted > 0 ? static_cast<float>(1.0 / counted) : 0.0f;
+
+  grads.zero(backend);
+  StepLoss s;
+  for (size_t k = 0; k < batch.size(); ++k) {
+    if (static_cast<int>(k % static_cast<size_t>(L.dp)) != L.dp_rank) continue;
+    std::vector<float>& w = masks[k];
+    for (float& x : w) x *= inv;
+    s.loss += pass.forward_backward(batch[k]->tokens, w, grads).loss;
+    s.tokens += static_cast<int64_t>(batch[k]->tokens.size());
+  }
+  if (L.dp > 1) {
+    for (const Tensor& g : grads.tensors()) par.dp->all_reduce(g);
+    s.loss = par.dp->all_reduce_scalar(s.loss);
+    s.tokens = par.dp->all_reduce_scalar_i64(s.tokens);
+  }
+  return s;
+}
+
+// The first step of this process, every log_every-th and the last: one line on stderr and one
+// in log.jsonl (rank 0).
+void log_step(std::ofstream& log_file, int64_t step, int64_t steps, int64_t first_step,
+              const StepLoss& s, double lr, double norm, int64_t tokens_seen, double elapsed) {
+  const double tps = static_cast<double>(tokens_seen) / std::max(elapsed, 1e-9);
+  const double eta =
+      elapsed / static_cast<double>(step - first_step) * static_cast<double>(steps - step);
+  std::fprintf(stderr, "train step %lld/%lld loss %.4f lr %.2e |g| %.3f %.0f tok/s %s ETA %s\n",
+               static_cast<long long>(step), static_cast<long long>(steps), s.loss, lr, norm, tps,
+               ProgressPrinter::format_duration(elapsed).c_str(),
+               ProgressPrinter::format_duration(eta).c_str());
+  nlohmann::json line = {{"step", step},      {"loss", s.loss},     {"lr", lr},
+                         {"grad_norm", norm}, {"tokens", s.tokens}, {"seconds", elapsed}};
+  log_file << line.dump() << "\n";
+  log_file.flush();
+}
+
 }  // namespace
 
 TrainRunResult run_training(const TrainRunOptions& o, const ParallelContext& par,
@@ -207,27 +321,12 @@ TrainRunResult run_training(const TrainRunOptions& o, const ParallelContext& par
     chat = ChatFormat::for_tokenizer(tok, c.chat_format, c.tokenizer);
   const TrainDataset data =
       load_train_dataset(c.data, c.format, tok, chat ? &*chat : nullptr, c.max_length);
-  const fs::path config_file =
-      c.init_from.empty() ? fs::path(c.model_config) : fs::path(c.init_from) / "config.json";
-  const nlohmann::json config_json = read_json(config_file);
-  const ModelConfig mc = parse_model_config(config_json, config_file.string());
-  if (!c.init_from.empty()) auto_map_files(config_json, c.init_from);  // fail before training
-  if (mc.vocab_size < tok.vocab_size())
-    throw ConfigError(cat(config_file.string(), ": vocab_size ", mc.vocab_size,
-                          " is smaller than the tokenizer's ", tok.vocab_size(), " tokens"));
-  // A config written for another tokenizer carries that tokenizer's special-token ids; an eos id
-  // that is an ordinary token here would end every generation of the trained model at that word.
-  for (const int id : mc.eos_token_ids)
-    if (id < 0 || id >= tok.vocab_size() || !tok.is_special(id))
-      throw ConfigError(cat(
-          config_file.string(), ": eos_token_id ", id, " is not a special token of the tokenizer",
-          id >= 0 && id < tok.vocab_size() ? " (it is \"" + tok.token(id) + "\")" : std::string(),
-          "; its eos token is ", tok.eos_token()));
-  const ShardPlan plan = make_shard_plan(mc, 1, 0);
+  const ModelSource model = read_model_source(c, tok);
+  // par.tp has one rank (checked above): the shard is the whole model.
   ModelWeights weights =
-      c.init_from.empty()
-          ? random_weights(mc, plan, backend, c.seed, static_cast<float>(c.init_std))
-          : load_weights(fs::path(c.init_from), mc, plan, backend);
+      c.init_from.empty() ? random_model_shard(model.config, *par.tp, backend, c.seed,
+                                               static_cast<float>(c.init_std))
+                          : load_model_shard(fs::path(c.init_from), model.config, *par.tp, backend);
   ModelGrads grads = make_grads(weights, backend, GradSelection::All);
   const std::vector<Parameter> params = trainable_parameters(weights, grads);
   AdamW opt(params);
@@ -249,11 +348,9 @@ TrainRunResult run_training(const TrainRunOptions& o, const ParallelContext& par
                  " steps of ", c.sequences_per_step(), " sequences, dp ", L.dp));
   }
 
-  const int64_t n_examples = static_cast<int64_t>(data.examples.size());
   const int64_t per_step = c.sequences_per_step();
   const bool all_tokens = c.loss_tokens == "all";
-  int64_t cached_epoch = -1;
-  std::vector<int64_t> perm;
+  StepBatches batches(data, c.seed);
   TrainRunResult result;
   Stopwatch clock;
   int64_t tokens_seen = 0;
@@ -262,43 +359,8 @@ TrainRunResult run_training(const TrainRunOptions& o, const ParallelContext& par
   if (root) log_file.open(o.out / "log.jsonl", std::ios::app);
 
   while (step < c.steps) {
-    // The step's sequences, in global order; DP rank r takes every dp-th one.
-    std::vector<const TrainExample*> batch;
-    for (int64_t k = 0; k < per_step; ++k) {
-      const int64_t n = step * per_step + k;
-      const int64_t epoch = n / n_examples;
-      if (epoch != cached_epoch) {
-        perm = epoch_permutation(n_examples, c.seed, epoch);
-        cached_epoch = epoch;
-      }
-      batch.push_back(
-          &data.examples[static_cast<size_t>(perm[static_cast<size_t>(n % n_examples)])]);
-    }
-    // Each sequence's weights are 1/N with N counted once over the whole step, so the gradient
-    // is that of the step's mean loss whatever the DP split.
-    std::vector<std::vector<float>> masks;
-    double counted = 0;
-    for (const auto* e : batch) {
-      masks.push_back(loss_mask(*e, all_tokens));
-      for (float w : masks.back()) counted += w;
-    }
-    const float inv = counted > 0 ? static_cast<float>(1.0 / counted) : 0.0f;
-
-    grads.zero(backend);
-    double loss = 0;
-    int64_t tokens = 0;
-    for (size_t k = 0; k < batch.size(); ++k) {
-      if (static_cast<int>(k % static_cast<size_t>(L.dp)) != L.dp_rank) continue;
-      std::vector<float>& w = masks[k];
-      for (float& x : w) x *= inv;
-      loss += pass.forward_backward(batch[k]->tokens, w, grads).loss;
-      tokens += static_cast<int64_t>(batch[k]->tokens.size());
-    }
-    if (L.dp > 1) {
-      for (const Tensor& g : grads.tensors()) par.dp->all_reduce(g);
-      loss = par.dp->all_reduce_scalar(loss);
-      tokens = par.dp->all_reduce_scalar_i64(tokens);
-    }
+    const StepLoss s =
+        step_gradients(batches.batch(step, per_step), all_tokens, pass, grads, backend, par);
     const double norm = global_grad_norm(params);
     if (!std::isfinite(norm))
       throw Error(cat("train: the gradient norm is not finite at step ", step + 1,
@@ -308,23 +370,10 @@ TrainRunResult run_training(const TrainRunOptions& o, const ParallelContext& par
     const double lr = c.lr_at(static_cast<int>(step));
     opt.step(params, AdamWHyper{lr, c.beta1, c.beta2, c.eps, c.weight_decay}, step + 1);
     ++step;
-    tokens_seen += tokens;
-    result.last_loss = loss;
-
-    const double elapsed = clock.seconds();
-    if (root && (step % c.log_every == 0 || step == c.steps || step == first_step + 1)) {
-      const double tps = static_cast<double>(tokens_seen) / std::max(elapsed, 1e-9);
-      const double eta =
-          elapsed / static_cast<double>(step - first_step) * static_cast<double>(c.steps - step);
-      std::fprintf(stderr, "train step %lld/%lld loss %.4f lr %.2e |g| %.3f %.0f tok/s %s ETA %s\n",
-                   static_cast<long long>(step), static_cast<long long>(c.steps), loss, lr, norm,
-                   tps, ProgressPrinter::format_duration(elapsed).c_str(),
-                   ProgressPrinter::format_duration(eta).c_str());
-      nlohmann::json line = {{"step", step},      {"loss", loss},     {"lr", lr},
-                             {"grad_norm", norm}, {"tokens", tokens}, {"seconds", elapsed}};
-      log_file << line.dump() << "\n";
-      log_file.flush();
-    }
+    tokens_seen += s.tokens;
+    result.last_loss = s.loss;
+    if (root && (step % c.log_every == 0 || step == c.steps || step == first_step + 1))
+      log_step(log_file, step, c.steps, first_step, s, lr, norm, tokens_seen, clock.seconds());
 
     const bool stop_local = o.stop_requested && o.stop_requested();
     const bool stop = par.world->all_reduce_scalar(stop_local ? 1.0 : 0.0, ReduceOp::Max) > 0 ||
@@ -340,7 +389,7 @@ TrainRunResult run_training(const TrainRunOptions& o, const ParallelContext& par
     }
   }
   if (root)
-    write_model(o.out / "model", config_json, tok, c.tokenizer,
+    write_model(o.out / "model", model.config_json, tok, c.tokenizer,
                 c.init_from.empty() ? fs::path() : fs::path(c.init_from), params, c.save_dtype);
   par.world->barrier();
   result.steps_done = static_cast<int>(step);

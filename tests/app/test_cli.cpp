@@ -2,10 +2,12 @@
 // errors, no partial outputs) on the committed fixture models.
 #include <gtest/gtest.h>
 
+#include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstring>
 
 #include "app/runtime.h"
+#include "app/runtime_flags.h"
 #include "backend/backend.h"
 #include "ckpt/scores_file.h"
 #include "test_util.h"
@@ -332,6 +334,7 @@ TEST(Cli, DeviceCudaWithoutGpuIsAOneLineError) {
 TEST(CliDevice, DecisionFollowsTheProbe) {
   using resp::CudaProbe;
   using resp::app::decide_device;
+  using resp::app::DeviceChoice;
   CudaProbe none;
   none.state = CudaProbe::State::NoDevice;
   none.reason = "no CUDA device is visible";
@@ -342,30 +345,34 @@ TEST(CliDevice, DecisionFollowsTheProbe) {
   ok.state = CudaProbe::State::Available;
   ok.devices = 2;
 
-  EXPECT_TRUE(decide_device("auto", ok).cuda);
-  EXPECT_TRUE(decide_device("cuda", ok).cuda);
-  EXPECT_EQ(decide_device("auto", ok).warning, "");
-  EXPECT_FALSE(decide_device("cpu", ok).cuda);
-  EXPECT_FALSE(decide_device("cpu", old).cuda);
-  EXPECT_EQ(decide_device("cpu", old).warning, "");  // the user chose the CPU
+  EXPECT_TRUE(decide_device(DeviceChoice::Auto, ok).cuda);
+  EXPECT_TRUE(decide_device(DeviceChoice::Cuda, ok).cuda);
+  EXPECT_EQ(decide_device(DeviceChoice::Auto, ok).warning, "");
+  EXPECT_FALSE(decide_device(DeviceChoice::Cpu, ok).cuda);
+  EXPECT_FALSE(decide_device(DeviceChoice::Cpu, old).cuda);
+  EXPECT_EQ(decide_device(DeviceChoice::Cpu, old).warning, "");  // the user chose the CPU
   // auto: an old driver falls back to the CPU, saying why; no GPU at all is silent.
-  const auto fallback = decide_device("auto", old);
+  const auto fallback = decide_device(DeviceChoice::Auto, old);
   EXPECT_FALSE(fallback.cuda);
   EXPECT_EQ(
       fallback.warning,
       "--device auto: CUDA driver too old: needs >= 580, found 550.54.15; running on the CPU");
-  EXPECT_FALSE(decide_device("auto", none).cuda);
-  EXPECT_EQ(decide_device("auto", none).warning, "");
+  EXPECT_FALSE(decide_device(DeviceChoice::Auto, none).cuda);
+  EXPECT_EQ(decide_device(DeviceChoice::Auto, none).warning, "");
   // cuda: refused with the probe's one-line reason; a broken GPU is a runtime error (exit 1),
   // no GPU a usage error (exit 2).
   try {
-    decide_device("cuda", old);
+    decide_device(DeviceChoice::Cuda, old);
     ADD_FAILURE() << "cuda accepted with an old driver";
   } catch (const resp::DeviceError& e) {
     EXPECT_STREQ(e.what(), "--device cuda: CUDA driver too old: needs >= 580, found 550.54.15");
   }
-  EXPECT_THROW(decide_device("cuda", none), resp::UsageError);
-  EXPECT_THROW(decide_device("tpu", ok), resp::UsageError);
+  EXPECT_THROW(decide_device(DeviceChoice::Cuda, none), resp::UsageError);
+  // The names --device takes, and nothing else.
+  for (const DeviceChoice d : {DeviceChoice::Auto, DeviceChoice::Cpu, DeviceChoice::Cuda})
+    EXPECT_EQ(resp::app::parse_device_choice(resp::app::device_choice_name(d)), d);
+  EXPECT_THROW(resp::app::parse_device_choice("tpu"), resp::UsageError);
+  EXPECT_THROW(resp::app::parse_device_choice("CPU"), resp::UsageError);
 }
 
 namespace {
@@ -526,4 +533,85 @@ TEST(CliParallel, ImportanceIdenticalAtAnyLayout) {
       }
     }
   }
+}
+
+// --tp / --threads / --device: registered by one helper, parsed into typed values; a flag not
+// given stays unset (the command's default, or its config file's value).
+TEST(RuntimeFlags, OneRegistrationTypedValues) {
+  using resp::app::DeviceChoice;
+  using resp::app::RuntimeFlags;
+  {
+    CLI::App app;
+    RuntimeFlags f;
+    resp::app::add_runtime_flags(app, f);
+    app.parse("--tp 2 --threads 3 --device cpu", false);
+    EXPECT_EQ(f.tp, 2);
+    EXPECT_EQ(f.threads, 3);
+    EXPECT_EQ(f.device, DeviceChoice::Cpu);
+  }
+  {
+    CLI::App app;
+    RuntimeFlags f;
+    resp::app::add_runtime_flags(app, f);
+    app.parse("", false);
+    EXPECT_FALSE(f.tp.has_value());
+    EXPECT_FALSE(f.threads.has_value());
+    EXPECT_EQ(f.device, DeviceChoice::Auto);
+    app.parse("--device cuda", false);
+    EXPECT_EQ(f.device, DeviceChoice::Cuda);
+  }
+  {
+    // A command without --tp (bench backward) or with only --threads (train) does not take it;
+    // config-file commands say which key the flag replaces.
+    CLI::App app;
+    RuntimeFlags f;
+    resp::app::add_runtime_flags(app, f, {.tp = false, .device = false, .config_keys = true});
+    EXPECT_EQ(app.get_option_no_throw("--tp"), nullptr);
+    EXPECT_EQ(app.get_option_no_throw("--device"), nullptr);
+    ASSERT_NE(app.get_option_no_throw("--threads"), nullptr);
+    EXPECT_NE(app.get_option("--threads")->get_description().find("--set parallel.threads=N"),
+              std::string::npos);
+    EXPECT_THROW(app.parse("--tp 2", false), CLI::ExtrasError);
+  }
+}
+
+TEST(RuntimeFlags, BadValuesAreOneLineErrors) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"--tp 0", "--tp"},           {"--tp -2", "--tp"},
+      {"--tp two", "--tp"},         {"--threads -1", "--threads"},
+      {"--device tpu", "--device"}, {"--device CPU", "--device"}};
+  for (const auto& [args, flag] : bad) {
+    CLI::App app;
+    resp::app::RuntimeFlags f;
+    resp::app::add_runtime_flags(app, f);
+    try {
+      app.parse(args, false);
+      ADD_FAILURE() << args << " accepted";
+    } catch (const CLI::ParseError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(flag), std::string::npos) << args << ": " << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << args << ": " << msg;
+    }
+  }
+  // Every compute command refuses them the same way, before any work: exit 2, one line.
+  const fs::path model = fixture("qwen3-tiny-demo");
+  for (const std::string& cmd : std::vector<std::string>{
+           "logprobs --model " + model.string() + " --input " + (model / "input.jsonl").string(),
+           "importance --model " + model.string() + " --criterion magnitude --out x.h5",
+           "generate --model " + model.string() + " --prompts p.jsonl --out t.jsonl",
+           "eval --model " + model.string() + " --task gsm8k --data d.jsonl --out r.json",
+           "prune --config " + (source_dir() / "configs/default.yaml").string(),
+           "bench forward --config qwen3-tiny", "bench generate --config qwen3-tiny"}) {
+    for (const auto& [args, flag] : bad) {
+      const auto r = run_resp(cmd + " " + args);
+      expect_one_line_error(r, flag);
+      EXPECT_EQ(r.exit_code, 2) << cmd << " " << args;
+    }
+  }
+  auto r = run_resp("bench backward --config qwen3-tiny --tp 2");
+  expect_one_line_error(r, "--tp");
+  r = run_resp("train --config x.yaml --device cpu");
+  expect_one_line_error(r, "--device");
+  r = run_resp("train --config x.yaml --threads -3");
+  expect_one_line_error(r, "--threads");
 }

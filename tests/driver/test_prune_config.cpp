@@ -16,6 +16,56 @@ std::string err(const std::string& yaml, const std::vector<std::string>& sets = 
 }
 }  // namespace
 
+// The defaults live in PruneConfig's initialisers only (the schema is derived from them); this
+// is the schema text that held them before, given as a user file: nothing may differ.
+TEST(PruneConfig, DefaultsAreTheInitialisers) {
+  const std::string before = R"(model: m
+data:
+  task: gsm8k
+  prompts: p.jsonl
+  num_prompts: 500
+  shuffle_seed: 0
+generation:
+  chat: true
+  thinking: auto
+  chat_format: auto
+  system_prompt: ""
+  temperature: 0.6
+  top_p: auto
+  top_k: auto
+  max_new_tokens: 2048
+  seed: 0
+  batch_size: 8
+calibration:
+  source: self
+  loss: decode-only
+importance:
+  criterion: taylor
+  ranking: global
+  protected_layers: auto
+schedule:
+  mode: progressive
+  iterations: 112
+  final_ratio: 0.7
+  targets: [0.2, 0.3, 0.4, 0.5]
+regeneration:
+  milestones: [0.1, 0.2, 0.3, 0.4, 0.5]
+  fraction: 1.0
+report:
+  sparsities: [0.2, 0.3, 0.4, 0.5]
+parallel:
+  tp: 1
+  threads: 0
+)";
+  const auto minimal = parse_prune_config("model: m\ndata: {prompts: p.jsonl}\n", {}, "cfg", "/b");
+  EXPECT_EQ(to_yaml(minimal), to_yaml(parse_prune_config(before, {}, "cfg", "/b")));
+  // And the printed configuration is the struct's, key for key.
+  PruneConfig c;
+  c.model = "/b/m";
+  c.prompts = "/b/p.jsonl";
+  EXPECT_EQ(to_yaml(minimal), to_yaml(c));
+}
+
 TEST(PruneConfig, DefaultsAreResps) {
   const auto c = parse_prune_config("model: m\ndata: {prompts: p.jsonl}\n", {}, "cfg", "/base");
   EXPECT_EQ(c.model, "/base/m");

@@ -1,4 +1,4 @@
-#include "driver/yaml_schema.h"
+#include "config/yaml_schema.h"
 
 #include <filesystem>
 #include <set>
@@ -24,7 +24,8 @@ void merge(YAML::Node base, const YAML::Node& user, const std::string& path,
     const std::string full = path.empty() ? key : path + "." + key;
     // YAML forbids repeated keys; a parser that keeps one of them silently runs another config.
     if (!seen.insert(key).second)
-      throw ConfigError(cat(src, ": duplicate key \"", full, "\" (line ", it->first.Mark().line + 1, ")"));
+      throw ConfigError(
+          cat(src, ": duplicate key \"", full, "\" (line ", it->first.Mark().line + 1, ")"));
     const YAML::Node& cbase = base;  // const lookup: operator[] on a non-const node inserts
     if (!cbase[key]) throw ConfigError(cat(src, ": unknown key \"", full, "\""));
     YAML::Node b = base[key];
