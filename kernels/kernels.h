@@ -122,13 +122,17 @@ void attention_decode_batch(float* out, int64_t ldo, const DecodeBatchArgs& a, f
                             unsigned* status, cudaStream_t s);
 
 // ---- importance reductions ----------------------------------------------------------------
-// out[g] += sum over rows r in group g (r / rows_per_group) and all columns of |w * gr| * factor,
-// w/gr [R, C] contiguous: Taylor scores of heads (rows of q_proj) or channels (gate/up rows).
-void abs_product_row_groups(double* out, const float* w, const float* gr, int64_t R, int64_t C,
-                            int64_t rows_per_group, double factor, cudaStream_t s);
-// out[g] += sum over columns c in group g (c / cols_per_group) and all rows of |w * gr| *
-// factor: o_proj (head column blocks) and down_proj (channel columns).
-void abs_product_col_groups(double* out, const float* w, const float* gr, int64_t R, int64_t C,
-                            int64_t cols_per_group, double factor, cudaStream_t s);
+// The summed term of Backend::group_reduce (GroupReduce there; this header stays CUDA-only).
+enum class ReduceTerm { AbsProduct, Product, Square, Abs };
+// Scratch doubles (`lines`) group_reduce() needs for [R, C] operands: a sum per row, or a sum
+// per column and fixed chunk of rows.
+int64_t group_reduce_lines(int64_t R, int64_t C, bool by_rows);
+// out[g] = factor * the sum of the term over the rows (by_rows) or columns [g * per_group,
+// (g + 1) * per_group) of a (f32, or bf16 when a_bf16) and b (f32; nullptr when the term reads
+// none), both contiguous [R, C] with R, C > 0. out: device memory, ceil(R or C / per_group)
+// doubles. Fixed-order two-stage sums (no atomics): the result depends on the inputs only.
+void group_reduce(double* out, double* lines, ReduceTerm term, const void* a, bool a_bf16,
+                  const float* b, int64_t R, int64_t C, int64_t per_group, bool by_rows,
+                  double factor, cudaStream_t s);
 
 }  // namespace resp::kernels

@@ -58,6 +58,62 @@ GemmDims check_gemm_args(const Tensor& a, bool trans_a, const Tensor& b, bool tr
   return {m, n, k};
 }
 
+const char* group_reduce_name(GroupReduce kind) {
+  switch (kind) {
+    case GroupReduce::AbsProduct:
+      return "sum |a*b|";
+    case GroupReduce::Product:
+      return "sum a*b";
+    case GroupReduce::Square:
+      return "sum a^2";
+    case GroupReduce::Abs:
+      return "sum |a|";
+  }
+  return "?";
+}
+
+bool group_reduce_reads_b(GroupReduce kind) {
+  return kind == GroupReduce::AbsProduct || kind == GroupReduce::Product;
+}
+
+GroupReduceDims check_group_reduce_args(std::span<const double> out, GroupReduce kind,
+                                        const Tensor& a, const Tensor& b, bool by_rows,
+                                        int64_t per_group) {
+  const char* term = group_reduce_name(kind);
+  if (a.rank() != 2 || (a.dtype() != DType::F32 && a.dtype() != DType::BF16))
+    throw ShapeError(cat("group_reduce (", term, "): a ", a.str(), " must be 2-D F32 or BF16"));
+  if ((a.data() == nullptr && a.numel() != 0) || !a.is_contiguous())
+    throw ShapeError(cat("group_reduce (", term, "): a ", a.str(), " must be contiguous data"));
+  GroupReduceDims d{a.dim(0), a.dim(1), 0};
+  if (group_reduce_reads_b(kind)) {
+    if (b.rank() != 2 || b.shape() != a.shape() || b.dtype() != DType::F32)
+      throw ShapeError(
+          cat("group_reduce (", term, "): b ", b.str(), " must be F32 of a's shape ", a.str()));
+    if ((b.data() == nullptr && b.numel() != 0) || !b.is_contiguous())
+      throw ShapeError(cat("group_reduce (", term, "): b ", b.str(), " must be contiguous data"));
+    if (b.device() != a.device())
+      throw ShapeError(cat("group_reduce (", term, "): a ", a.str(), " and b ", b.str(),
+                           " are on different devices"));
+  } else if (b.data() != nullptr || b.rank() != 0) {
+    throw ShapeError(cat("group_reduce (", term, "): reads no b, but b ", b.str(), " was given"));
+  }
+  if (per_group <= 0)
+    throw ShapeError(cat("group_reduce (", term, "): per_group ", per_group, " must be > 0"));
+  const int64_t n = by_rows ? d.rows : d.cols;
+  d.groups = (n + per_group - 1) / per_group;
+  if (static_cast<int64_t>(out.size()) != d.groups)
+    throw ShapeError(cat("group_reduce (", term, "): out has ", out.size(), " entries for ",
+                         d.groups, " groups of ", per_group, by_rows ? " rows" : " columns",
+                         " of a ", a.str()));
+  return d;
+}
+
+void Backend::group_reduce(std::span<double>, GroupReduce kind, const Tensor&, const Tensor&, bool,
+                           int64_t, double) {
+  throw UnsupportedError(
+      cat("backend ", name(), " does not implement group_reduce (", group_reduce_name(kind), ")"));
+}
+
 void check_decode_slots_distinct(const int32_t* slots, int64_t n) {
   std::vector<int32_t> sorted(slots, slots + n);
   std::sort(sorted.begin(), sorted.end());

@@ -3,11 +3,23 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 
 #include "core/tensor.h"
 
 namespace resp {
+
+// The term group_reduce() sums over each group's elements of a (and b).
+enum class GroupReduce {
+  AbsProduct,  // |a * b|: first-order Taylor importance (weights times their gradients)
+  Product,     // a * b: signed dot products (activations times their gradients)
+  Square,      // a^2: weight magnitudes, squared activation norms
+  Abs,         // |a|: column sums of |W| (wanda-sp)
+};
+const char* group_reduce_name(GroupReduce kind);
+// Whether the term reads the second operand b.
+bool group_reduce_reads_b(GroupReduce kind);
 
 class Backend {
  public:
@@ -138,6 +150,18 @@ class Backend {
   // (weight 0 = masked position, e.g. a prompt token under the decode-only loss).
   virtual void cross_entropy(const Tensor& losses, const Tensor& logits, const Tensor& targets,
                              const Tensor& weights) = 0;
+
+  // ---- reductions for importance scores -----------------------------------------------------
+  // out[g] += factor * sum of the `kind` term over the elements of group g, where a (and b, of
+  // a's shape, for the product terms; empty otherwise) are [R, C] matrices on this backend and
+  // group g is rows [g * per_group, (g + 1) * per_group) (by_rows) or those columns (a last
+  // group may be short). out is host memory with exactly ceil(R or C / per_group) entries: only
+  // these doubles leave the device. Sums are in double, in an order fixed by the shape alone
+  // (never by thread count or launch timing), so equal inputs give equal bits. a may be in
+  // weight_dtype(); b is F32; both contiguous.
+  // The default throws UnsupportedError: a backend (or a wrapper of one) must provide it.
+  virtual void group_reduce(std::span<double> out, GroupReduce kind, const Tensor& a,
+                            const Tensor& b, bool by_rows, int64_t per_group, double factor);
 };
 
 // Argument checks shared by the backends' gemm(), so CPU and CUDA refuse the same calls: 2-D
@@ -159,6 +183,17 @@ void check_decode_batch_args(const Tensor& out, const Tensor& q, const Tensor& k
                              const Tensor& v_new, const Tensor& k_cache, const Tensor& v_cache,
                              const Tensor& slots, const Tensor& positions,
                              const Tensor& kv_of_head);
+// Argument checks of group_reduce() shared by its implementations (ShapeError naming the
+// tensors): contiguous 2-D a of F32 or BF16, b like a but F32 exactly when the term reads it
+// (empty otherwise), per_group > 0 and out sized to the group count. Devices are the backend's
+// business.
+struct GroupReduceDims {
+  int64_t rows, cols, groups;
+};
+GroupReduceDims check_group_reduce_args(std::span<const double> out, GroupReduce kind,
+                                        const Tensor& a, const Tensor& b, bool by_rows,
+                                        int64_t per_group);
+
 // Two rows of one decode batch writing the same KV-cache slot race on it; ShapeError.
 void check_decode_slots_distinct(const int32_t* slots, int64_t n);
 inline constexpr const char* kDuplicateSlotMessage =

@@ -584,23 +584,78 @@ TEST_F(CudaOps, LargeCopiesThroughPinnedStagingRoundTrip) {
 
 // ---- importance reductions -------------------------------------------------------------------
 
-TEST_F(CudaOps, AbsProductGroupsMatchHostSums) {
-  const int64_t R = 70, C = 33;
-  Both w = rnd({R, C}, 300), g = rnd({R, C}, 301);
-  auto* cuda = dynamic_cast<CudaBackend*>(gpu.get());
-  ASSERT_NE(cuda, nullptr);
-  // Rows grouped by 7 (heads of a q_proj with head_dim 7), columns by 11.
-  std::vector<double> rows(10, 0.0), cols(3, 0.0), want_rows(10, 0.0), want_cols(3, 0.0);
-  for (int64_t r = 0; r < R; ++r)
-    for (int64_t c = 0; c < C; ++c) {
-      const double p = std::fabs(double(w.host()[size_t(r * C + c)]) * g.host()[size_t(r * C + c)]);
-      want_rows[size_t(r / 7)] += 0.5 * p;
-      want_cols[size_t(c / 11)] += 0.5 * p;
-    }
-  cuda->abs_product_groups(rows, w.dev(), g.dev(), true, 7, 0.5);
-  cuda->abs_product_groups(cols, w.dev(), g.dev(), false, 11, 0.5);
-  for (size_t i = 0; i < rows.size(); ++i) EXPECT_NEAR(rows[i], want_rows[i], 1e-9 * want_rows[i]);
-  for (size_t i = 0; i < cols.size(); ++i) EXPECT_NEAR(cols[i], want_cols[i], 1e-9 * want_cols[i]);
+constexpr GroupReduce kGroupReduceKinds[] = {GroupReduce::AbsProduct, GroupReduce::Product,
+                                             GroupReduce::Square, GroupReduce::Abs};
+
+// group_reduce of a (and b) on both backends, each out starting at 0.25 (out accumulates); the
+// CPU's is the reference (test_group_reduce.cpp checks it against naive sums). `scale`: the
+// CPU's sums of |term|, the bound for rounding differences between summation orders.
+struct GroupReduceRun {
+  std::vector<double> cpu, gpu, gpu_again, scale;
+};
+GroupReduceRun group_reduce_both(Backend& cpu, Backend& gpu, GroupReduce kind, const Tensor& a_cpu,
+                                 const Tensor& b_cpu, const Tensor& a_dev, const Tensor& b_dev,
+                                 bool by_rows, int64_t per_group) {
+  const int64_t n = by_rows ? a_cpu.dim(0) : a_cpu.dim(1);
+  const auto groups = static_cast<size_t>((n + per_group - 1) / per_group);
+  GroupReduceRun r{std::vector<double>(groups, 0.25), {}, {}, std::vector<double>(groups, 0.0)};
+  r.gpu = r.gpu_again = r.cpu;
+  const bool reads_b = group_reduce_reads_b(kind);
+  cpu.group_reduce(r.cpu, kind, a_cpu, reads_b ? b_cpu : Tensor(), by_rows, per_group, 0.5);
+  gpu.group_reduce(r.gpu, kind, a_dev, reads_b ? b_dev : Tensor(), by_rows, per_group, 0.5);
+  gpu.group_reduce(r.gpu_again, kind, a_dev, reads_b ? b_dev : Tensor(), by_rows, per_group, 0.5);
+  const GroupReduce abs_kind = kind == GroupReduce::Product ? GroupReduce::AbsProduct : kind;
+  cpu.group_reduce(r.scale, abs_kind, a_cpu, reads_b ? b_cpu : Tensor(), by_rows, per_group, 0.5);
+  return r;
+}
+
+void expect_group_reduce_close(const GroupReduceRun& r, const std::string& what) {
+  ASSERT_EQ(r.gpu.size(), r.cpu.size()) << what;
+  // Fixed-order sums: a repeated call gives the same bits.
+  EXPECT_EQ(r.gpu, r.gpu_again) << what;
+  for (size_t g = 0; g < r.cpu.size(); ++g)
+    EXPECT_NEAR(r.gpu[g], r.cpu[g], 1e-12 * r.scale[g] + 1e-15) << what << " group " << g;
+}
+
+// Every term, rows and columns, odd shapes and group sizes (a short last group, a group wider
+// than the matrix), and row counts past one chunk of the column direction (256 rows).
+TEST_F(CudaOps, GroupReduceMatchesCpu) {
+  struct Case {
+    int64_t R, C, per_group;
+  };
+  const Case cases[] = {{7, 13, 3}, {13, 7, 3},    {70, 33, 7},   {1, 1, 1},
+                        {5, 4, 9},  {1031, 77, 1}, {600, 300, 64}};
+  uint32_t seed = 300;
+  for (const Case& cs : cases)
+    for (GroupReduce kind : kGroupReduceKinds)
+      for (bool by_rows : {true, false}) {
+        Both a = rnd({cs.R, cs.C}, seed++, -2.0f, 2.0f), b = rnd({cs.R, cs.C}, seed++);
+        expect_group_reduce_close(group_reduce_both(*cpu, *gpu, kind, a.cpu(), b.cpu(), a.dev(),
+                                                    b.dev(), by_rows, cs.per_group),
+                                  cat(group_reduce_name(kind), " ", cs.R, "x", cs.C, " groups of ",
+                                      cs.per_group, by_rows ? " rows" : " columns"));
+      }
+}
+
+// Weights stored in bf16 (the CUDA backend's weight dtype) with f32 gradients: the device widens
+// a exactly, so it matches the CPU on the bf16-rounded values.
+TEST_F(CudaOps, GroupReduceReadsBf16Weights) {
+  const int64_t R = 300, C = 131;
+  vecf w = random_vec(size_t(R * C), 900, -2.0f, 2.0f);
+  Buffer wb = gpu->allocate_tensor(DType::BF16, {R, C});
+  const Tensor w_dev = wb.tensor(DType::BF16, {R, C});
+  gpu->copy(w_dev, Tensor(w.data(), DType::F32, Shape{R, C}));
+  for (auto& v : w) v = bf16_to_f32(f32_to_bf16(v));
+  Both g = rnd({R, C}, 901);
+  for (GroupReduce kind : kGroupReduceKinds)
+    for (bool by_rows : {true, false})
+      expect_group_reduce_close(
+          group_reduce_both(*cpu, *gpu, kind, Tensor(w.data(), DType::F32, Shape{R, C}), g.cpu(),
+                            w_dev, g.dev(), by_rows, 7),
+          cat("bf16 ", group_reduce_name(kind), by_rows ? " rows" : " columns"));
+  // Host operands are refused, as by every other op.
+  std::vector<double> out(size_t(C), 0.0);
+  EXPECT_THROW(gpu->group_reduce(out, GroupReduce::Abs, g.cpu(), {}, false, 1, 1.0), ShapeError);
 }
 
 }  // namespace

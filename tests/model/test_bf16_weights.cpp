@@ -1,10 +1,10 @@
 // The model's bf16 weight path without a GPU. `Bf16Storage` is the CPU backend with
-// weight_dtype() = BF16: copy() converts F32 <-> BF16 (round to nearest even) and gemm()
-// widens a BF16 operand to F32 before the CPU product, i.e. bf16 storage with f32 compute.
-// Every consumer of the weights (forward, cached decode, the backward of importance, the host
-// reads of the scorer) must then produce exactly what the F32 CPU backend produces on a copy
-// of the weights rounded to bf16 where the model stores bf16: the projection matrices and the
-// lm_head (a tied one as a rounded copy of the table), not the norms, biases or embedding
+// weight_dtype() = BF16: copy() converts F32 <-> BF16 (round to nearest even), and gemm() and
+// group_reduce() widen a BF16 operand to F32 before the CPU op, i.e. bf16 storage with f32
+// compute. Every consumer of the weights (forward, cached decode, the backward of importance,
+// the scorer's reductions) must then produce exactly what the F32 CPU backend produces on a
+// copy of the weights rounded to bf16 where the model stores bf16: the projection matrices and
+// the lm_head (a tied one as a rounded copy of the table), not the norms, biases or embedding
 // table. Exact equality pins down both which tensors are stored in bf16 and that nothing reads
 // them as F32.
 #include <gtest/gtest.h>
@@ -94,6 +94,12 @@ class Bf16Storage final : public Backend {
   }
   void cross_entropy(const Tensor& l, const Tensor& x, const Tensor& t, const Tensor& w) override {
     in_->cross_entropy(l, x, t, w);
+  }
+  // Like gemm, the importance reductions read weight matrices: a BF16 operand a is widened.
+  void group_reduce(std::span<double> out, GroupReduce kind, const Tensor& a, const Tensor& b,
+                    bool by_rows, int64_t per_group, double factor) override {
+    std::vector<float> wa;
+    in_->group_reduce(out, kind, widen(a, wa), f32(b), by_rows, per_group, factor);
   }
 
   int64_t conversions = 0;  // copies that converted (the weight uploads and host reads)

@@ -69,6 +69,8 @@ class CpuBackend final : public Backend {
   void embedding_backward(const Tensor& dtable, const Tensor& dout, const Tensor& ids) override;
   void cross_entropy(const Tensor& losses, const Tensor& logits, const Tensor& targets,
                      const Tensor& weights) override;
+  void group_reduce(std::span<double> out, GroupReduce kind, const Tensor& a, const Tensor& b,
+                    bool by_rows, int64_t per_group, double factor) override;  // cpu_reductions.cpp
 
  private:
   int threads_;

@@ -1,6 +1,7 @@
 #include "backend/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -801,29 +802,41 @@ void CudaBackend::cross_entropy(const Tensor& losses, const Tensor& logits, cons
 
 // ---- importance reductions ---------------------------------------------------------------
 
-void CudaBackend::abs_product_groups(std::vector<double>& out, const Tensor& w, const Tensor& g,
-                                     bool by_rows, int64_t per_group, double factor) {
-  const char* op = "abs_product_groups";
-  const float* wp = f32_contig(op, "w", w);
-  const float* gp = f32_contig(op, "g", g);
-  RESP_CHECK_SHAPE(w.rank() == 2 && g.shape() == w.shape() && per_group > 0, "w ", w.str(),
-                   " and g ", g.str(), " must be the same [R, C]");
-  const int64_t R = w.dim(0), C = w.dim(1);
-  const int64_t groups = ((by_rows ? R : C) + per_group - 1) / per_group;
-  RESP_CHECK_SHAPE(static_cast<int64_t>(out.size()) >= groups, "out has ", out.size(),
-                   " entries for ", groups, " groups");
-  if (groups == 0) return;
-  const size_t bytes = static_cast<size_t>(groups) * sizeof(double);
-  auto* dev = static_cast<double*>(scratch(bytes));
+void CudaBackend::group_reduce(std::span<double> out, GroupReduce kind, const Tensor& a,
+                               const Tensor& b, bool by_rows, int64_t per_group, double factor) {
+  const char* op = "group_reduce";
+  const GroupReduceDims d = check_group_reduce_args(out, kind, a, b, by_rows, per_group);
+  check_device(op, "a", a);
+  const float* bp = nullptr;
+  if (group_reduce_reads_b(kind)) bp = f32_contig(op, "b", b);
+  if (d.rows == 0 || d.cols == 0) return;  // every group sums nothing
+  // One block per row in the row direction (gridDim.x).
+  RESP_CHECK_SHAPE(!by_rows || d.rows <= INT32_MAX, "a ", a.str(), " has too many rows");
+  k::ReduceTerm term = k::ReduceTerm::AbsProduct;
+  switch (kind) {
+    case GroupReduce::AbsProduct:
+      term = k::ReduceTerm::AbsProduct;
+      break;
+    case GroupReduce::Product:
+      term = k::ReduceTerm::Product;
+      break;
+    case GroupReduce::Square:
+      term = k::ReduceTerm::Square;
+      break;
+    case GroupReduce::Abs:
+      term = k::ReduceTerm::Abs;
+      break;
+  }
+  const int64_t lines = k::group_reduce_lines(d.rows, d.cols, by_rows);
+  auto* dev = static_cast<double*>(scratch(static_cast<size_t>(lines + d.groups) * sizeof(double)));
   cudaStream_t s = stream_.get();
-  cuda::check(cudaMemsetAsync(dev, 0, bytes, s), op);
-  if (by_rows)
-    k::abs_product_row_groups(dev, wp, gp, R, C, per_group, factor, s);
-  else
-    k::abs_product_col_groups(dev, wp, gp, R, C, per_group, factor, s);
+  k::group_reduce(dev + lines, dev, term, a.data(), a.dtype() == DType::BF16, bp, d.rows, d.cols,
+                  per_group, by_rows, factor, s);
   cuda::check_launch(op);
-  std::vector<double> host(static_cast<size_t>(groups));
-  cuda::check(cudaMemcpyAsync(host.data(), dev, bytes, cudaMemcpyDeviceToHost, s), op);
+  std::vector<double> host(static_cast<size_t>(d.groups));
+  cuda::check(cudaMemcpyAsync(host.data(), dev + lines, host.size() * sizeof(double),
+                              cudaMemcpyDeviceToHost, s),
+              op);
   sync_and_check(op);
   for (size_t i = 0; i < host.size(); ++i) out[i] += host[i];
 }

@@ -78,10 +78,10 @@ class CudaBackend final : public Backend {
   void cross_entropy(const Tensor& losses, const Tensor& logits, const Tensor& targets,
                      const Tensor& weights) override;
 
-  // Importance reductions (Taylor): out[group] += factor * sum |w * g| over the rows (or columns)
-  // of each group of `per_group` rows (columns). w, g: [R, C] F32 on this device; out: host.
-  void abs_product_groups(std::vector<double>& out, const Tensor& w, const Tensor& g, bool by_rows,
-                          int64_t per_group, double factor);
+  // Per-row/column sums on the device into scratch, per-group sums by one thread each, then
+  // one copy of the group sums to the host (which synchronises the stream).
+  void group_reduce(std::span<double> out, GroupReduce kind, const Tensor& a, const Tensor& b,
+                    bool by_rows, int64_t per_group, double factor) override;
 
  private:
   void* scratch(size_t bytes) { return scratch_.get(bytes, stream_.get()); }
