@@ -20,5 +20,7 @@ void register_bench_generate(CLI::App& bench, Action* selected);
 void register_bench_checkpoint(CLI::App& bench, Action* selected);
 // `resp bench gemm`: decode-step GEMMs, the few-rows kernel vs OpenBLAS sgemm.
 void register_bench_gemm(CLI::App& bench, Action* selected);
+// `resp bench threads`: one vs several threads per op family (the CPU work thresholds).
+void register_bench_threads(CLI::App& bench, Action* selected);
 
 }  // namespace resp::app

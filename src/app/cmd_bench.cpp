@@ -172,6 +172,7 @@ void register_bench(CLI::App& root, Action* selected) {
   register_bench_generate(*bench, selected);
   register_bench_checkpoint(*bench, selected);
   register_bench_gemm(*bench, selected);
+  register_bench_threads(*bench, selected);
 }
 
 }  // namespace resp::app

@@ -22,6 +22,14 @@ void Backend::linear_backward(const Tensor& dx, const Tensor& dw, const Tensor& 
 }
 
 namespace {
+// ShapeError "op: message" unless cond. A macro, like RESP_CHECK_SHAPE, so that the message
+// (tensor descriptions are formatted strings) is built only on failure; unlike it, it names the
+// op rather than the checking function.
+#define RESP_REQUIRE(cond, op, ...)                            \
+  do {                                                         \
+    if (!(cond)) throw ShapeError(cat(op, ": ", __VA_ARGS__)); \
+  } while (0)
+
 // Byte range [begin, end) a view touches, strides included (empty for no elements).
 std::pair<const char*, const char*> byte_span(const Tensor& t) {
   const char* b = static_cast<const char*>(t.data());
@@ -114,6 +122,49 @@ void Backend::group_reduce(std::span<double>, GroupReduce kind, const Tensor&, c
       cat("backend ", name(), " does not implement group_reduce (", group_reduce_name(kind), ")"));
 }
 
+RowLayout row_layout(const char* op, const char* what, const Tensor& t) {
+  if (t.rank() == 0) return {1, 1, 1};
+  int64_t expect = 1;
+  for (int i = t.rank() - 1; i >= 1; --i) {
+    if (t.dim(i) != 1 && t.stride(i) != expect)
+      throw ShapeError(cat(op, ": ", what, " ", t.str(), " has non-contiguous inner dimensions"));
+    expect *= t.dim(i);
+  }
+  const int64_t rows = t.dim(0);
+  const int64_t stride = rows <= 1 ? expect : t.stride(0);
+  if (stride < expect)
+    throw ShapeError(
+        cat(op, ": ", what, " ", t.str(), " has row stride ", stride, " < row size ", expect));
+  return {rows, expect, stride};
+}
+
+AttentionDims check_attention_args(const char* op, const Tensor& q, const Tensor& k,
+                                   const Tensor& v, const Tensor& kv_of_head, int64_t q_offset) {
+  RESP_REQUIRE(q.rank() == 3 && k.rank() == 3 && v.rank() == 3, op, "q ", q.str(), ", k ", k.str(),
+               ", v ", v.str(), " must be [T, Hq, D], [S, Hkv, D], [S, Hkv, D]");
+  const AttentionDims d{q.dim(0), q.dim(1), q.dim(2), k.dim(0), k.dim(1)};
+  RESP_REQUIRE(k.shape() == v.shape() && k.dim(2) == d.d, op, "k ", k.str(), " and v ", v.str(),
+               " must both be [S, Hkv, D] with D of q ", q.str());
+  RESP_REQUIRE(kv_of_head.dtype() == DType::I32 && kv_of_head.rank() == 1 &&
+                   kv_of_head.dim(0) == d.hq && kv_of_head.is_contiguous(),
+               op, "kv_of_head ", kv_of_head.str(), " must be I32 [Hq] for q ", q.str());
+  RESP_REQUIRE(q_offset >= 0 && d.s >= q_offset + d.t, op, "S = ", d.s, " of k ", k.str(),
+               " must be >= q_offset ", q_offset, " + T ", d.t, " (q ", q.str(), ")");
+  return d;
+}
+
+AttentionDims check_attention_backward_args(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                                            const Tensor& dout, const Tensor& q, const Tensor& k,
+                                            const Tensor& v, const Tensor& kv_of_head,
+                                            int64_t q_offset) {
+  const AttentionDims d = check_attention_args("attention_backward", q, k, v, kv_of_head, q_offset);
+  RESP_REQUIRE(dq.shape() == q.shape() && dout.shape() == q.shape() && dk.shape() == k.shape() &&
+                   dv.shape() == k.shape(),
+               "attention_backward", "dq ", dq.str(), ", dk ", dk.str(), ", dv ", dv.str(),
+               ", dout ", dout.str(), " must match q ", q.str(), " and k ", k.str());
+  return d;
+}
+
 void check_decode_slots_distinct(const int32_t* slots, int64_t n) {
   std::vector<int32_t> sorted(slots, slots + n);
   std::sort(sorted.begin(), sorted.end());
@@ -179,3 +230,5 @@ void Backend::attention_decode_batch(const Tensor& out, const Tensor& q, const T
 }
 
 }  // namespace resp
+
+#undef RESP_REQUIRE

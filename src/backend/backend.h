@@ -194,6 +194,30 @@ GroupReduceDims check_group_reduce_args(std::span<const double> out, GroupReduce
                                         const Tensor& a, const Tensor& b, bool by_rows,
                                         int64_t per_group);
 
+// A tensor seen as `rows` rows (dimension 0) of `cols` contiguous elements, `stride` elements
+// apart: the view every backend's row-wise ops take. Inner dimensions must be contiguous;
+// dimension 0 may be padded (stride >= cols). A rank-0 tensor is one row of one element.
+// ShapeError naming `op` and `what` otherwise. Device and dtype are the caller's checks.
+struct RowLayout {
+  int64_t rows, cols, stride;
+};
+RowLayout row_layout(const char* op, const char* what, const Tensor& t);
+
+// Shape checks of attention() and attention_backward() shared by the backends (ShapeError
+// naming `op` and the tensors): q [T, Hq, D], k and v [S, Hkv, D], kv_of_head [Hq],
+// S >= q_offset + T. The values of kv_of_head are checked where they can be read. Dtypes and
+// memory are the backend's checks.
+struct AttentionDims {
+  int64_t t, hq, d, s, hkv;
+};
+AttentionDims check_attention_args(const char* op, const Tensor& q, const Tensor& k,
+                                   const Tensor& v, const Tensor& kv_of_head, int64_t q_offset);
+// The above for "attention_backward", plus dq and dout shaped like q, dk and dv like k.
+AttentionDims check_attention_backward_args(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                                            const Tensor& dout, const Tensor& q, const Tensor& k,
+                                            const Tensor& v, const Tensor& kv_of_head,
+                                            int64_t q_offset);
+
 // Two rows of one decode batch writing the same KV-cache slot race on it; ShapeError.
 void check_decode_slots_distinct(const int32_t* slots, int64_t n);
 inline constexpr const char* kDuplicateSlotMessage =

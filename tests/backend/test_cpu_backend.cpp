@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <random>
@@ -11,6 +12,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/gemm_few_rows.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "random_data.h"
@@ -90,9 +92,15 @@ void expect_shape_error(F&& f, const std::string& needle = "") {
   }
 }
 
+// Two threads with every work threshold 0, so that each op runs its threaded path even on the
+// small shapes of these tests (the shipped thresholds would keep most of them on one thread).
+std::unique_ptr<Backend> always_parallel(int threads) {
+  return std::make_unique<CpuBackend>(threads, active_cpu_isa(), cpu::kAlwaysParallel);
+}
+
 class CpuBackendTest : public ::testing::Test {
  protected:
-  std::unique_ptr<Backend> be = make_cpu_backend(2);
+  std::unique_ptr<Backend> be = always_parallel(2);
 };
 
 // ---- basics ---------------------------------------------------------------------------------
@@ -103,6 +111,89 @@ TEST_F(CpuBackendTest, IdentityAndThreads) {
   CpuBackend one(1), all(0);
   EXPECT_EQ(one.threads(), 1);
   EXPECT_GE(all.threads(), 1);
+}
+
+// Whether an op goes parallel (cpu_parallel.h) must never show in its result: one thread, two
+// threads with the shipped work thresholds and two threads always parallel give the same bits,
+// on shapes on both sides of each family's threshold.
+TEST(CpuParallel, ThresholdsNeverChangeResults) {
+  std::vector<std::unique_ptr<Backend>> bes;
+  bes.push_back(make_cpu_backend(1));
+  bes.push_back(make_cpu_backend(2));
+  bes.push_back(always_parallel(2));
+  // Runs op(backend, out) on every backend and compares the outputs bit for bit.
+  auto same = [&](const std::string& what, size_t n, auto&& op) {
+    std::vector<std::vector<float>> outs;
+    for (auto& b : bes) {
+      outs.emplace_back(n, -7.0f);
+      op(*b, outs.back());
+    }
+    for (size_t i = 1; i < outs.size(); ++i)
+      EXPECT_EQ(outs[0], outs[i]) << what << ", backend " << i;
+  };
+  // The few-rows GEMM, streaming (1-2 rows) and tiled. (Not OpenBLAS, which the baseline ISA
+  // level uses instead: its threaded products differ from its serial ones in the last bits.)
+  for (int64_t rows : {1, 2, 3, 5, 64}) {
+    if (!gemm_few_rows_available()) break;
+    const int64_t n = 1537, k = 600;
+    auto a = random_vec(static_cast<size_t>(rows * k), 1), w = random_vec(n * k, 2);
+    same("gemm rows " + std::to_string(rows), static_cast<size_t>(rows * n),
+         [&](Backend& b, std::vector<float>& c) {
+           b.gemm(f32(a, {rows, k}), false, f32(w, {n, k}), true, f32(c, {rows, n}));
+         });
+  }
+  for (int64_t rows : {1, 300}) {  // row-wise and elementwise ops, below and above thresholds
+    const int64_t d = 576, total = rows * d;
+    auto x = random_vec(static_cast<size_t>(total), 3),
+         y = random_vec(static_cast<size_t>(total), 4);
+    auto g = random_vec(static_cast<size_t>(d), 5);
+    const std::string r = " rows " + std::to_string(rows);
+    same("rmsnorm" + r, total, [&](Backend& b, std::vector<float>& o) {
+      b.rmsnorm(f32(o, {rows, d}), f32(x, {rows, d}), f32(g, {d}), 1e-6f);
+    });
+    same("swiglu" + r, total, [&](Backend& b, std::vector<float>& o) {
+      b.swiglu(f32(o, {rows, d}), f32(x, {rows, d}), f32(y, {rows, d}));
+    });
+    same("add" + r, total, [&](Backend& b, std::vector<float>& o) {
+      b.add(f32(o, {rows, d}), f32(x, {rows, d}), f32(y, {rows, d}));
+    });
+    same("log_softmax" + r, total, [&](Backend& b, std::vector<float>& o) {
+      b.log_softmax(f32(o, {rows, d}), f32(x, {rows, d}));
+    });
+    std::vector<int32_t> pos(static_cast<size_t>(rows));
+    for (int64_t t = 0; t < rows; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(3 * t);
+    auto freq = random_vec(32, 6, 0.0f, 1.0f);
+    same("rope" + r, total, [&](Backend& b, std::vector<float>& o) {
+      o = x;
+      b.rope(f32(o, {rows, 9, 64}), i32(pos, {rows}), f32(freq, {32}));
+    });
+  }
+  for (int64_t t_len : {1, 37}) {  // attention: a decode row over a long cache, and prefill
+    const int64_t hq = 9, hkv = 3, d = 64, s_len = 700;
+    auto q = random_vec(static_cast<size_t>(t_len * hq * d), 7);
+    auto k = random_vec(static_cast<size_t>(s_len * hkv * d), 8);
+    auto v = random_vec(static_cast<size_t>(s_len * hkv * d), 9);
+    std::vector<int32_t> kvh{0, 0, 0, 1, 1, 1, 2, 2, 2};
+    same("attention rows " + std::to_string(t_len), static_cast<size_t>(t_len * hq * d),
+         [&](Backend& b, std::vector<float>& o) {
+           b.attention(f32(o, {t_len, hq, d}), f32(q, {t_len, hq, d}), f32(k, {s_len, hkv, d}),
+                       f32(v, {s_len, hkv, d}), i32(kvh, {hq}), s_len - t_len, 0.125f);
+         });
+  }
+}
+
+// The spinning table only when the process spins (the thresholds assume what a region costs).
+TEST(CpuParallel, ThresholdsFollowTheWaitPolicy) {
+  const char* saved = std::getenv("OMP_WAIT_POLICY");
+  const std::string before = saved ? saved : "";
+  setenv("OMP_WAIT_POLICY", "ACTIVE", 1);
+  EXPECT_EQ(&cpu::default_parallel_thresholds(), &cpu::kSpinningThresholds);
+  setenv("OMP_WAIT_POLICY", "passive", 1);
+  EXPECT_EQ(&cpu::default_parallel_thresholds(), &cpu::kParallelThresholds);
+  unsetenv("OMP_WAIT_POLICY");
+  EXPECT_EQ(&cpu::default_parallel_thresholds(), &cpu::kParallelThresholds);
+  EXPECT_GT(cpu::kParallelThresholds.gemm, cpu::kSpinningThresholds.gemm);
+  if (saved) setenv("OMP_WAIT_POLICY", before.c_str(), 1);
 }
 
 TEST_F(CpuBackendTest, AllocateCopyFill) {
@@ -645,8 +736,8 @@ TEST_F(CpuBackendTest, AttentionDecodeRowEqualsMultiRowPath) {
     const Tensor v1(v.data(), DType::F32, {pos + 1, hkv, d});
     make_cpu_backend(1)->attention(f32(one_a, {1, hq, d}), Tensor(q.data(), DType::F32, {1, hq, d}),
                                    k1, v1, i32(kvh, {hq}), pos, 0.125f);
-    make_cpu_backend(2)->attention(f32(one_b, {1, hq, d}), Tensor(q.data(), DType::F32, {1, hq, d}),
-                                   k1, v1, i32(kvh, {hq}), pos, 0.125f);
+    always_parallel(2)->attention(f32(one_b, {1, hq, d}), Tensor(q.data(), DType::F32, {1, hq, d}),
+                                  k1, v1, i32(kvh, {hq}), pos, 0.125f);
     EXPECT_EQ(one_a, one_b) << "position " << pos;
     EXPECT_EQ(one_a, std::vector<float>(two.begin(), two.begin() + hq * d)) << "position " << pos;
   }

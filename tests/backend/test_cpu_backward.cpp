@@ -4,7 +4,7 @@
 // (L(x + h) - L(x - h)) / 2h in double, and the backend's f32 gradient must match it within
 // 2e-4 of the gradient tensor's max |value|. Plus the contracts of backend.h: activation grads
 // overwritten, weight grads accumulated, allowed aliasing, masked rows, and the error paths.
-// Large shapes (threaded code paths) are compared against the single-threaded backend.
+// Threaded code paths (every work threshold 0) are compared against the single-threaded backend.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -28,6 +28,11 @@ namespace {
 using vecd = std::vector<double>;
 using vecf = std::vector<float>;
 using veci = std::vector<int32_t>;
+
+// Every work threshold 0: the threaded code paths run even on small shapes.
+std::unique_ptr<Backend> always_parallel(int threads) {
+  return std::make_unique<CpuBackend>(threads, active_cpu_isa(), cpu::kAlwaysParallel);
+}
 
 constexpr double kStep = 1e-6;
 constexpr double kTol = 2e-4;
@@ -140,7 +145,7 @@ void expect_error(F&& f, const std::string& what) {
 
 class CpuBackwardTest : public ::testing::Test {
  protected:
-  std::unique_ptr<Backend> be = make_cpu_backend(2);
+  std::unique_ptr<Backend> be = always_parallel(2);
 };
 
 // ============================== naive float64 forward references ==============================
@@ -417,7 +422,7 @@ TEST_F(CpuBackwardTest, RmsnormBackwardThreadedMatchesSingleThread) {
     one->rmsnorm_backward(f32(dx1, {R, D}), f32(dw1, {D}), f32(dy, {R, D}), f32(x, {R, D}),
                           f32(w, {D}), 1e-6f);
   }
-  auto two = make_cpu_backend(2);
+  auto two = always_parallel(2);
   two->rmsnorm_backward(f32(dx2, {R, D}), f32(dw2, {D}), f32(dy, {R, D}), f32(x, {R, D}),
                         f32(w, {D}), 1e-6f);
   expect_same(dx2, dx1, "rmsnorm threaded dx");
@@ -622,7 +627,7 @@ TEST_F(CpuBackwardTest, AttentionBackwardThreadedMatchesSingleThread) {
     auto one = make_cpu_backend(1);
     run(*one, dq1, dk1, dv1);
   }
-  auto two = make_cpu_backend(2);
+  auto two = always_parallel(2);
   run(*two, dq2, dk2, dv2);
   expect_same(dq2, dq1, "attention threaded dq");
   expect_same(dk2, dk1, "attention threaded dk");
@@ -749,7 +754,7 @@ TEST_F(CpuBackwardTest, SwigluBackwardThreadedMatchesSingleThread) {
     one->swiglu_backward(f32(dg1, {T, F}), f32(du1, {T, F}), f32(d, {T, F}), f32(g, {T, F}),
                          f32(u, {T, F}));
   }
-  auto two = make_cpu_backend(2);
+  auto two = always_parallel(2);
   two->swiglu_backward(f32(dg2, {T, F}), f32(du2, {T, F}), f32(d, {T, F}), f32(g, {T, F}),
                        f32(u, {T, F}));
   expect_same(dg2, dg1, "swiglu threaded dgate", 1e-7);
@@ -933,7 +938,7 @@ TEST_F(CpuBackwardTest, CrossEntropyThreadedMatchesSingleThread) {
     auto one = make_cpu_backend(1);
     one->cross_entropy(f32(l1, {R}), f32(g1, {R, V}), i32(targets, {R}), f32(w, {R}));
   }
-  auto two = make_cpu_backend(2);
+  auto two = always_parallel(2);
   two->cross_entropy(f32(l2, {R}), f32(g2, {R, V}), i32(targets, {R}), f32(w, {R}));
   expect_same(g2, g1, "cross_entropy threaded dlogits", 1e-7);
   expect_same(l2, l1, "cross_entropy threaded losses", 1e-7);

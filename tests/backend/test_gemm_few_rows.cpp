@@ -99,7 +99,9 @@ TEST_F(GemmFewRows, MatchesFloat64ReferenceOnOddShapes) {
 }
 
 TEST_F(GemmFewRows, RowResultsDoNotDependOnTheRestOfTheCall) {
-  const int64_t m = 37, n = 101, k = 1000;
+  // n * k >= 2^18 floats: one- and two-row calls take the streaming path (one row of B per
+  // column block), the full call the 4-row tiles.
+  const int64_t m = 37, n = 301, k = 1000;
   const auto a = random_vec(static_cast<size_t>(m * k), 11);
   const auto b = random_vec(static_cast<size_t>(n * k), 12);
   std::vector<float> all(static_cast<size_t>(m * n));
@@ -107,14 +109,17 @@ TEST_F(GemmFewRows, RowResultsDoNotDependOnTheRestOfTheCall) {
   std::vector<float> threaded(all.size());
   gemm_few_rows(a.data(), k, b.data(), k, threaded.data(), n, m, n, k, 1.0f, 0.0f, 2);
   EXPECT_EQ(0, std::memcmp(all.data(), threaded.data(), all.size() * sizeof(float)));
-  // Each row alone (a 1-row tile instead of a 4-row one), and rows 5..9 as their own call
-  // (other tile boundaries): bit-identical to the full call.
+  // Each row alone (streamed instead of a 4-row tile), rows 7..8 (streamed, two threads) and
+  // rows 5..9 as their own call (other tile boundaries): bit-identical to the full call.
   for (int64_t i = 0; i < m; ++i) {
     std::vector<float> row(static_cast<size_t>(n));
     gemm_few_rows(a.data() + i * k, k, b.data(), k, row.data(), n, 1, n, k, 1.0f, 0.0f, 1);
     EXPECT_EQ(0, std::memcmp(row.data(), all.data() + i * n, row.size() * sizeof(float)))
         << "row " << i;
   }
+  std::vector<float> pair(static_cast<size_t>(2 * n));
+  gemm_few_rows(a.data() + 7 * k, k, b.data(), k, pair.data(), n, 2, n, k, 1.0f, 0.0f, 2);
+  EXPECT_EQ(0, std::memcmp(pair.data(), all.data() + 7 * n, pair.size() * sizeof(float)));
   std::vector<float> some(static_cast<size_t>(5 * n));
   gemm_few_rows(a.data() + 5 * k, k, b.data(), k, some.data(), n, 5, n, k, 1.0f, 0.0f, 2);
   EXPECT_EQ(0, std::memcmp(some.data(), all.data() + 5 * n, some.size() * sizeof(float)));

@@ -2,12 +2,14 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <strings.h>
 
 #include <algorithm>
 #include <bit>
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -22,10 +24,8 @@ namespace resp {
 
 namespace {
 
-// Below these amounts of work an op runs on the calling thread: starting an OpenMP region costs
-// microseconds, which matters for single-token decoding.
-constexpr int64_t kParallelElems = 1 << 15;  // cheap elementwise ops
-constexpr int64_t kChunkElems = 1 << 14;     // chunk size of flat elementwise loops
+// Chunk size of flat elementwise loops (when to go parallel at all: cpu_parallel.h).
+constexpr int64_t kChunkElems = 1 << 14;
 
 // ---- validation -------------------------------------------------------------------------------
 
@@ -47,8 +47,7 @@ void check_rank(const char* op, const char* what, const Tensor& t, int rank) {
     throw ShapeError(cat(op, ": ", what, " ", t.str(), " must have rank ", rank));
 }
 
-// A tensor seen as `rows` rows (dimension 0) of `cols` contiguous elements, `stride` elements
-// apart (stride >= cols; padded leading dimension allowed).
+// A host tensor as rows (row_layout in backend.h), with its data pointer.
 struct Rows {
   float* data;
   int64_t rows;
@@ -59,19 +58,8 @@ struct Rows {
 };
 
 Rows rows_of(const char* op, const char* what, const Tensor& t) {
-  if (t.rank() == 0) return {static_cast<float*>(t.data()), 1, 1, 1};
-  int64_t expect = 1;
-  for (int i = t.rank() - 1; i >= 1; --i) {
-    if (t.dim(i) != 1 && t.stride(i) != expect)
-      throw ShapeError(cat(op, ": ", what, " ", t.str(), " has non-contiguous inner dimensions"));
-    expect *= t.dim(i);
-  }
-  const int64_t rows = t.dim(0);
-  const int64_t stride = rows <= 1 ? expect : t.stride(0);
-  if (stride < expect)
-    throw ShapeError(
-        cat(op, ": ", what, " ", t.str(), " has row stride ", stride, " < row size ", expect));
-  return {static_cast<float*>(t.data()), rows, expect, stride};
+  const RowLayout l = row_layout(op, what, t);
+  return {static_cast<float*>(t.data()), l.rows, l.cols, l.stride};
 }
 
 // F32 on the host, viewed as rows.
@@ -107,12 +95,11 @@ void check_alias(const char* op, const char* out_name, const Rows& out, const ch
 
 // ---- math helpers -----------------------------------------------------------------------------
 
-// Runs body(begin, end) over [0, n) in chunks, in parallel when the work is large enough.
+// Runs body(begin, end) over [0, n) in chunks, on `threads` threads (1: the calling thread).
 template <typename Body>
-void parallel_chunks(int threads, int64_t n, int64_t work, Body&& body) {
+void parallel_chunks(int threads, int64_t n, Body&& body) {
   const int64_t chunks = (n + kChunkElems - 1) / kChunkElems;
-#pragma omp parallel for num_threads(threads) if (work >= kParallelElems && chunks > 1) \
-    schedule(static)
+#pragma omp parallel for num_threads(threads) if (threads > 1 && chunks > 1) schedule(static)
   for (int64_t c = 0; c < chunks; ++c) body(c * kChunkElems, std::min(n, (c + 1) * kChunkElems));
 }
 
@@ -120,12 +107,34 @@ void parallel_chunks(int threads, int64_t n, int64_t work, Body&& body) {
 
 // ---- construction and memory --------------------------------------------------------------------
 
+namespace cpu {
+
+const ParallelThresholds& default_parallel_thresholds() {
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  if (policy != nullptr && strcasecmp(policy, "active") == 0) return kSpinningThresholds;
+  return kParallelThresholds;
+}
+
+BlasThreads::BlasThreads(int call, int backend) : backend_(backend) {
+  if (openblas_get_num_threads() != call) openblas_set_num_threads(call);
+}
+
+BlasThreads::~BlasThreads() {
+  if (openblas_get_num_threads() != backend_) openblas_set_num_threads(backend_);
+}
+
+}  // namespace cpu
+
 CpuBackend::CpuBackend(int threads) : CpuBackend(threads, active_cpu_isa()) {}
 
 CpuBackend::CpuBackend(int threads, CpuIsa isa)
+    : CpuBackend(threads, isa, cpu::default_parallel_thresholds()) {}
+
+CpuBackend::CpuBackend(int threads, CpuIsa isa, const cpu::ParallelThresholds& thresholds)
     : threads_(threads > 0 ? threads : omp_get_max_threads()),
       isa_(isa),
-      kernels_(&cpu::cpu_kernels(isa)) {
+      kernels_(&cpu::cpu_kernels(isa)),
+      thresholds_(thresholds) {
   if (!cpu_isa_supported(isa))
     throw UnsupportedError(cat("cpu backend: this CPU does not support the ", cpu_isa_name(isa),
                                " kernels (best: ", cpu_isa_name(detect_cpu_isa()), ")"));
@@ -162,13 +171,14 @@ void CpuBackend::copy(const Tensor& dst, const Tensor& src) {
 
 void CpuBackend::fill(const Tensor& dst, float value) {
   const Rows d = f32_rows("fill", "dst", dst);
+  const int nt = threads_for(d.rows * d.cols, thresholds_.elementwise);
   if (d.contiguous()) {
     float* p = d.data;
-    parallel_chunks(threads_, d.rows * d.cols, d.rows * d.cols,
+    parallel_chunks(nt, d.rows * d.cols,
                     [&](int64_t b, int64_t e) { std::fill(p + b, p + e, value); });
     return;
   }
-#pragma omp parallel for num_threads(threads_) if (d.rows * d.cols >= kParallelElems)
+#pragma omp parallel for num_threads(nt) if (nt > 1)
   for (int64_t r = 0; r < d.rows; ++r) std::fill(d.row(r), d.row(r) + d.cols, value);
 }
 
@@ -203,11 +213,13 @@ void CpuBackend::gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans
   // the weight rows, no copy of the weights, and each row's result independent of how many rows
   // share the call (see gemm_few_rows.h).
   if (!trans_a && trans_b && m <= kGemmFewRowsMax && kernels_->gemm != nullptr) {
-    gemm_few_rows(isa_, ra.data, lda, rb.data, ldb, rc.data, ldc, m, n, k, alpha, beta, threads_);
+    gemm_few_rows(isa_, ra.data, lda, rb.data, ldb, rc.data, ldc, m, n, k, alpha, beta,
+                  threads_for(m * n * k, thresholds_.gemm));
     return;
   }
-  // The OpenBLAS thread count is process-wide; re-assert ours in case another backend changed it.
-  if (openblas_get_num_threads() != threads_) openblas_set_num_threads(threads_);
+  // The OpenBLAS thread count is process-wide: set it per call (another backend may have
+  // changed it, and a small product is faster on one thread than OpenBLAS's cut-off assumes).
+  const cpu::BlasThreads blas(threads_for(m * n * k, thresholds_.blas), threads_);
   // A few rows (decoding a handful of sequences): sgemv per row streams the weights once,
   // where sgemm would first copy (pack) every weight block for a 1-row product.
   if (!trans_a && m <= 4) {
@@ -233,7 +245,8 @@ void CpuBackend::add_bias(const Tensor& y, const Tensor& bias) {
                    " must be [R, N] and bias ", bias.str(), " [N]");
   RESP_CHECK_SHAPE(!overlaps(ry, rbias), "y ", y.str(), " overlaps bias ", bias.str());
   const float* bp = rbias.data;
-#pragma omp parallel for num_threads(threads_) if (ry.rows * ry.cols >= kParallelElems)
+  const int nt = threads_for(ry.rows * ry.cols, thresholds_.elementwise);
+#pragma omp parallel for num_threads(nt) if (nt > 1)
   for (int64_t r = 0; r < ry.rows; ++r) {
     float* p = ry.row(r);
 #pragma omp simd
@@ -253,7 +266,8 @@ void CpuBackend::rmsnorm(const Tensor& out, const Tensor& x, const Tensor& w, fl
   const int64_t d = rx.cols;
   if (d == 0) return;
   const float* wp = rw.data;
-#pragma omp parallel for num_threads(threads_) if (rx.rows * d >= kParallelElems)
+  const int nt = threads_for(rx.rows * d, thresholds_.rowwise);
+#pragma omp parallel for num_threads(nt) if (nt > 1)
   for (int64_t r = 0; r < rx.rows; ++r) {
     const float* xp = rx.row(r);
     float* op = ro.row(r);
@@ -283,7 +297,8 @@ void CpuBackend::rope(const Tensor& x, const Tensor& positions, const Tensor& in
   if (t_len == 0 || heads == 0 || half == 0) return;
   const int32_t* pos = positions.i32();
   const float* freq = rf.data;
-#pragma omp parallel num_threads(threads_) if (t_len * heads * d >= kParallelElems)
+  const int nt = threads_for(t_len * heads * d, thresholds_.rowwise);
+#pragma omp parallel num_threads(nt) if (nt > 1)
   {
     std::vector<float> cs(static_cast<size_t>(2 * half));
     float* cosv = cs.data();
@@ -327,39 +342,39 @@ void CpuBackend::rope(const Tensor& x, const Tensor& positions, const Tensor& in
 //      packed per tile of 16 dims as [keys][16], then the later rows' extra keys.
 // No score or weighted sum of a row involves a key or value past that row's causal limit, and
 // nothing at position q_offset + T or later is read at all (those cache rows may be garbage).
-// The per-set kernels are in attention_impl.h, built per ISA level (cpu_kernels.h); this function
-// checks the arguments, packs K and V, and schedules the sets.
+// The per-set kernels are in attention_impl.h, built per ISA level (cpu_kernels.h); the steps
+// below check the arguments, form the sets, pack K and V, and schedule the sets. A single query
+// row (decoding) skips all that and streams the cache once for all heads (attend_one_row).
 
-void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
-                           const Tensor& kv_of_head, int64_t q_offset, float scale) {
+namespace {
+
+constexpr int kAttnBlock = cpu::kAttnBlock;
+constexpr int kAttnTile = cpu::kAttnTile;
+// Packed K or V above this many floats (256 MiB) is not made; longer contexts use plain dots.
+constexpr int64_t kMaxPackedFloats = int64_t{64} << 20;
+
+// The validated views of one attention() call, as the kernels take them.
+struct AttentionCall {
+  cpu::AttnArgs args;
+  AttentionDims dims;
+};
+
+AttentionCall check_attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
+                              const Tensor& kv_of_head, int64_t q_offset, float scale) {
   const Rows ro = f32_rows("attention", "out", out);
   const Rows rq = f32_rows("attention", "q", q);
   const Rows rk = f32_rows("attention", "k", k);
   const Rows rv = f32_rows("attention", "v", v);
   check_dtype("attention", "kv_of_head", kv_of_head, DType::I32);
-  RESP_CHECK_SHAPE(q.rank() == 3 && k.rank() == 3 && v.rank() == 3, "q ", q.str(), ", k ", k.str(),
-                   ", v ", v.str(), " must be [T, Hq, D], [S, Hkv, D], [S, Hkv, D]");
-  const int64_t t_len = q.dim(0), hq = q.dim(1), d = q.dim(2);
-  const int64_t s_len = k.dim(0), hkv = k.dim(1);
-  RESP_CHECK_SHAPE(k.shape() == v.shape() && k.dim(2) == d, "k ", k.str(), " and v ", v.str(),
-                   " must both be [S, Hkv, D] with D of q ", q.str());
+  const AttentionDims dims = check_attention_args("attention", q, k, v, kv_of_head, q_offset);
   RESP_CHECK_SHAPE(out.shape() == q.shape(), "out ", out.str(), " must match q ", q.str());
-  RESP_CHECK_SHAPE(kv_of_head.rank() == 1 && kv_of_head.dim(0) == hq && kv_of_head.is_contiguous(),
-                   "kv_of_head ", kv_of_head.str(), " must be [Hq] for q ", q.str());
-  RESP_CHECK_SHAPE(q_offset >= 0 && s_len >= q_offset + t_len, "S = ", s_len, " of k ", k.str(),
-                   " must be >= q_offset ", q_offset, " + T ", t_len, " (q ", q.str(), ")");
   check_alias("attention", "out", ro, "q", rq, out, q);
   RESP_CHECK_SHAPE(!overlaps(ro, rk) && !overlaps(ro, rv), "out ", out.str(), " overlaps k ",
                    k.str(), " or v ", v.str());
   const int32_t* kvh = kv_of_head.i32();
-  for (int64_t h = 0; h < hq; ++h)
-    RESP_CHECK_SHAPE(kvh[h] >= 0 && kvh[h] < hkv, "kv_of_head[", h, "] = ", kvh[h],
+  for (int64_t h = 0; h < dims.hq; ++h)
+    RESP_CHECK_SHAPE(kvh[h] >= 0 && kvh[h] < dims.hkv, "kv_of_head[", h, "] = ", kvh[h],
                      " is not a KV head of k ", k.str());
-  if (t_len == 0 || hq == 0 || d == 0) return;
-
-  const int64_t n_keys = q_offset + t_len;  // keys any query row may see
-  constexpr int kBlock = cpu::kAttnBlock;
-  constexpr int kTile = cpu::kAttnTile;
   const auto view = [](const Rows& r) { return cpu::RowView{r.data, r.stride, r.cols}; };
   cpu::AttnArgs args{};
   args.q = view(rq);
@@ -367,103 +382,145 @@ void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, 
   args.v = view(rv);
   args.out = view(ro);
   args.kv_of_head = kvh;
-  args.n_keys = n_keys;
-  args.t_len = t_len;
-  args.d = d;
+  args.n_keys = q_offset + dims.t;  // keys any query row may see
+  args.t_len = dims.t;
+  args.d = dims.d;
   args.q_offset = q_offset;
   args.scale = scale;
-  if (t_len == 1) {  // decoding: stream the cache once for all heads (see attend_one_row)
-    const int parts =
-        hq * n_keys * d >= kParallelElems ? static_cast<int>(std::min<int64_t>(threads_, hq)) : 1;
-#pragma omp parallel for num_threads(parts) schedule(static) if (parts > 1)
-    for (int part = 0; part < parts; ++part) {
-      const int64_t h0 = hq * part / parts, h1 = hq * (part + 1) / parts;
-      std::vector<float> scratch(static_cast<size_t>((h1 - h0) * (n_keys + d + 1)));
-      kernels_->attend_one_row(args, h0, h1, scratch.data());
-    }
-    return;
-  }
+  return {args, dims};
+}
+
+// Work items of a multi-row call: with T >= kBlock, blocks of consecutive rows of one head,
+// latest (largest) blocks first so that dynamic scheduling balances the causal triangle; with
+// fewer rows, each row's query heads grouped by KV head.
+std::vector<cpu::RowSet> attention_row_sets(const AttentionDims& d, const int32_t* kvh) {
   std::vector<cpu::RowSet> sets;
-  if (t_len >= kBlock) {
-    // Blocks of consecutive rows of one head, latest (largest) blocks first so that dynamic
-    // scheduling balances the causal triangle.
-    const int64_t blocks = (t_len + kBlock - 1) / kBlock;
-    sets.reserve(static_cast<size_t>(blocks * hq));
+  if (d.t >= kAttnBlock) {
+    const int64_t blocks = (d.t + kAttnBlock - 1) / kAttnBlock;
+    sets.reserve(static_cast<size_t>(blocks * d.hq));
     for (int64_t blk = blocks - 1; blk >= 0; --blk)
-      for (int64_t h = 0; h < hq; ++h) {
+      for (int64_t h = 0; h < d.hq; ++h) {
         cpu::RowSet set{};
-        for (int64_t t = blk * kBlock; t < std::min(t_len, (blk + 1) * kBlock); ++t) {
+        for (int64_t t = blk * kAttnBlock; t < std::min(d.t, (blk + 1) * kAttnBlock); ++t) {
           set.t[set.n] = t;
           set.h[set.n++] = h;
         }
         sets.push_back(set);
       }
-  } else {
-    // Few rows: group the query heads of each KV head.
-    for (int64_t t = 0; t < t_len; ++t)
-      for (int64_t g = 0; g < hkv; ++g) {
-        cpu::RowSet set{};
-        for (int64_t h = 0; h < hq; ++h) {
-          if (kvh[h] != g) continue;
-          set.t[set.n] = t;
-          set.h[set.n++] = h;
-          if (set.n == kBlock) {
-            sets.push_back(set);
-            set = cpu::RowSet{};
-          }
+    return sets;
+  }
+  for (int64_t t = 0; t < d.t; ++t)
+    for (int64_t g = 0; g < d.hkv; ++g) {
+      cpu::RowSet set{};
+      for (int64_t h = 0; h < d.hq; ++h) {
+        if (kvh[h] != g) continue;
+        set.t[set.n] = t;
+        set.h[set.n++] = h;
+        if (set.n == kAttnBlock) {
+          sets.push_back(set);
+          set = cpu::RowSet{};
         }
-        if (set.n > 0) sets.push_back(set);
       }
-  }
-  const int64_t items = static_cast<int64_t>(sets.size());
-  // Work ~ (keys attended) * D per query row; start threads only when it pays.
-  const int64_t work = hq * t_len * (q_offset + (t_len + 1) / 2) * d;
-  const bool parallel = work >= kParallelElems;
-  // Packed keys pay off once enough query rows share them; a few rows (decoding) use plain dot
-  // products against the key rows instead.
-  const int64_t kp_tiles = n_keys / kTile;
-  constexpr int64_t kMaxPackedFloats = int64_t{64} << 20;  // 256 MiB; longer contexts use dots
-  const bool use_kp =
-      kp_tiles > 0 && t_len >= 2 * kBlock && hkv * kp_tiles * d * kTile <= kMaxPackedFloats;
-  std::vector<float> kp(use_kp ? static_cast<size_t>(hkv * kp_tiles * d * kTile) : 0);
-  const int64_t vp_tiles = d / kTile;
-  const bool use_vp =
-      vp_tiles > 0 && t_len >= 2 * kBlock && hkv * vp_tiles * n_keys * kTile <= kMaxPackedFloats;
-  std::vector<float> vp(use_vp ? static_cast<size_t>(hkv * vp_tiles * n_keys * kTile) : 0);
-  args.kp = use_kp ? kp.data() : nullptr;
-  args.kp_tiles = kp_tiles;
-  args.vp = use_vp ? vp.data() : nullptr;
+      if (set.n > 0) sets.push_back(set);
+    }
+  return sets;
+}
 
-#pragma omp parallel num_threads(threads_) if (parallel)
+// K packed per tile of kAttnTile keys as [Hkv][tile][D][kAttnTile] and V per tile of kAttnTile
+// dims as [Hkv][D / kAttnTile][keys][kAttnTile], when enough query rows share them (prefill);
+// empty otherwise (a few rows use plain dot products against the cache rows).
+struct PackedKv {
+  std::vector<float> k, v;
+  int64_t k_tiles = 0;
+};
+
+PackedKv pack_kv(const cpu::AttnArgs& a, const AttentionDims& d, int threads) {
+  PackedKv p;
+  const int64_t n_keys = a.n_keys;
+  p.k_tiles = n_keys / kAttnTile;
+  const int64_t v_tiles = d.d / kAttnTile;
+  const bool many_rows = d.t >= 2 * kAttnBlock;
+  if (many_rows && p.k_tiles > 0 && d.hkv * p.k_tiles * d.d * kAttnTile <= kMaxPackedFloats)
+    p.k.resize(static_cast<size_t>(d.hkv * p.k_tiles * d.d * kAttnTile));
+  if (many_rows && v_tiles > 0 && d.hkv * v_tiles * n_keys * kAttnTile <= kMaxPackedFloats)
+    p.v.resize(static_cast<size_t>(d.hkv * v_tiles * n_keys * kAttnTile));
+  if (p.k.empty() && p.v.empty()) return p;
+  const int64_t dd = d.d;
+#pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    if (use_kp) {
+    if (!p.k.empty()) {
 #pragma omp for schedule(static) collapse(2)
-      for (int64_t g = 0; g < hkv; ++g)
-        for (int64_t tile = 0; tile < kp_tiles; ++tile) {
-          float* dst = kp.data() + (g * kp_tiles + tile) * d * kTile;
-          for (int64_t j = 0; j < kTile; ++j) {
-            const float* src = rk.row(tile * kTile + j) + g * d;
-            for (int64_t i = 0; i < d; ++i) dst[i * kTile + j] = src[i];
+      for (int64_t g = 0; g < d.hkv; ++g)
+        for (int64_t tile = 0; tile < p.k_tiles; ++tile) {
+          float* dst = p.k.data() + (g * p.k_tiles + tile) * dd * kAttnTile;
+          for (int64_t j = 0; j < kAttnTile; ++j) {
+            const float* src = a.k.data + (tile * kAttnTile + j) * a.k.stride + g * dd;
+            for (int64_t i = 0; i < dd; ++i) dst[i * kAttnTile + j] = src[i];
           }
         }
     }
-    if (use_vp) {
+    if (!p.v.empty()) {
 #pragma omp for schedule(static) collapse(2)
-      for (int64_t g = 0; g < hkv; ++g)
-        for (int64_t tile = 0; tile < vp_tiles; ++tile) {
-          float* dst = vp.data() + (g * vp_tiles + tile) * n_keys * kTile;
+      for (int64_t g = 0; g < d.hkv; ++g)
+        for (int64_t tile = 0; tile < v_tiles; ++tile) {
+          float* dst = p.v.data() + (g * v_tiles + tile) * n_keys * kAttnTile;
           for (int64_t s = 0; s < n_keys; ++s)
-            std::memcpy(dst + s * kTile, rv.row(s) + g * d + tile * kTile, kTile * sizeof(float));
+            std::memcpy(dst + s * kAttnTile, a.v.data + s * a.v.stride + g * dd + tile * kAttnTile,
+                        kAttnTile * sizeof(float));
         }
     }
-    std::vector<float> scratch(static_cast<size_t>(kBlock * (n_keys + d)));
-    float* scores = scratch.data();
-    float* acc = scores + kBlock * n_keys;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t it = 0; it < items; ++it) {
-      kernels_->attend_rows(args, sets[static_cast<size_t>(it)], scores, n_keys, acc);
-    }
   }
+  return p;
+}
+
+// The work items on `threads` threads, each with its own scratch.
+void attend_sets(const cpu::CpuKernels& kernels, const cpu::AttnArgs& a,
+                 const std::vector<cpu::RowSet>& sets, int threads) {
+  const int64_t items = static_cast<int64_t>(sets.size());
+  const int64_t n_keys = a.n_keys;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    std::vector<float> scratch(static_cast<size_t>(kAttnBlock * (n_keys + a.d)));
+    float* scores = scratch.data();
+    float* acc = scores + kAttnBlock * n_keys;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; ++it)
+      kernels.attend_rows(a, sets[static_cast<size_t>(it)], scores, n_keys, acc);
+  }
+}
+
+// One query row: the heads split into contiguous parts, one per thread.
+void attend_one_row(const cpu::CpuKernels& kernels, const cpu::AttnArgs& a, int64_t hq,
+                    int threads) {
+  const int parts = static_cast<int>(std::min<int64_t>(threads, hq));
+#pragma omp parallel for num_threads(parts) schedule(static) if (parts > 1)
+  for (int part = 0; part < parts; ++part) {
+    const int64_t h0 = hq * part / parts, h1 = hq * (part + 1) / parts;
+    std::vector<float> scratch(static_cast<size_t>((h1 - h0) * (a.n_keys + a.d + 1)));
+    kernels.attend_one_row(a, h0, h1, scratch.data());
+  }
+}
+
+}  // namespace
+
+void CpuBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
+                           const Tensor& kv_of_head, int64_t q_offset, float scale) {
+  AttentionCall call = check_attention(out, q, k, v, kv_of_head, q_offset, scale);
+  const AttentionDims& d = call.dims;
+  if (d.t == 0 || d.hq == 0 || d.d == 0) return;
+  // Multiply-adds of q.k and p.v over the keys each row sees.
+  const int64_t work = 2 * d.hq * d.t * (q_offset + (d.t + 1) / 2) * d.d;
+  const int nt = threads_for(work, thresholds_.attention);
+  if (d.t == 1) {
+    attend_one_row(*kernels_, call.args, d.hq, nt);
+    return;
+  }
+  const std::vector<cpu::RowSet> sets = attention_row_sets(d, call.args.kv_of_head);
+  const PackedKv packed = pack_kv(call.args, d, nt);
+  call.args.kp = packed.k.empty() ? nullptr : packed.k.data();
+  call.args.kp_tiles = packed.k_tiles;
+  call.args.vp = packed.v.empty() ? nullptr : packed.v.data();
+  attend_sets(*kernels_, call.args, sets, nt);
 }
 
 // ---- elementwise ops ----------------------------------------------------------------------------
@@ -484,13 +541,14 @@ void CpuBackend::swiglu(const Tensor& out, const Tensor& gate, const Tensor& up)
     }
   };
   const int64_t total = ro.rows * ro.cols;
+  const int nt = threads_for(total, thresholds_.transcendental);
   if (ro.contiguous() && rg.contiguous() && ru.contiguous()) {
-    parallel_chunks(threads_, total, total * 4, [&](int64_t b, int64_t e) {
+    parallel_chunks(nt, total, [&](int64_t b, int64_t e) {
       kernel(ro.data + b, rg.data + b, ru.data + b, e - b);
     });
     return;
   }
-#pragma omp parallel for num_threads(threads_) if (total * 4 >= kParallelElems)
+#pragma omp parallel for num_threads(nt) if (nt > 1)
   for (int64_t r = 0; r < ro.rows; ++r) kernel(ro.row(r), rg.row(r), ru.row(r), ro.cols);
 }
 
@@ -509,7 +567,8 @@ void CpuBackend::embedding(const Tensor& out, const Tensor& table, const Tensor&
     RESP_CHECK_SHAPE(id[t] >= 0 && id[t] < vocab, "token id ", id[t], " at position ", t,
                      " is out of range for vocab size ", vocab, " (table ", table.str(), ")");
   if (h == 0) return;
-#pragma omp parallel for num_threads(threads_) if (t_len * h >= kParallelElems)
+  const int nt = threads_for(t_len * h, thresholds_.elementwise);
+#pragma omp parallel for num_threads(nt) if (nt > 1)
   for (int64_t t = 0; t < t_len; ++t)
     std::memcpy(ro.row(t), rt.row(id[t]), static_cast<size_t>(h) * sizeof(float));
 }
@@ -527,13 +586,14 @@ void CpuBackend::add(const Tensor& out, const Tensor& a, const Tensor& b) {
     for (int64_t i = 0; i < n; ++i) o[i] = x[i] + y[i];
   };
   const int64_t total = ro.rows * ro.cols;
+  const int nt = threads_for(total, thresholds_.elementwise);
   if (ro.contiguous() && ra.contiguous() && rb.contiguous()) {
-    parallel_chunks(threads_, total, total, [&](int64_t s, int64_t e) {
+    parallel_chunks(nt, total, [&](int64_t s, int64_t e) {
       kernel(ro.data + s, ra.data + s, rb.data + s, e - s);
     });
     return;
   }
-#pragma omp parallel for num_threads(threads_) if (total >= kParallelElems)
+#pragma omp parallel for num_threads(nt) if (nt > 1)
   for (int64_t r = 0; r < ro.rows; ++r) kernel(ro.row(r), ra.row(r), rb.row(r), ro.cols);
 }
 
@@ -544,12 +604,12 @@ void CpuBackend::scale(const Tensor& x, float alpha) {
     for (int64_t i = 0; i < n; ++i) p[i] *= alpha;
   };
   const int64_t total = rx.rows * rx.cols;
+  const int nt = threads_for(total, thresholds_.elementwise);
   if (rx.contiguous()) {
-    parallel_chunks(threads_, total, total,
-                    [&](int64_t s, int64_t e) { kernel(rx.data + s, e - s); });
+    parallel_chunks(nt, total, [&](int64_t s, int64_t e) { kernel(rx.data + s, e - s); });
     return;
   }
-#pragma omp parallel for num_threads(threads_) if (total >= kParallelElems)
+#pragma omp parallel for num_threads(nt) if (nt > 1)
   for (int64_t r = 0; r < rx.rows; ++r) kernel(rx.row(r), rx.cols);
 }
 
@@ -563,7 +623,8 @@ void CpuBackend::softmax(const Tensor& out, const Tensor& x) {
   check_alias("softmax", "out", ro, "x", rx, out, x);
   const int64_t n = rx.cols;
   if (n == 0) return;
-#pragma omp parallel for num_threads(threads_) if (rx.rows * n * 4 >= kParallelElems)
+  const int nt = threads_for(rx.rows * n, thresholds_.transcendental);
+#pragma omp parallel for num_threads(nt) if (nt > 1)
   for (int64_t r = 0; r < rx.rows; ++r) {
     float* op = ro.row(r);
     const float inv = static_cast<float>(1.0 / exp_minus_max(rx.row(r), op, n));
@@ -580,7 +641,8 @@ void CpuBackend::log_softmax(const Tensor& out, const Tensor& x) {
   check_alias("log_softmax", "out", ro, "x", rx, out, x);
   const int64_t n = rx.cols;
   if (n == 0) return;
-#pragma omp parallel for num_threads(threads_) if (rx.rows * n * 4 >= kParallelElems)
+  const int nt = threads_for(rx.rows * n, thresholds_.transcendental);
+#pragma omp parallel for num_threads(nt) if (nt > 1)
   for (int64_t r = 0; r < rx.rows; ++r) {
     const float* xp = rx.row(r);
     float* op = ro.row(r);

@@ -5,7 +5,8 @@
 //
 // Threading: one thread count `threads()` is used both for OpenBLAS (openblas_set_num_threads,
 // a process-wide setting) and for every OpenMP region here (num_threads clause), so BLAS and
-// our own loops never oversubscribe the cores. Small ops run serially (no region start-up cost).
+// our own loops never oversubscribe the cores. An op uses them only above its family's work
+// threshold (cpu_parallel.h); smaller ops, OpenBLAS calls included, run on the calling thread.
 //
 // Tensors: the forward ops accept row-major views whose leading dimension may be padded
 // (stride(0) > the size of one row); all inner dimensions must be contiguous. copy() needs fully
@@ -16,6 +17,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_isa.h"
+#include "backend/cpu/cpu_parallel.h"
 
 namespace resp {
 
@@ -29,6 +31,8 @@ class CpuBackend final : public Backend {
   // of `isa` (default: active_cpu_isa()); an ISA this CPU lacks is an UnsupportedError.
   explicit CpuBackend(int threads = 0);
   CpuBackend(int threads, CpuIsa isa);
+  // Work thresholds: default_parallel_thresholds() unless given (`resp bench threads`).
+  CpuBackend(int threads, CpuIsa isa, const cpu::ParallelThresholds& thresholds);
 
   Device device() const override { return Device::CPU; }
   std::string name() const override { return "cpu"; }
@@ -73,9 +77,15 @@ class CpuBackend final : public Backend {
                     bool by_rows, int64_t per_group, double factor) override;  // cpu_reductions.cpp
 
  private:
+  // The thread count for `work` units of an op family with `threshold` (one of thresholds_).
+  int threads_for(int64_t work, int64_t threshold) const {
+    return cpu::threads_for(threads_, work, threshold);
+  }
+
   int threads_;
   CpuIsa isa_;
   const cpu::CpuKernels* kernels_;
+  cpu::ParallelThresholds thresholds_;
 };
 
 }  // namespace resp

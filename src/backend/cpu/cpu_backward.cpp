@@ -98,7 +98,8 @@ void CpuBackend::sum_rows(const Tensor& out, const Tensor& x) {
   const int64_t R = x.numel() / N;
   const float* xp = x.f32();
   float* o = out.f32();
-#pragma omp parallel for num_threads(threads_) if (R * N > (1 << 16))
+  const int nt = threads_for(R * N, thresholds_.elementwise);
+#pragma omp parallel for num_threads(nt) if (nt > 1)
   for (int64_t n = 0; n < N; ++n) {
     double s = 0;
     for (int64_t r = 0; r < R; ++r) s += xp[r * N + n];
@@ -123,7 +124,7 @@ void CpuBackend::rmsnorm_backward(const Tensor& dx, const Tensor& dw, const Tens
   const float* dyp = dy.f32();
   const float* wp = w.f32();
   float* dxp = dx.f32();
-  const int nt = R * D > (1 << 15) ? threads_ : 1;
+  const int nt = threads_for(R * D, thresholds_.rowwise);
   std::vector<double> dw_part(dw.empty() ? 0 : static_cast<size_t>(nt * D), 0.0);
 #pragma omp parallel num_threads(nt)
   {
@@ -174,7 +175,8 @@ void CpuBackend::rope_backward(const Tensor& dx, const Tensor& positions, const 
   const int32_t* pos = positions.i32();
   const float* f = inv_freq.f32();
   float* p = dx.f32();
-#pragma omp parallel for num_threads(threads_) if (T * H * D > (1 << 15))
+  const int nt = threads_for(T * H * D, thresholds_.rowwise);
+#pragma omp parallel for num_threads(nt) if (nt > 1)
   for (int64_t t = 0; t < T; ++t) {
     std::vector<float> c(static_cast<size_t>(half)), s(static_cast<size_t>(half));
     for (int64_t i = 0; i < half; ++i) {
@@ -207,17 +209,11 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
                       {"k", &k},
                       {"v", &v}})
     need_f32(op, n, *t);
-  need(q.rank() == 3 && k.rank() == 3 && v.shape() == k.shape() && dq.shape() == q.shape() &&
-           dout.shape() == q.shape() && dk.shape() == k.shape() && dv.shape() == k.shape() &&
-           k.dim(2) == q.dim(2),
-       op,
-       cat("q ", q.str(), " k ", k.str(), " v ", v.str(), " dq ", dq.str(), " dk ", dk.str(),
-           " dv ", dv.str(), " dout ", dout.str()));
-  const int64_t T = q.dim(0), Hq = q.dim(1), D = q.dim(2), S = k.dim(0), Hkv = k.dim(1);
-  need(q_offset >= 0 && S >= q_offset + T, op,
-       cat("S = ", S, " < q_offset ", q_offset, " + T ", T));
-  need(kv_of_head.dtype() == DType::I32 && kv_of_head.numel() == Hq, op,
-       cat("kv_of_head ", kv_of_head.str(), " must be I32 [", Hq, "]"));
+  if (kv_of_head.device() != Device::CPU)
+    throw ShapeError(cat(op, ": kv_of_head ", kv_of_head.str(), " is not host memory"));
+  const AttentionDims dims =
+      check_attention_backward_args(dq, dk, dv, dout, q, k, v, kv_of_head, q_offset);
+  const int64_t T = dims.t, Hq = dims.hq, D = dims.d, Hkv = dims.hkv;
   const int32_t* kvh = kv_of_head.i32();
   for (int64_t h = 0; h < Hq; ++h)
     need(kvh[h] >= 0 && kvh[h] < Hkv, op,
@@ -230,12 +226,12 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
   const int64_t nblk = (T + kAttnBlock - 1) / kAttnBlock;
   std::vector<std::vector<int64_t>> heads_of(static_cast<size_t>(Hkv));
   for (int64_t h = 0; h < Hq; ++h) heads_of[static_cast<size_t>(kvh[h])].push_back(h);
-  // GEMM work ~ 10 * D * (keys seen) per query row and head.
-  const double work = 10.0 * static_cast<double>(Hq) * static_cast<double>(D) *
-                      static_cast<double>(T) * static_cast<double>(q_offset + (T + 1) / 2);
-  const int nt = work >= 4e6 ? threads_ : 1;
+  // Multiply-adds of the five products: 5 * D * (keys seen) per query row and head.
+  const int64_t work = 5 * Hq * D * T * (q_offset + (T + 1) / 2);
+  const int nt = threads_for(work, thresholds_.attention);
   if (nt == 1) {
-    // Serially, straight into dK/dV (BLAS may still use its threads).
+    // Serially, straight into dK/dV, OpenBLAS on one thread too.
+    const cpu::BlasThreads blas(1, threads_);
     std::vector<float> P(static_cast<size_t>(std::min(T, kAttnBlock) * N)), dP(P.size());
     for (int64_t g = 0; g < Hkv; ++g)
       for (int64_t h : heads_of[static_cast<size_t>(g)])
@@ -307,7 +303,8 @@ void CpuBackend::swiglu_backward(const Tensor& dgate, const Tensor& dup, const T
   float* dg = dgate.f32();
   float* du = dup.f32();
   // Element i is read before it is written at the same index, so dgate may alias dout.
-#pragma omp parallel for simd num_threads(threads_) if (n > (1 << 15))
+  const int nt = threads_for(n, thresholds_.transcendental);
+#pragma omp parallel for simd num_threads(nt) if (nt > 1)
   for (int64_t i = 0; i < n; ++i) {
     const float s = 1.0f / (1.0f + exp_f32(-g[i]));
     const float di = d[i];  // read before dgate (which may alias dout) is written
@@ -330,7 +327,8 @@ void CpuBackend::embedding_backward(const Tensor& dtable, const Tensor& dout, co
   float* tab = dtable.f32();
   const float* d = dout.f32();
   // Columns in parallel: rows with the same id then never race.
-#pragma omp parallel for num_threads(threads_) if (T * H > (1 << 15))
+  const int nt = threads_for(T * H, thresholds_.elementwise);
+#pragma omp parallel for num_threads(nt) if (nt > 1)
   for (int64_t c = 0; c < H; ++c)
     for (int64_t t = 0; t < T; ++t) tab[id[t] * H + c] += d[t * H + c];
 }
@@ -352,7 +350,8 @@ void CpuBackend::cross_entropy(const Tensor& losses, const Tensor& logits, const
   float* x = logits.f32();
   const float* w = weights.f32();
   float* ls = losses.f32();
-#pragma omp parallel for num_threads(threads_) if (R * V > (1 << 15))
+  const int nt = threads_for(R * V, thresholds_.transcendental);
+#pragma omp parallel for num_threads(nt) if (nt > 1)
   for (int64_t r = 0; r < R; ++r) {
     float* row = x + r * V;
     const float xt = row[tg[r]];

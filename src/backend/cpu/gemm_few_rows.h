@@ -30,8 +30,9 @@ int gemm_few_rows_width();
 
 // Row-major A [m, k] (row stride lda), B [n, k] (row stride ldb), C [m, n] (row stride ldc);
 // C must not overlap A or B. beta == 0 overwrites C without reading it. Runs on `threads`
-// OpenMP threads, splitting the rows of B. Uses the kernel of `isa` (default: active_cpu_isa());
-// throws UnsupportedError unless gemm_few_rows_available(isa).
+// OpenMP threads, splitting the rows of B, whatever the size (1: the calling thread; the CPU
+// backend passes 1 below its measured gemm threshold, cpu_parallel.h). Uses the kernel of `isa`
+// (default: active_cpu_isa()); throws UnsupportedError unless gemm_few_rows_available(isa).
 void gemm_few_rows(CpuIsa isa, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
                    int64_t ldc, int64_t m, int64_t n, int64_t k, float alpha, float beta,
                    int threads);

@@ -36,9 +36,16 @@ constexpr int64_t imax(int64_t a, int64_t b) {
 // last block of a row has a partial vector: the lane every k lands in depends on K alone.
 constexpr int64_t kKBlockMax = 768;
 
-// Below this many multiply-adds the call stays on the calling thread (an OpenMP region costs
-// microseconds; a decode step of a small model makes hundreds of these calls).
-constexpr int64_t kParallelFlops = 1 << 18;
+// Up to this many rows of A (batch 1 and 2 decode steps), against a B of at least
+// kStreamMinFloats, a column block is one row of B and B is not software-prefetched: B is then
+// read front to back as a single stream, which the hardware prefetcher follows at the core's
+// full read bandwidth. One SmolLM2-135M decode step's GEMMs at one row took 25-31 instead of
+// 41-42 ms that way (AVX-512; AVX2 22-28 instead of 41-48; docs/performance.md). From 4 rows on
+// the wider tiles win by reusing each B vector across rows, and a small B (likely cached: the
+// tiny model's whole decode step) costs more in per-row overhead than streaming saves. The tile
+// shape never changes what an output sums or in which order.
+constexpr int64_t kStreamRowsMax = 2;
+constexpr int64_t kStreamMinFloats = int64_t{1} << 18;  // 1 MiB of weights
 
 #if RESP_ISA_LEVEL == 2
 struct Vec {
@@ -224,6 +231,7 @@ struct Chunk {
   int64_t steps;    // vector steps per row of A: ceil(k / width)
   int64_t k_block;  // floats per K block (a multiple of the width)
   int64_t k_blocks;
+  int64_t cols;  // rows of B per column block: 1 (streaming, see kStreamRowsMax) or kCols
   float alpha, beta;
 };
 
@@ -232,21 +240,22 @@ Chunk make_chunk(const float* packed, const float* b, int64_t ldb, float* c, int
   const int64_t k_blocks = (k + kKBlockMax - 1) / kKBlockMax;
   const int64_t k_block =
       ((k + k_blocks - 1) / k_blocks + Vec::kWidth - 1) / Vec::kWidth * Vec::kWidth;
-  return {packed, b, ldb, c, ldc, mc, n, k, steps, k_block, k_blocks, alpha, beta};
+  const int64_t cols = mc <= kStreamRowsMax && n * k >= kStreamMinFloats ? 1 : Vec::kCols;
+  return {packed, b, ldb, c, ldc, mc, n, k, steps, k_block, k_blocks, cols, alpha, beta};
 }
 
 // The chunk's rows against the column block of B starting at row j0.
 void column_block(const Chunk& x, int64_t j0) {
-  const int64_t nr = imin(Vec::kCols, x.n - j0);
+  const int64_t nr = imin(x.cols, x.n - j0);
   float part[kGemmFewRowsMax * Vec::kCols];
   const float* bj = x.b + j0 * x.ldb;
   // The next column block's rows of B come from DRAM (each weight is read once per call): fetch
   // them while this block computes, spread evenly over its tiles, so memory and arithmetic
-  // overlap without flushing this block's rows from L1.
+  // overlap without flushing this block's rows from L1. (Not when streaming single rows.)
   NextRows next;
   next.base = bj + nr * x.ldb;
   next.ldb = x.ldb;
-  next.rows = imax(0, imin(Vec::kCols, x.n - j0 - nr));
+  next.rows = x.cols == 1 ? 0 : imax(0, imin(x.cols, x.n - j0 - nr));
   next.left = next.rows * ((x.k + 15) / 16);
   const int64_t tiles = x.k_blocks * ((x.mc + Vec::kRows - 1) / Vec::kRows);
   const int64_t per_tile = (next.left + tiles - 1) / tiles;
@@ -277,16 +286,16 @@ void gemm_few_rows(const float* a, int64_t lda, const float* b, int64_t ldb, flo
                    int64_t m, int64_t n, int64_t k, float alpha, float beta, int threads,
                    float* packed) {
   if (m <= 0 || n <= 0) return;
-  const int64_t blocks = (n + Vec::kCols - 1) / Vec::kCols;
   const int64_t steps = (k + Vec::kWidth - 1) / Vec::kWidth;
   // Chunks of at most kGemmFewRowsMax rows keep A's rows in L2 while B streams past once per chunk.
   for (int64_t m0 = 0; m0 < m; m0 += kGemmFewRowsMax) {
     const int64_t mc = imin(kGemmFewRowsMax, m - m0);
     pack_rows(a + m0 * lda, lda, mc, k, steps, packed);
     const Chunk chunk = make_chunk(packed, b, ldb, c + m0 * ldc, ldc, mc, n, k, steps, alpha, beta);
-    const bool parallel = threads > 1 && mc * n * k >= kParallelFlops;
-#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
-    for (int64_t blk = 0; blk < blocks; ++blk) column_block(chunk, blk * Vec::kCols);
+    const int64_t blocks = (n + chunk.cols - 1) / chunk.cols;
+    // The caller decides whether the call is worth threads (cpu_parallel.h).
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t blk = 0; blk < blocks; ++blk) column_block(chunk, blk * chunk.cols);
   }
 }
 

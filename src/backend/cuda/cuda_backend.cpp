@@ -30,22 +30,10 @@ void check_dtype(const char* op, const char* what, const Tensor& t, DType want) 
     throw ShapeError(cat(op, ": ", what, " ", t.str(), " must be ", dtype_name(want)));
 }
 
-// A device tensor as rows of contiguous elements (inner dimensions contiguous, dimension 0
-// possibly padded), like the CPU backend's views.
+// A device tensor as rows (row_layout in backend.h), in the kernels' struct.
 k::Rows rows_of(const char* op, const char* what, const Tensor& t) {
-  if (t.rank() == 0) return {static_cast<float*>(t.data()), 1, 1, 1};
-  int64_t expect = 1;
-  for (int i = t.rank() - 1; i >= 1; --i) {
-    if (t.dim(i) != 1 && t.stride(i) != expect)
-      throw ShapeError(cat(op, ": ", what, " ", t.str(), " has non-contiguous inner dimensions"));
-    expect *= t.dim(i);
-  }
-  const int64_t rows = t.dim(0);
-  const int64_t ld = rows <= 1 ? expect : t.stride(0);
-  if (ld < expect)
-    throw ShapeError(
-        cat(op, ": ", what, " ", t.str(), " has row stride ", ld, " < row size ", expect));
-  return {static_cast<float*>(t.data()), rows, expect, ld};
+  const RowLayout l = row_layout(op, what, t);
+  return {static_cast<float*>(t.data()), l.rows, l.cols, l.stride};
 }
 
 k::Rows f32_rows(const char* op, const char* what, const Tensor& t) {
@@ -93,14 +81,7 @@ void check_alias(const char* op, const char* out_name, const k::Rows& out, const
 k::AttnArgs attn_args(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
                       const Tensor& kv_of_head, int64_t q_offset, float scale) {
   const k::Rows rq = f32_rows(op, "q", q), rk = f32_rows(op, "k", k), rv = f32_rows(op, "v", v);
-  RESP_CHECK_SHAPE(q.rank() == 3 && k.rank() == 3 && v.rank() == 3, "q ", q.str(), ", k ", k.str(),
-                   ", v ", v.str(), " must be [T, Hq, D], [S, Hkv, D], [S, Hkv, D]");
-  RESP_CHECK_SHAPE(k.shape() == v.shape() && k.dim(2) == q.dim(2), "k ", k.str(), " and v ",
-                   v.str(), " must both be [S, Hkv, D] with D of q ", q.str());
-  RESP_CHECK_SHAPE(kv_of_head.rank() == 1 && kv_of_head.dim(0) == q.dim(1), "kv_of_head ",
-                   kv_of_head.str(), " must be [Hq] for q ", q.str());
-  RESP_CHECK_SHAPE(q_offset >= 0 && k.dim(0) >= q_offset + q.dim(0), "S = ", k.dim(0), " of k ",
-                   k.str(), " must be >= q_offset ", q_offset, " + T ", q.dim(0));
+  check_attention_args(op, q, k, v, kv_of_head, q_offset);
   RESP_CHECK_SHAPE(q.dim(2) <= k::kMaxHeadDim, "head dim ", q.dim(2), " of q ", q.str(),
                    " exceeds the CUDA attention kernels' limit ", k::kMaxHeadDim);
   k::AttnArgs a{};
@@ -735,11 +716,8 @@ void CudaBackend::attention_backward(const Tensor& dq, const Tensor& dk, const T
                       {"k", &k},
                       {"v", &v}})
     f32_contig(op, n, *t);
+  check_attention_backward_args(dq, dk, dv, dout, q, k, v, kv_of_head, q_offset);
   const k::AttnArgs a = attn_args(op, q, k, v, kv_of_head, q_offset, scale);
-  RESP_CHECK_SHAPE(dq.shape() == q.shape() && dout.shape() == q.shape() &&
-                       dk.shape() == k.shape() && dv.shape() == k.shape(),
-                   "dq ", dq.str(), " dk ", dk.str(), " dv ", dv.str(), " dout ", dout.str(),
-                   " must match q ", q.str(), " and k ", k.str());
   const int64_t th = a.T * a.Hq;
   auto* sc = static_cast<float*>(scratch(static_cast<size_t>(th * a.D + 2 * th) * sizeof(float)));
   float* o = sc;
