@@ -12,6 +12,10 @@ namespace resp::app {
 // A benchmark model config: a preset (qwen3-100m, qwen3-tiny) or a config.json path.
 nlohmann::json bench_preset(const std::string& name);
 
+// A benchmark's result: one JSON line on stdout, and indented into `json_out` when given
+// (IoError when it cannot be written).
+void emit_bench_result(const nlohmann::json& result, const std::string& json_out);
+
 // `resp bench backward`: forward + backward (GradientPass) throughput vs forward only.
 void register_bench_backward(CLI::App& bench, Action* selected);
 // `resp bench generate`: decode / prefill throughput (continuous batching).

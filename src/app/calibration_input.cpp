@@ -32,10 +32,7 @@ std::string id_of(const JsonlRecord& r, size_t index) {
 
 std::vector<CalibrationSample> load_calibration(const CalibrationInput& in,
                                                 const ModelConfig& config) {
-  auto records = read_jsonl(in.path);
-  if (in.limit > 0 && static_cast<int64_t>(records.size()) > in.limit)
-    records.resize(static_cast<size_t>(in.limit));
-  if (records.empty()) throw UsageError(cat(in.path, ": no calibration records"));
+  const auto records = read_jsonl(in.path, in.limit, "calibration records");
   std::vector<CalibrationSample> out;
   out.reserve(records.size());
 

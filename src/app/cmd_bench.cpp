@@ -19,6 +19,14 @@
 
 namespace resp::app {
 
+void emit_bench_result(const nlohmann::json& result, const std::string& json_out) {
+  std::printf("%s\n", result.dump().c_str());
+  if (json_out.empty()) return;
+  std::ofstream f(json_out);
+  f << result.dump(2) << '\n';
+  if (!f) throw IoError(cat("cannot write ", json_out));
+}
+
 nlohmann::json bench_preset(const std::string& name) {
   if (name == "qwen3-100m")
     return {{"architectures", {"Qwen3ForCausalLM"}},
@@ -145,12 +153,7 @@ int run_bench_forward(const BenchOptions& o) {
                 config.parameter_count() / 1e6, o.batch, o.seq, cpu_isa_name(active_cpu_isa()));
     std::printf("  %.0f tokens/s, %.1f GFLOP/s (2*params*tokens), sgemm %.1f GFLOP/s -> %.0f%%\n",
                 tokens / secs, achieved, gemm, 100.0 * achieved / gemm);
-    std::printf("%s\n", r.dump().c_str());
-    if (!o.json_out.empty()) {
-      std::ofstream f(o.json_out);
-      f << r.dump(2) << '\n';
-      if (!f) throw IoError(cat("cannot write ", o.json_out));
-    }
+    emit_bench_result(r, o.json_out);
   }
   return 0;
 }

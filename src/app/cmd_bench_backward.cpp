@@ -370,12 +370,7 @@ int run_bench_backward(const BackwardBenchOptions& o) {
         std::printf("\n");
       }
     }
-    std::printf("%s\n", r.dump().c_str());
-    if (!o.json_out.empty()) {
-      std::ofstream f(o.json_out);
-      f << r.dump(2) << '\n';
-      if (!f) throw IoError(cat("cannot write ", o.json_out));
-    }
+    emit_bench_result(r, o.json_out);
   }
   return 0;
 }

@@ -138,12 +138,7 @@ int run_bench_gemm(const GemmBenchOptions& o) {
                             {"cpu_isa", cpu_isa_name(active_cpu_isa())},
                             {"vector_width", gemm_few_rows_width()},
                             {"runs", runs}};
-  std::printf("%s\n", j.dump().c_str());
-  if (!o.json_out.empty()) {
-    std::ofstream out(o.json_out);
-    out << j.dump(2) << '\n';
-    if (!out) throw IoError(cat("cannot write ", o.json_out));
-  }
+  emit_bench_result(j, o.json_out);
   return 0;
 }
 

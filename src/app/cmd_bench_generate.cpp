@@ -142,14 +142,7 @@ int run_bench_generate(const BenchGenerateOptions& o) {
                         {"tp", rt.par.layout.tp},
                         {"cpu_isa", cpu_isa_name(active_cpu_isa())},
                         {"runs", runs}};
-  if (root) {
-    std::printf("%s\n", out.dump().c_str());
-    if (!o.json_out.empty()) {
-      std::ofstream f(o.json_out);
-      f << out.dump(2) << '\n';
-      if (!f) throw IoError(cat("cannot write ", o.json_out));
-    }
-  }
+  if (root) emit_bench_result(out, o.json_out);
   return 0;
 }
 

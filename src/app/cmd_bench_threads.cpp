@@ -210,12 +210,7 @@ int run_bench_threads(const ThreadsBenchOptions& o) {
   const nlohmann::json out = {{"bench", "threads"}, {"threads", always.threads()},
                               {"rounds", o.rounds}, {"cpu_isa", cpu_isa_name(active_cpu_isa())},
                               {"rows", rows},       {"suggested", suggested}};
-  std::printf("%s\n", out.dump().c_str());
-  if (!o.json_out.empty()) {
-    std::ofstream f(o.json_out);
-    f << out.dump(2) << '\n';
-    if (!f) throw IoError(cat("cannot write ", o.json_out));
-  }
+  emit_bench_result(out, o.json_out);
   return 0;
 }
 

@@ -199,10 +199,7 @@ int run_eval(const EvalOptions& o) {
   Runtime rt = start_runtime(o.runtime);
   const ParallelLayout& L = rt.par.layout;
 
-  auto rows = read_jsonl(o.data);
-  if (o.limit > 0 && rows.size() > static_cast<size_t>(o.limit))
-    rows.resize(static_cast<size_t>(o.limit));
-  if (rows.empty()) throw UsageError(cat(o.data, ": no rows"));
+  const auto rows = read_jsonl(o.data, o.limit, "rows");
 
   GenerationSession S(o.model, o.flags, plan.task == Task::Gsm8k ? 2048 : 4096);
   const bool chat = o.flags.chat.value_or(S.has_chat_template());

@@ -123,8 +123,8 @@ int run_export(const ExportOptions& o) {
     // The nearest checkpoint of a run that stopped short is not the model that was asked for.
     if (!sparsity_reached(highest, *o.sparsity)) {
       std::printf(" -- requested sparsity NOT REACHED: the run's highest is %.4f", highest);
-      log_warn("no checkpoint of ", o.run, " reached sparsity ", *o.sparsity,
-               " (highest ", highest, "); exporting iteration ", chosen->iteration);
+      log_warn("no checkpoint of ", o.run, " reached sparsity ", *o.sparsity, " (highest ", highest,
+               "); exporting iteration ", chosen->iteration);
     }
   }
   std::printf("\n");

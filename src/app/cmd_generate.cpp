@@ -63,10 +63,7 @@ int run_generate(const GenerateOptions& o) {
   Runtime rt = start_runtime(o.runtime);
   const ParallelLayout& L = rt.par.layout;
 
-  auto records = read_jsonl(o.prompts);
-  if (o.limit > 0 && records.size() > static_cast<size_t>(o.limit))
-    records.resize(static_cast<size_t>(o.limit));
-  if (records.empty()) throw UsageError(cat(o.prompts, ": no prompts"));
+  const auto records = read_jsonl(o.prompts, o.limit, "prompts");
 
   GenerationSession S(o.model, o.flags, 2048);
   const ChatOptions chat_opts = S.chat_options();

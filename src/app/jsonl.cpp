@@ -30,6 +30,15 @@ std::vector<JsonlRecord> read_jsonl(const std::filesystem::path& path) {
   return out;
 }
 
+std::vector<JsonlRecord> read_jsonl(const std::filesystem::path& path, int64_t limit,
+                                    const char* what) {
+  auto records = read_jsonl(path);
+  if (limit > 0 && static_cast<int64_t>(records.size()) > limit)
+    records.resize(static_cast<size_t>(limit));
+  if (records.empty()) throw UsageError(cat(path.string(), ": no ", what));
+  return records;
+}
+
 AtomicOutput::AtomicOutput(const std::filesystem::path& path) : path_(path) {
   if (path_.empty()) return;
   tmp_ = path_;

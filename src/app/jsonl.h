@@ -2,6 +2,7 @@
 // them, and output files appear under their final name only when complete.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -20,6 +21,9 @@ struct JsonlRecord {
 // Reads every non-blank line; throws UsageError "FILE:LINE: ..." on malformed JSON or a
 // non-object line, IoError when the file cannot be read.
 std::vector<JsonlRecord> read_jsonl(const std::filesystem::path& path);
+// The first `limit` records (all when limit is 0); UsageError "PATH: no WHAT" when none is left.
+std::vector<JsonlRecord> read_jsonl(const std::filesystem::path& path, int64_t limit,
+                                    const char* what);
 
 // Writes to PATH.tmp and renames to PATH on commit(); if destroyed without commit(), removes
 // the temporary file so a crash or error never leaves a partial file under the final name.

@@ -229,6 +229,16 @@ void Backend::attention_decode_batch(const Tensor& out, const Tensor& q, const T
   }
 }
 
+void check_in_place_or_disjoint(const char* op, const char* out_name, const Tensor& out,
+                                const char* in_name, const Tensor& in) {
+  if (!tensors_overlap(out, in)) return;
+  const RowLayout o = row_layout(op, out_name, out), i = row_layout(op, in_name, in);
+  if (out.data() == in.data() && o.rows == i.rows && o.cols == i.cols && o.stride == i.stride)
+    return;
+  throw ShapeError(
+      cat(op, ": ", out_name, " ", out.str(), " partially overlaps ", in_name, " ", in.str()));
+}
+
 }  // namespace resp
 
 #undef RESP_REQUIRE

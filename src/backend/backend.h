@@ -175,6 +175,11 @@ GemmDims check_gemm_args(const Tensor& a, bool trans_a, const Tensor& b, bool tr
                          const Tensor& c);
 // Whether the memory two views touch (first to last element, strides included) intersects.
 bool tensors_overlap(const Tensor& x, const Tensor& y);
+// `out` may be exactly `in` (an in-place op: same data and row layout) but must not partly
+// overlap it, which would read inputs the op has already overwritten. ShapeError naming `op`
+// and both tensors otherwise. Shared by the backends' element-wise and row-wise ops.
+void check_in_place_or_disjoint(const char* op, const char* out_name, const Tensor& out,
+                                const char* in_name, const Tensor& in);
 
 // Shape and dtype checks of attention_decode_batch() shared by its implementations (ShapeError
 // naming the offending tensor). The values of slots/positions are checked where they are read:

@@ -39,6 +39,9 @@ void merge(YAML::Node base, const YAML::Node& user, const std::string& path,
   }
 }
 
+// `root` by value on purpose: a YAML::Node is a handle, and the override is written through a
+// copy of it into the caller's tree (a const reference could not index-create the key).
+// NOLINTNEXTLINE(performance-unnecessary-value-param)
 void set_override(YAML::Node root, const std::string& kv) {
   const auto eq = kv.find('=');
   if (eq == std::string::npos || eq == 0)

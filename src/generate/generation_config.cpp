@@ -14,7 +14,8 @@ namespace resp {
 
 void SamplingParams::validate() const {
   if (!std::isfinite(temperature) || temperature < 0)
-    throw UsageError(cat("temperature must be a finite number >= 0 (0 = greedy), got ", temperature));
+    throw UsageError(
+        cat("temperature must be a finite number >= 0 (0 = greedy), got ", temperature));
   if (!(top_p > 0.0 && top_p <= 1.0)) throw UsageError(cat("top_p must be in (0, 1], got ", top_p));
   if (top_k < 0) throw UsageError(cat("top_k must be >= 0 (0 = off), got ", top_k));
 }

@@ -427,6 +427,9 @@ TEST_F(CpuBackwardTest, RmsnormBackwardThreadedMatchesSingleThread) {
                         f32(w, {D}), 1e-6f);
   expect_same(dx2, dx1, "rmsnorm threaded dx");
   expect_same(dw2, dw1, "rmsnorm threaded dw");
+  // Not only close: the same bits, whatever the thread count (the dw partials are per chunk).
+  EXPECT_EQ(dx2, dx1);
+  EXPECT_EQ(dw2, dw1);
 }
 
 TEST_F(CpuBackwardTest, RmsnormBackwardRejectsBadShapes) {
@@ -632,6 +635,18 @@ TEST_F(CpuBackwardTest, AttentionBackwardThreadedMatchesSingleThread) {
   expect_same(dq2, dq1, "attention threaded dq");
   expect_same(dk2, dk1, "attention threaded dk");
   expect_same(dv2, dv1, "attention threaded dv");
+  // The same bits on 1, 2 and 3 threads and from run to run: dK/dV sum over fixed lanes, not
+  // over whichever thread took an item.
+  EXPECT_EQ(dq2, dq1);
+  EXPECT_EQ(dk2, dk1);
+  EXPECT_EQ(dv2, dv1);
+  for (int threads : {2, 3}) {
+    vecf dq3(q.size(), kGarbage), dk3(k.size(), kGarbage), dv3(v.size(), kGarbage);
+    run(*always_parallel(threads), dq3, dk3, dv3);
+    EXPECT_EQ(dq3, dq1) << threads << " threads";
+    EXPECT_EQ(dk3, dk1) << threads << " threads";
+    EXPECT_EQ(dv3, dv1) << threads << " threads";
+  }
   for (int64_t j = 0; j < S; ++j)
     for (int64_t d = 0; d < D; ++d) {
       ASSERT_EQ(dk2[(j * Hkv + 2) * D + d], 0.0f) << "dk of the unread KV head, key " << j;

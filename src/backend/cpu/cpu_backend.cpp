@@ -68,31 +68,6 @@ Rows f32_rows(const char* op, const char* what, const Tensor& t) {
   return rows_of(op, what, t);
 }
 
-// Byte range [begin, end) a row view touches.
-struct Span {
-  const char* begin;
-  const char* end;
-};
-Span span_of(const Rows& r) {
-  const char* b = reinterpret_cast<const char*>(r.data);
-  if (r.rows == 0 || r.cols == 0) return {b, b};
-  return {b, b + ((r.rows - 1) * r.stride + r.cols) * static_cast<int64_t>(sizeof(float))};
-}
-bool overlaps(const Rows& x, const Rows& y) {
-  const Span a = span_of(x), b = span_of(y);
-  return a.begin < b.end && b.begin < a.end;
-}
-bool same_view(const Rows& x, const Rows& y) {
-  return x.data == y.data && x.rows == y.rows && x.cols == y.cols && x.stride == y.stride;
-}
-// `out` may be exactly `in` (in-place) but must not partly overlap it.
-void check_alias(const char* op, const char* out_name, const Rows& out, const char* in_name,
-                 const Rows& in, const Tensor& out_t, const Tensor& in_t) {
-  if (overlaps(out, in) && !same_view(out, in))
-    throw ShapeError(cat(op, ": ", out_name, " ", out_t.str(), " partially overlaps ", in_name, " ",
-                         in_t.str()));
-}
-
 // ---- math helpers -----------------------------------------------------------------------------
 
 // Runs body(begin, end) over [0, n) in chunks, on `threads` threads (1: the calling thread).
@@ -243,7 +218,7 @@ void CpuBackend::add_bias(const Tensor& y, const Tensor& bias) {
   const Rows rbias = f32_rows("add_bias", "bias", bias);
   RESP_CHECK_SHAPE(y.rank() == 2 && bias.rank() == 1 && bias.dim(0) == y.dim(1), "y ", y.str(),
                    " must be [R, N] and bias ", bias.str(), " [N]");
-  RESP_CHECK_SHAPE(!overlaps(ry, rbias), "y ", y.str(), " overlaps bias ", bias.str());
+  RESP_CHECK_SHAPE(!tensors_overlap(y, bias), "y ", y.str(), " overlaps bias ", bias.str());
   const float* bp = rbias.data;
   const int nt = threads_for(ry.rows * ry.cols, thresholds_.elementwise);
 #pragma omp parallel for num_threads(nt) if (nt > 1)
@@ -261,8 +236,8 @@ void CpuBackend::rmsnorm(const Tensor& out, const Tensor& x, const Tensor& w, fl
   RESP_CHECK_SHAPE(
       x.rank() == 2 && out.shape() == x.shape() && w.rank() == 1 && w.dim(0) == x.dim(1), "x ",
       x.str(), " and out ", out.str(), " must be [R, D] and w ", w.str(), " [D]");
-  check_alias("rmsnorm", "out", ro, "x", rx, out, x);
-  RESP_CHECK_SHAPE(!overlaps(ro, rw), "out ", out.str(), " overlaps w ", w.str());
+  check_in_place_or_disjoint("rmsnorm", "out", out, "x", x);
+  RESP_CHECK_SHAPE(!tensors_overlap(out, w), "out ", out.str(), " overlaps w ", w.str());
   const int64_t d = rx.cols;
   if (d == 0) return;
   const float* wp = rw.data;
@@ -368,9 +343,9 @@ AttentionCall check_attention(const Tensor& out, const Tensor& q, const Tensor& 
   check_dtype("attention", "kv_of_head", kv_of_head, DType::I32);
   const AttentionDims dims = check_attention_args("attention", q, k, v, kv_of_head, q_offset);
   RESP_CHECK_SHAPE(out.shape() == q.shape(), "out ", out.str(), " must match q ", q.str());
-  check_alias("attention", "out", ro, "q", rq, out, q);
-  RESP_CHECK_SHAPE(!overlaps(ro, rk) && !overlaps(ro, rv), "out ", out.str(), " overlaps k ",
-                   k.str(), " or v ", v.str());
+  check_in_place_or_disjoint("attention", "out", out, "q", q);
+  RESP_CHECK_SHAPE(!tensors_overlap(out, k) && !tensors_overlap(out, v), "out ", out.str(),
+                   " overlaps k ", k.str(), " or v ", v.str());
   const int32_t* kvh = kv_of_head.i32();
   for (int64_t h = 0; h < dims.hq; ++h)
     RESP_CHECK_SHAPE(kvh[h] >= 0 && kvh[h] < dims.hkv, "kv_of_head[", h, "] = ", kvh[h],
@@ -531,8 +506,8 @@ void CpuBackend::swiglu(const Tensor& out, const Tensor& gate, const Tensor& up)
   const Rows ru = f32_rows("swiglu", "up", up);
   RESP_CHECK_SHAPE(out.shape() == gate.shape() && up.shape() == gate.shape(), "out ", out.str(),
                    ", gate ", gate.str(), ", up ", up.str(), " must have the same shape");
-  check_alias("swiglu", "out", ro, "gate", rg, out, gate);
-  check_alias("swiglu", "out", ro, "up", ru, out, up);
+  check_in_place_or_disjoint("swiglu", "out", out, "gate", gate);
+  check_in_place_or_disjoint("swiglu", "out", out, "up", up);
   auto kernel = [](float* o, const float* g, const float* u, int64_t n) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
@@ -560,7 +535,8 @@ void CpuBackend::embedding(const Tensor& out, const Tensor& table, const Tensor&
                        out.dim(0) == ids.dim(0) && out.dim(1) == table.dim(1),
                    "table ", table.str(), " must be [V, H], ids ", ids.str(), " [T], out ",
                    out.str(), " [T, H]");
-  RESP_CHECK_SHAPE(!overlaps(ro, rt), "out ", out.str(), " overlaps table ", table.str());
+  RESP_CHECK_SHAPE(!tensors_overlap(out, table), "out ", out.str(), " overlaps table ",
+                   table.str());
   const int64_t t_len = ids.dim(0), vocab = table.dim(0), h = table.dim(1);
   const int32_t* id = ids.i32();
   for (int64_t t = 0; t < t_len; ++t)
@@ -579,8 +555,8 @@ void CpuBackend::add(const Tensor& out, const Tensor& a, const Tensor& b) {
   const Rows rb = f32_rows("add", "b", b);
   RESP_CHECK_SHAPE(out.shape() == a.shape() && b.shape() == a.shape(), "out ", out.str(), ", a ",
                    a.str(), ", b ", b.str(), " must have the same shape");
-  check_alias("add", "out", ro, "a", ra, out, a);
-  check_alias("add", "out", ro, "b", rb, out, b);
+  check_in_place_or_disjoint("add", "out", out, "a", a);
+  check_in_place_or_disjoint("add", "out", out, "b", b);
   auto kernel = [](float* o, const float* x, const float* y, int64_t n) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) o[i] = x[i] + y[i];
@@ -620,7 +596,7 @@ void CpuBackend::softmax(const Tensor& out, const Tensor& x) {
   const Rows rx = f32_rows("softmax", "x", x);
   RESP_CHECK_SHAPE(x.rank() == 2 && out.shape() == x.shape(), "x ", x.str(), " and out ", out.str(),
                    " must be the same [R, N]");
-  check_alias("softmax", "out", ro, "x", rx, out, x);
+  check_in_place_or_disjoint("softmax", "out", out, "x", x);
   const int64_t n = rx.cols;
   if (n == 0) return;
   const int nt = threads_for(rx.rows * n, thresholds_.transcendental);
@@ -638,7 +614,7 @@ void CpuBackend::log_softmax(const Tensor& out, const Tensor& x) {
   const Rows rx = f32_rows("log_softmax", "x", x);
   RESP_CHECK_SHAPE(x.rank() == 2 && out.shape() == x.shape(), "x ", x.str(), " and out ", out.str(),
                    " must be the same [R, N]");
-  check_alias("log_softmax", "out", ro, "x", rx, out, x);
+  check_in_place_or_disjoint("log_softmax", "out", out, "x", x);
   const int64_t n = rx.cols;
   if (n == 0) return;
   const int nt = threads_for(rx.rows * n, thresholds_.transcendental);

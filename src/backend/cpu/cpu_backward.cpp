@@ -125,13 +125,15 @@ void CpuBackend::rmsnorm_backward(const Tensor& dx, const Tensor& dw, const Tens
   const float* wp = w.f32();
   float* dxp = dx.f32();
   const int nt = threads_for(R * D, thresholds_.rowwise);
-  std::vector<double> dw_part(dw.empty() ? 0 : static_cast<size_t>(nt * D), 0.0);
-#pragma omp parallel num_threads(nt)
-  {
-    const int tid = omp_get_thread_num();
-    double* dwt = dw_part.empty() ? nullptr : dw_part.data() + static_cast<size_t>(tid) * D;
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < R; ++r) {
+  // dw sums over rows in fixed chunks (partials in double, added in chunk order), so its bits
+  // do not depend on the thread count.
+  constexpr int64_t kRowChunks = 8;
+  const int64_t chunks = std::min(kRowChunks, R);
+  std::vector<double> dw_part(dw.empty() ? 0 : static_cast<size_t>(chunks * D), 0.0);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    double* dwt = dw_part.empty() ? nullptr : dw_part.data() + ch * D;
+    for (int64_t r = R * ch / chunks; r < R * (ch + 1) / chunks; ++r) {
       const float* xr = xp + r * D;
       const float* dyr = dyp + r * D;
       double ss = 0;
@@ -158,7 +160,7 @@ void CpuBackend::rmsnorm_backward(const Tensor& dx, const Tensor& dw, const Tens
     float* dwp = dw.f32();
     for (int64_t i = 0; i < D; ++i) {
       double s = 0;
-      for (int t = 0; t < nt; ++t) s += dw_part[static_cast<size_t>(t * D + i)];
+      for (int64_t ch = 0; ch < chunks; ++ch) s += dw_part[static_cast<size_t>(ch * D + i)];
       dwp[i] += static_cast<float>(s);
     }
   }
@@ -229,50 +231,41 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
   // Multiply-adds of the five products: 5 * D * (keys seen) per query row and head.
   const int64_t work = 5 * Hq * D * T * (q_offset + (T + 1) / 2);
   const int nt = threads_for(work, thresholds_.attention);
-  if (nt == 1) {
-    // Serially, straight into dK/dV, OpenBLAS on one thread too.
-    const cpu::BlasThreads blas(1, threads_);
-    std::vector<float> P(static_cast<size_t>(std::min(T, kAttnBlock) * N)), dP(P.size());
-    for (int64_t g = 0; g < Hkv; ++g)
-      for (int64_t h : heads_of[static_cast<size_t>(g)])
-        for (int64_t b = 0; b < nblk; ++b)
-          attention_backward_block(
-              q.f32() + h * D, dout.f32() + h * D, dq.f32() + h * D, ldq, k.f32() + g * D,
-              v.f32() + g * D, ldk, dk.f32() + g * D, dv.f32() + g * D, ldk, b * kAttnBlock,
-              std::min(kAttnBlock, T - b * kAttnBlock), q_offset, D, scale, P.data(), dP.data());
-    return;
-  }
-  // One KV group at a time, its (head, query block) items spread over the threads (largest
-  // blocks first); each thread sums dK/dV of its items in a private [N, D] buffer, and the
-  // buffers are added up at the end of the group. Balanced whatever the group sizes.
-  std::vector<float> part(static_cast<size_t>(nt) * 2 * static_cast<size_t>(N * D));
-#pragma omp parallel num_threads(nt)
+  // dK/dV of a key sum over every (head, query block) item of its KV group. The items are dealt
+  // round-robin (largest blocks first) to kLanes lanes, each summing its items in index order in
+  // a private [N, D] pair, and the lanes are added in lane order. The lanes, not the threads,
+  // fix the order of every sum, so one thread and any number of threads give the same bits.
+  constexpr int64_t kLanes = 4;
+  const cpu::BlasThreads blas(1, threads_);  // inside the items OpenBLAS runs on one thread
+  std::vector<float> part(static_cast<size_t>(kLanes) * 2 * static_cast<size_t>(N * D));
+  auto lane_k = [&](int64_t lane) { return part.data() + lane * 2 * N * D; };
+#pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    const int tid = omp_get_thread_num();
-    const int nth = omp_get_num_threads();
     std::vector<float> P(static_cast<size_t>(std::min(T, kAttnBlock) * N)), dP(P.size());
-    float* myk = part.data() + static_cast<size_t>(tid) * 2 * static_cast<size_t>(N * D);
-    float* myv = myk + N * D;
     for (int64_t g = 0; g < Hkv; ++g) {
       const std::vector<int64_t>& hs = heads_of[static_cast<size_t>(g)];
       if (hs.empty()) continue;  // same decision on every thread
       const int64_t nh = static_cast<int64_t>(hs.size());
-      std::fill(myk, myk + 2 * N * D, 0.0f);
-#pragma omp for schedule(dynamic)
-      for (int64_t it = 0; it < nh * nblk; ++it) {
-        const int64_t b = nblk - 1 - it / nh, h = hs[static_cast<size_t>(it % nh)];
-        attention_backward_block(q.f32() + h * D, dout.f32() + h * D, dq.f32() + h * D, ldq,
-                                 k.f32() + g * D, v.f32() + g * D, ldk, myk, myv, D, b * kAttnBlock,
-                                 std::min(kAttnBlock, T - b * kAttnBlock), q_offset, D, scale,
-                                 P.data(), dP.data());
-      }  // implicit barrier: every partial is complete
+      const int64_t items = nh * nblk, lanes = std::min(kLanes, items);
+#pragma omp for schedule(static, 1)
+      for (int64_t lane = 0; lane < lanes; ++lane) {
+        float* lk = lane_k(lane);
+        float* lv = lk + N * D;
+        std::fill(lk, lk + 2 * N * D, 0.0f);
+        for (int64_t it = lane; it < items; it += kLanes) {
+          const int64_t b = nblk - 1 - it / nh, h = hs[static_cast<size_t>(it % nh)];
+          attention_backward_block(q.f32() + h * D, dout.f32() + h * D, dq.f32() + h * D, ldq,
+                                   k.f32() + g * D, v.f32() + g * D, ldk, lk, lv, D, b * kAttnBlock,
+                                   std::min(kAttnBlock, T - b * kAttnBlock), q_offset, D, scale,
+                                   P.data(), dP.data());
+        }
+      }  // implicit barrier: every lane is complete
 #pragma omp for schedule(static)
       for (int64_t j = 0; j < N; ++j) {
         float* dkr = dk.f32() + j * ldk + g * D;
         float* dvr = dv.f32() + j * ldk + g * D;
-        for (int t = 0; t < nth; ++t) {
-          const float* pk =
-              part.data() + static_cast<size_t>(t) * 2 * static_cast<size_t>(N * D) + j * D;
+        for (int64_t lane = 0; lane < lanes; ++lane) {
+          const float* pk = lane_k(lane) + j * D;
           const float* pv = pk + N * D;
 #pragma omp simd
           for (int64_t d = 0; d < D; ++d) {
@@ -280,7 +273,7 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
             dvr[d] += pv[d];
           }
         }
-      }  // implicit barrier before the partials are cleared for the next group
+      }  // implicit barrier before the lanes are cleared for the next group
     }
   }
 }

@@ -56,28 +56,6 @@ const int32_t* i32_contig(const char* op, const char* what, const Tensor& t) {
   return static_cast<const int32_t*>(t.data());
 }
 
-struct Span {
-  const char* b;
-  const char* e;
-};
-Span span_of(const k::Rows& r) {
-  const char* b = reinterpret_cast<const char*>(r.p);
-  if (r.rows == 0 || r.cols == 0) return {b, b};
-  return {b, b + ((r.rows - 1) * r.ld + r.cols) * static_cast<int64_t>(sizeof(float))};
-}
-bool overlaps(const k::Rows& x, const k::Rows& y) {
-  const Span a = span_of(x), b = span_of(y);
-  return a.b < b.e && b.b < a.e;
-}
-bool same_view(const k::Rows& x, const k::Rows& y) {
-  return x.p == y.p && x.rows == y.rows && x.cols == y.cols && x.ld == y.ld;
-}
-void check_alias(const char* op, const char* out_name, const k::Rows& out, const char* in_name,
-                 const k::Rows& in) {
-  if (overlaps(out, in) && !same_view(out, in))
-    throw ShapeError(cat(op, ": ", out_name, " partially overlaps ", in_name));
-}
-
 k::AttnArgs attn_args(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
                       const Tensor& kv_of_head, int64_t q_offset, float scale) {
   const k::Rows rq = f32_rows(op, "q", q), rk = f32_rows(op, "k", k), rv = f32_rows(op, "v", v);
@@ -500,7 +478,7 @@ void CudaBackend::add_bias(const Tensor& y, const Tensor& bias) {
   const k::Rows rb = f32_rows("add_bias", "bias", bias);
   RESP_CHECK_SHAPE(y.rank() == 2 && bias.rank() == 1 && bias.dim(0) == y.dim(1), "y ", y.str(),
                    " must be [R, N] and bias ", bias.str(), " [N]");
-  RESP_CHECK_SHAPE(!overlaps(ry, rb), "y ", y.str(), " overlaps bias ", bias.str());
+  RESP_CHECK_SHAPE(!tensors_overlap(y, bias), "y ", y.str(), " overlaps bias ", bias.str());
   k::add_bias(ry, rb.p, stream_.get());
   cuda::check_launch("add_bias");
 }
@@ -512,7 +490,7 @@ void CudaBackend::rmsnorm(const Tensor& out, const Tensor& x, const Tensor& w, f
   RESP_CHECK_SHAPE(
       x.rank() == 2 && out.shape() == x.shape() && w.rank() == 1 && w.dim(0) == x.dim(1), "x ",
       x.str(), " and out ", out.str(), " must be [R, D] and w ", w.str(), " [D]");
-  check_alias("rmsnorm", "out", ro, "x", rx);
+  check_in_place_or_disjoint("rmsnorm", "out", out, "x", x);
   k::rmsnorm(ro, rx, rw.p, eps, stream_.get());
   cuda::check_launch("rmsnorm");
 }
@@ -535,10 +513,9 @@ void CudaBackend::attention(const Tensor& out, const Tensor& q, const Tensor& k,
   const k::AttnArgs a = attn_args("attention", q, k, v, kv_of_head, q_offset, scale);
   const k::Rows ro = f32_rows("attention", "out", out);
   RESP_CHECK_SHAPE(out.shape() == q.shape(), "out ", out.str(), " must match q ", q.str());
-  check_alias("attention", "out", ro, "q", rows_of("attention", "q", q));
-  RESP_CHECK_SHAPE(
-      !overlaps(ro, rows_of("attention", "k", k)) && !overlaps(ro, rows_of("attention", "v", v)),
-      "out ", out.str(), " overlaps k or v");
+  check_in_place_or_disjoint("attention", "out", out, "q", q);
+  RESP_CHECK_SHAPE(!tensors_overlap(out, k) && !tensors_overlap(out, v), "out ", out.str(),
+                   " overlaps k or v");
   const int64_t need = k::attention_scratch(a);
   float* sc =
       need > 0 ? static_cast<float*>(scratch(static_cast<size_t>(need) * sizeof(float))) : nullptr;
@@ -559,11 +536,10 @@ void CudaBackend::attention_decode_batch(const Tensor& out, const Tensor& q, con
   float* vc = f32_contig(op, "v_cache", v_cache);
   RESP_CHECK_SHAPE(q.dim(2) <= k::kMaxHeadDim, "head dim ", q.dim(2), " of q ", q.str(),
                    " exceeds the CUDA attention kernels' limit ", k::kMaxHeadDim);
-  check_alias(op, "out", ro, "q", rq);
-  const k::Rows rkc{kc, 1, k_cache.numel(), k_cache.numel()};
-  const k::Rows rvc{vc, 1, v_cache.numel(), v_cache.numel()};
-  RESP_CHECK_SHAPE(!overlaps(ro, rkc) && !overlaps(ro, rvc) && !overlaps(rkc, rvc), "out ",
-                   out.str(), ", k_cache ", k_cache.str(), " and v_cache ", v_cache.str(),
+  check_in_place_or_disjoint(op, "out", out, "q", q);
+  RESP_CHECK_SHAPE(!tensors_overlap(out, k_cache) && !tensors_overlap(out, v_cache) &&
+                       !tensors_overlap(k_cache, v_cache),
+                   "out ", out.str(), ", k_cache ", k_cache.str(), " and v_cache ", v_cache.str(),
                    " must not overlap");
   k::DecodeBatchArgs a{};
   a.q = rq.p;
@@ -597,8 +573,8 @@ void CudaBackend::swiglu(const Tensor& out, const Tensor& gate, const Tensor& up
   const k::Rows ru = f32_rows("swiglu", "up", up);
   RESP_CHECK_SHAPE(out.shape() == gate.shape() && up.shape() == gate.shape(), "out ", out.str(),
                    ", gate ", gate.str(), ", up ", up.str(), " must have the same shape");
-  check_alias("swiglu", "out", ro, "gate", rg);
-  check_alias("swiglu", "out", ro, "up", ru);
+  check_in_place_or_disjoint("swiglu", "out", out, "gate", gate);
+  check_in_place_or_disjoint("swiglu", "out", out, "up", up);
   k::swiglu(ro, rg, ru, stream_.get());
   cuda::check_launch("swiglu");
 }
@@ -622,8 +598,8 @@ void CudaBackend::add(const Tensor& out, const Tensor& a, const Tensor& b) {
   const k::Rows rb = f32_rows("add", "b", b);
   RESP_CHECK_SHAPE(out.shape() == a.shape() && b.shape() == a.shape(), "out ", out.str(), ", a ",
                    a.str(), ", b ", b.str(), " must have the same shape");
-  check_alias("add", "out", ro, "a", ra);
-  check_alias("add", "out", ro, "b", rb);
+  check_in_place_or_disjoint("add", "out", out, "a", a);
+  check_in_place_or_disjoint("add", "out", out, "b", b);
   k::add(ro, ra, rb, stream_.get());
   cuda::check_launch("add");
 }
@@ -638,7 +614,7 @@ void CudaBackend::softmax(const Tensor& out, const Tensor& x) {
   const k::Rows rx = f32_rows("softmax", "x", x);
   RESP_CHECK_SHAPE(x.rank() == 2 && out.shape() == x.shape(), "x ", x.str(), " and out ", out.str(),
                    " must be the same [R, N]");
-  check_alias("softmax", "out", ro, "x", rx);
+  check_in_place_or_disjoint("softmax", "out", out, "x", x);
   k::softmax(ro, rx, false, stream_.get());
   cuda::check_launch("softmax");
 }
@@ -648,7 +624,7 @@ void CudaBackend::log_softmax(const Tensor& out, const Tensor& x) {
   const k::Rows rx = f32_rows("log_softmax", "x", x);
   RESP_CHECK_SHAPE(x.rank() == 2 && out.shape() == x.shape(), "x ", x.str(), " and out ", out.str(),
                    " must be the same [R, N]");
-  check_alias("log_softmax", "out", ro, "x", rx);
+  check_in_place_or_disjoint("log_softmax", "out", out, "x", x);
   k::softmax(ro, rx, true, stream_.get());
   cuda::check_launch("log_softmax");
 }
