@@ -12,44 +12,7 @@ namespace resp {
 
 using namespace yaml_schema;
 
-namespace {
-
-constexpr const char* kDefaults = R"(model:
-  config: ""
-  init_from: ""
-  tokenizer: auto
-  init_std: 0.02
-data:
-  path: ""
-  format: gsm8k-thinking
-  max_length: 512
-  chat_format: auto
-loss:
-  tokens: response
-optimizer:
-  lr: 0.001
-  min_lr: 0.0001
-  weight_decay: 0.1
-  beta1: 0.9
-  beta2: 0.95
-  eps: 1.0e-8
-  clip: 1.0
-schedule:
-  steps: 1000
-  warmup: 50
-  batch_size: 16
-  grad_accum: 1
-checkpoint:
-  every: 100
-  save_dtype: f32
-log:
-  every: 10
-seed: 0
-parallel:
-  threads: 0
-)";
-
-}  // namespace
+namespace {}  // namespace
 
 double TrainConfig::lr_at(int step) const {
   if (step < warmup) return lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
@@ -60,7 +23,9 @@ double TrainConfig::lr_at(int step) const {
 
 TrainConfig parse_train_config(const std::string& text, const std::vector<std::string>& overrides,
                                const std::string& src, const std::string& base_dir) {
-  YAML::Node root = load_with_schema(kDefaults, text, overrides, src);
+  // The schema and its defaults are the struct's initialisers, written out: one source.
+  const std::string defaults = to_yaml(TrainConfig{});
+  YAML::Node root = load_with_schema(defaults.c_str(), text, overrides, src);
   TrainConfig c;
   const auto s = [&](const char* sec, const char* key) { return root[sec][key]; };
   c.model_config = absolute(get<std::string>(s("model", "config"), "model.config", src), base_dir);

@@ -110,5 +110,50 @@ TEST(TrainConfig, UnknownKeysAndImpossibleValuesNameTheKey) {
   EXPECT_EQ(c.data, "/x/d.jsonl");
 }
 
+TEST(TrainConfig, DefaultsAreTheInitialisers) {
+  // The defaults as the YAML schema spelled them before it was derived from TrainConfig{}:
+  // given as a user file, they must change nothing.
+  const std::string before = R"(model:
+  config: m/config.json
+  init_from: ""
+  tokenizer: auto
+  init_std: 0.02
+data:
+  path: d.jsonl
+  format: gsm8k-thinking
+  max_length: 512
+  chat_format: auto
+loss:
+  tokens: response
+optimizer:
+  lr: 0.001
+  min_lr: 0.0001
+  weight_decay: 0.1
+  beta1: 0.9
+  beta2: 0.95
+  eps: 1.0e-8
+  clip: 1.0
+schedule:
+  steps: 1000
+  warmup: 50
+  batch_size: 16
+  grad_accum: 1
+checkpoint:
+  every: 100
+  save_dtype: f32
+log:
+  every: 10
+seed: 0
+parallel:
+  threads: 0
+)";
+  const std::string base = "model: {config: m/config.json}\ndata: {path: d.jsonl}\n";
+  EXPECT_EQ(to_yaml(parse_train_config(before, {}, "t.yaml", "/x")),
+            to_yaml(parse_train_config(base, {}, "t.yaml", "/x")));
+  EXPECT_EQ(
+      to_yaml(parse_train_config(base, {"optimizer.lr=0.5"}, "t.yaml", "/x")).find("lr: 0.001"),
+      std::string::npos);
+}
+
 }  // namespace
 }  // namespace resp
