@@ -90,6 +90,18 @@ int64_t count_kv(const ModelConfig& c) {
 }
 
 // Rank 0 appends one line per iteration / target to RUN/timings.jsonl.
+// A timings.jsonl record: `fields` plus what every record carries (the layout and how much the
+// scores saw), so one-shot and progressive records share their columns.
+nlohmann::json with_run_fields(const ParallelLayout& L, const ImportanceScores& scores,
+                               nlohmann::json fields) {
+  fields.update({{"world", L.world},
+                 {"tp", L.tp},
+                 {"dp", L.dp},
+                 {"calibration_samples", scores.samples},
+                 {"importance_tokens", scores.tokens}});
+  return fields;
+}
+
 void append_timings(const fs::path& run, const nlohmann::json& j) {
   std::ofstream f(run / "timings.jsonl", std::ios::app);
   f << j.dump() << '\n';
@@ -199,18 +211,14 @@ PruneRunResult run_one_shot(const PruneRunOptions& opt, const ParallelContext& p
     result.last_iteration = k;
     ++done_here;
     if (L.rank == 0)
-      append_timings(run, {{"iteration", k},
-                           {"target", u.target},
-                           {"world", L.world},
-                           {"tp", L.tp},
-                           {"dp", L.dp},
-                           {"calibration_samples", state.scores.samples},
-                           {"importance_tokens", state.scores.tokens},
-                           {"t_load", r.t_load},
-                           {"t_importance", h.t_importance},
-                           {"t_prune", h.t_prune - r.t_load},
-                           {"t_checkpoint", h.t_checkpoint},
-                           {"t_iteration", whole.seconds()}});
+      append_timings(run, with_run_fields(L, state.scores,
+                                          {{"iteration", k},
+                                           {"target", u.target},
+                                           {"t_load", r.t_load},
+                                           {"t_importance", h.t_importance},
+                                           {"t_prune", h.t_prune - r.t_load},
+                                           {"t_checkpoint", h.t_checkpoint},
+                                           {"t_iteration", whole.seconds()}}));
     if (stop_after_checkpoint(opt, par, "end of one-shot target", cat("target ", k), k + 1 < n,
                               done_here)) {
       result.stopped = true;
@@ -477,21 +485,17 @@ nlohmann::json iteration_timings(const IterationRecord& r, const IterationTraffi
                                  const RunState& state, const ParallelContext& par,
                                  double t_iteration) {
   const ParallelLayout& L = par.layout;
-  nlohmann::json j = {{"iteration", r.iteration},
-                      {"world", L.world},
-                      {"tp", L.tp},
-                      {"dp", L.dp},
-                      {"regenerated", r.regenerated},
-                      {"generated_sequences", traffic.generated_sequences},
-                      {"generated_tokens", traffic.generated_tokens},
-                      {"calibration_samples", state.scores.samples},
-                      {"importance_tokens", state.scores.tokens},
-                      {"t_load", traffic.t_load},
-                      {"t_generate", r.t_generate},
-                      {"t_importance", r.t_importance},
-                      {"t_prune", r.t_prune - traffic.t_load},
-                      {"t_checkpoint", r.t_checkpoint},
-                      {"t_iteration", t_iteration}};
+  nlohmann::json j = with_run_fields(L, state.scores,
+                                     {{"iteration", r.iteration},
+                                      {"regenerated", r.regenerated},
+                                      {"generated_sequences", traffic.generated_sequences},
+                                      {"generated_tokens", traffic.generated_tokens},
+                                      {"t_load", traffic.t_load},
+                                      {"t_generate", r.t_generate},
+                                      {"t_importance", r.t_importance},
+                                      {"t_prune", r.t_prune - traffic.t_load},
+                                      {"t_checkpoint", r.t_checkpoint},
+                                      {"t_iteration", t_iteration}});
   const CommStats all = comm_stats(par) - traffic.start;
   auto comm_json = [](const CommStats& c) {
     return nlohmann::json{
