@@ -10,6 +10,7 @@
 #include "app/bench_commands.h"
 #include "app/commands.h"
 #include "app/runtime_flags.h"
+#include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_isa.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -147,7 +148,8 @@ int run_bench_forward(const BenchOptions& o) {
                       {"attention_gflop", attn_flops / 1e9},
                       {"sgemm_gflops", gemm},
                       {"fraction_of_sgemm", achieved / gemm},
-                      {"cpu_isa", cpu_isa_name(active_cpu_isa())}};
+                      {"cpu_isa", cpu_isa_name(active_cpu_isa())},
+                      {"omp_wait", cpu::omp_wait_name()}};
   if (rt.par.layout.rank == 0) {
     std::printf("forward prefill: %s, %.1fM params, %d x %d tokens, cpu isa %s\n", o.config.c_str(),
                 config.parameter_count() / 1e6, o.batch, o.seq, cpu_isa_name(active_cpu_isa()));

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -165,6 +166,10 @@ class TimingBackend final : public Backend {
   }
   void cross_entropy(const Tensor& l, const Tensor& x, const Tensor& t, const Tensor& w) override {
     time("cross_entropy", [&] { in_.cross_entropy(l, x, t, w); });
+  }
+  void group_reduce(std::span<double> out, GroupReduce kind, const Tensor& a, const Tensor& b,
+                    bool by_rows, int64_t per_group, double factor) override {
+    time("group_reduce", [&] { in_.group_reduce(out, kind, a, b, by_rows, per_group, factor); });
   }
 
   void reset() {

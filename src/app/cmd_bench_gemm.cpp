@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "app/bench_commands.h"
+#include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_isa.h"
 #include "backend/cpu/gemm_few_rows.h"
 #include "core/error.h"
@@ -136,6 +137,7 @@ int run_bench_gemm(const GemmBenchOptions& o) {
                             {"config", o.config},
                             {"threads", o.threads},
                             {"cpu_isa", cpu_isa_name(active_cpu_isa())},
+                            {"omp_wait", cpu::omp_wait_name()},
                             {"vector_width", gemm_few_rows_width()},
                             {"runs", runs}};
   emit_bench_result(j, o.json_out);

@@ -16,6 +16,7 @@
 #include "app/bench_commands.h"
 #include "app/commands.h"
 #include "app/runtime_flags.h"
+#include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_isa.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -95,9 +96,10 @@ int run_bench_generate(const BenchGenerateOptions& o) {
   nlohmann::json runs = nlohmann::json::array();
   if (root)
     std::printf(
-        "generate: %s, %.1fM params, prompts %d tokens, %d new tokens, greedy, cpu isa %s\n",
+        "generate: %s, %.1fM params, prompts %d tokens, %d new tokens, greedy, cpu isa %s, "
+        "omp wait %s\n",
         o.config.c_str(), config.parameter_count() / 1e6, o.prompt_len, o.new_tokens,
-        cpu_isa_name(active_cpu_isa()));
+        cpu_isa_name(active_cpu_isa()), cpu::omp_wait_name().c_str());
   for (const int B : batches) {
     GenerationConfig gb = g;
     gb.max_new_tokens = o.new_tokens;
@@ -141,6 +143,7 @@ int run_bench_generate(const BenchGenerateOptions& o) {
                         {"threads", o.runtime.threads.value_or(0)},
                         {"tp", rt.par.layout.tp},
                         {"cpu_isa", cpu_isa_name(active_cpu_isa())},
+                        {"omp_wait", cpu::omp_wait_name()},
                         {"runs", runs}};
   if (root) emit_bench_result(out, o.json_out);
   return 0;

@@ -163,8 +163,9 @@ int run_bench_threads(const ThreadsBenchOptions& o) {
   CpuBackend always(o.threads, active_cpu_isa(), cpu::kAlwaysParallel);
   CpuBackend shipped(o.threads, active_cpu_isa(), cpu::default_parallel_thresholds());
   const std::vector<Case> cases = make_cases();
-  std::printf("threads: 1 vs %d threads per op family, cpu isa %s, %d rounds\n", always.threads(),
-              cpu_isa_name(active_cpu_isa()), o.rounds);
+  std::printf("threads: 1 vs %d threads per op family, cpu isa %s, omp wait %s, %d rounds\n",
+              always.threads(), cpu_isa_name(active_cpu_isa()), cpu::omp_wait_name().c_str(),
+              o.rounds);
   std::printf("  %-15s %10s %10s %10s %10s %8s\n", "family", "work", "1t us", "Nt us", "Nt-ship us",
               "1t/Nt");
   nlohmann::json rows = nlohmann::json::array(), suggested = nlohmann::json::object();
@@ -207,9 +208,13 @@ int run_bench_threads(const ThreadsBenchOptions& o) {
                     {"ratio_1t_over_nt", ratio}});
   }
   close_family();
-  const nlohmann::json out = {{"bench", "threads"}, {"threads", always.threads()},
-                              {"rounds", o.rounds}, {"cpu_isa", cpu_isa_name(active_cpu_isa())},
-                              {"rows", rows},       {"suggested", suggested}};
+  const nlohmann::json out = {{"bench", "threads"},
+                              {"threads", always.threads()},
+                              {"rounds", o.rounds},
+                              {"cpu_isa", cpu_isa_name(active_cpu_isa())},
+                              {"omp_wait", cpu::omp_wait_name()},
+                              {"rows", rows},
+                              {"suggested", suggested}};
   emit_bench_result(out, o.json_out);
   return 0;
 }

@@ -1,6 +1,4 @@
 // Entry point: parse the command line, run the chosen subcommand, map errors to exit codes.
-#include <unistd.h>
-
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -8,32 +6,15 @@
 #include <string>
 
 #include "app/commands.h"
+#include "app/omp_wait.h"
 #include "backend/cpu/cpu_isa.h"
 #include "comm/mpi_communicator.h"
 #include "core/error.h"
 #include "core/version.h"
 
-namespace {
-
-// OpenMP threads that wait for work spin before they sleep: about 3 ms under libgomp's default
-// (GOMP_SPINCOUNT 300000). On cores shared with other jobs that spinning takes the core from the
-// very thread the team waits for: `resp eval --limit 5` on the tiny model took 7-8 s on two
-// threads against 1 s on one (issue 18; 0.8-0.9 s passive). So resp's default is
-// OMP_WAIT_POLICY=PASSIVE (sleep at once), unless the user chose a policy (OMP_WAIT_POLICY or
-// GOMP_SPINCOUNT set). libgomp reads both when it is loaded, before main() runs (and an
-// executable's .preinit_array is too early: libc's start-up resets the environment after it),
-// so the default takes effect by executing this program again with it set, once; where that
-// fails (no /proc), resp runs on with libgomp's default. docs/performance.md, "Threads".
-void default_omp_wait_policy(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr) return;
-  if (setenv("OMP_WAIT_POLICY", "PASSIVE", 0) != 0) return;
-  execv("/proc/self/exe", argv);
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  default_omp_wait_policy(argv);
+  // Before anything else: libgomp has read its environment already, and this may re-execute.
+  resp::app::apply_default_omp_wait(argc, argv);
   CLI::App root{"resp: self-reflective structured pruning (RESP) of reasoning language models"};
   // The version line names the CPU kernels' ISA too: what a job log needs to explain the speed
   // (or a refused RESP_CPU_ISA) of a node.

@@ -1,4 +1,5 @@
-// Importance criteria and the scores they produce. Formulas: docs/importance.md.
+// Importance criteria and the scores they produce. Formulas: docs/importance.md (scorer.cpp
+// computes them).
 #pragma once
 
 #include <string>

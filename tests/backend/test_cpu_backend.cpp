@@ -8,6 +8,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
@@ -182,18 +183,35 @@ TEST(CpuParallel, ThresholdsNeverChangeResults) {
   }
 }
 
-// The spinning table only when the process spins (the thresholds assume what a region costs).
+// The spinning table only when the process spins (the thresholds assume what a region costs):
+// OMP_WAIT_POLICY=active, or a bounded spin (GOMP_SPINCOUNT, what resp sets on idle CPUs)
+// unless OMP_WAIT_POLICY says passive.
 TEST(CpuParallel, ThresholdsFollowTheWaitPolicy) {
-  const char* saved = std::getenv("OMP_WAIT_POLICY");
-  const std::string before = saved ? saved : "";
+  const auto saved = [](const char* name) {
+    const char* v = std::getenv(name);
+    return std::pair<bool, std::string>(v != nullptr, v ? v : "");
+  };
+  const auto policy = saved("OMP_WAIT_POLICY"), spin = saved("GOMP_SPINCOUNT");
+  unsetenv("GOMP_SPINCOUNT");
   setenv("OMP_WAIT_POLICY", "ACTIVE", 1);
   EXPECT_EQ(&cpu::default_parallel_thresholds(), &cpu::kSpinningThresholds);
+  EXPECT_EQ(cpu::omp_wait_name(), "active");
   setenv("OMP_WAIT_POLICY", "passive", 1);
   EXPECT_EQ(&cpu::default_parallel_thresholds(), &cpu::kParallelThresholds);
-  unsetenv("OMP_WAIT_POLICY");
+  EXPECT_EQ(cpu::omp_wait_name(), "passive");
+  setenv("GOMP_SPINCOUNT", "30000", 1);  // passive wins over a spin count
   EXPECT_EQ(&cpu::default_parallel_thresholds(), &cpu::kParallelThresholds);
+  unsetenv("OMP_WAIT_POLICY");
+  EXPECT_EQ(&cpu::default_parallel_thresholds(), &cpu::kSpinningThresholds);
+  EXPECT_EQ(cpu::omp_wait_name(), "spin 30000");
+  setenv("GOMP_SPINCOUNT", "0", 1);
+  EXPECT_EQ(&cpu::default_parallel_thresholds(), &cpu::kParallelThresholds);
+  unsetenv("GOMP_SPINCOUNT");
+  EXPECT_EQ(&cpu::default_parallel_thresholds(), &cpu::kParallelThresholds);
+  EXPECT_EQ(cpu::omp_wait_name(), "libgomp default");
   EXPECT_GT(cpu::kParallelThresholds.gemm, cpu::kSpinningThresholds.gemm);
-  if (saved) setenv("OMP_WAIT_POLICY", before.c_str(), 1);
+  if (policy.first) setenv("OMP_WAIT_POLICY", policy.second.c_str(), 1);
+  if (spin.first) setenv("GOMP_SPINCOUNT", spin.second.c_str(), 1);
 }
 
 TEST_F(CpuBackendTest, AllocateCopyFill) {

@@ -56,7 +56,11 @@ struct Case {
 TEST_F(GemmFewRows, MatchesFloat64ReferenceOnOddShapes) {
   // k covers: below one vector, exact vectors, a partial last vector, several K blocks (> 768)
   // with and without a remainder; m and n cover every edge-tile shape and the 64-row chunking.
+  // The last four stream B (1-2 rows against >= 1 MiB, gemm_few_rows_impl.h): n not a multiple
+  // of the stream count, so the last stream is shorter, with beta and row padding.
   const std::vector<Case> cases = {
+      {1, 1003, 300, 3, 1.0f, 0.5f, 1}, {2, 4099, 70, 0, 1.0f, 0.0f, 2},
+      {1, 2, 140000, 0, 1.0f, 0.0f, 1}, {2, 262147, 1, 1, 1.0f, 0.0f, 1},
       {1, 1, 1, 0, 1.0f, 0.0f, 1},      {1, 7, 5, 0, 1.0f, 0.0f, 1},
       {2, 3, 8, 0, 1.0f, 0.0f, 1},      {3, 4, 9, 3, 1.0f, 0.0f, 1},
       {4, 5, 16, 0, 1.0f, 1.0f, 1},     {5, 6, 17, 1, 0.5f, 0.0f, 1},

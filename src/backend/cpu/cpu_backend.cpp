@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "backend/cpu/cpu_kernels.h"
@@ -84,10 +85,28 @@ void parallel_chunks(int threads, int64_t n, Body&& body) {
 
 namespace cpu {
 
+namespace {
+
+bool spins(const char* policy, const char* spin_count) {
+  if (policy != nullptr) return strcasecmp(policy, "active") == 0;
+  return spin_count != nullptr && std::atoll(spin_count) > 0;
+}
+
+}  // namespace
+
 const ParallelThresholds& default_parallel_thresholds() {
+  return spins(std::getenv("OMP_WAIT_POLICY"), std::getenv("GOMP_SPINCOUNT")) ? kSpinningThresholds
+                                                                              : kParallelThresholds;
+}
+
+std::string omp_wait_name() {
   const char* policy = std::getenv("OMP_WAIT_POLICY");
-  if (policy != nullptr && strcasecmp(policy, "active") == 0) return kSpinningThresholds;
-  return kParallelThresholds;
+  const char* spin_count = std::getenv("GOMP_SPINCOUNT");
+  if (policy != nullptr &&
+      (strcasecmp(policy, "active") == 0 || strcasecmp(policy, "passive") == 0))
+    return strcasecmp(policy, "active") == 0 ? "active" : "passive";
+  if (spin_count != nullptr) return std::string("spin ") + spin_count;
+  return "libgomp default";
 }
 
 BlasThreads::BlasThreads(int call, int backend) : backend_(backend) {

@@ -23,6 +23,10 @@ namespace resp {
 
 namespace cpu {
 struct CpuKernels;
+
+// This process's OpenMP wait policy in words, for benchmark reports: "active", "passive",
+// "spin N" (GOMP_SPINCOUNT) or "libgomp default" (default_parallel_thresholds() follows it).
+std::string omp_wait_name();
 }  // namespace cpu
 
 class CpuBackend final : public Backend {

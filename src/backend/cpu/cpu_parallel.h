@@ -57,9 +57,10 @@ inline constexpr ParallelThresholds kSpinningThresholds{
     .attention = int64_t{1} << 16,
 };
 
-// The table for this process's wait policy: kSpinningThresholds when OMP_WAIT_POLICY is
-// "active" (any case), else kParallelThresholds. (Reads the environment; defined in
-// cpu_backend.cpp.)
+// The table for this process's wait policy: kSpinningThresholds when its threads spin before
+// sleeping (OMP_WAIT_POLICY "active", any case, or a positive GOMP_SPINCOUNT without
+// OMP_WAIT_POLICY "passive": what resp chooses on idle CPUs, src/app/omp_wait.h), else
+// kParallelThresholds. (Reads the environment; defined in cpu_backend.cpp.)
 const ParallelThresholds& default_parallel_thresholds();
 
 // Every threshold 0: each op uses all its threads whatever its size (what `resp bench threads`

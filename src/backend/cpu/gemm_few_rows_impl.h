@@ -37,13 +37,16 @@ constexpr int64_t imax(int64_t a, int64_t b) {
 constexpr int64_t kKBlockMax = 768;
 
 // Up to this many rows of A (batch 1 and 2 decode steps), against a B of at least
-// kStreamMinFloats, a column block is one row of B and B is not software-prefetched: B is then
-// read front to back as a single stream, which the hardware prefetcher follows at the core's
-// full read bandwidth. One SmolLM2-135M decode step's GEMMs at one row took 25-31 instead of
-// 41-42 ms that way (AVX-512; AVX2 22-28 instead of 41-48; docs/performance.md). From 4 rows on
-// the wider tiles win by reusing each B vector across rows, and a small B (likely cached: the
-// tiny model's whole decode step) costs more in per-row overhead than streaming saves. The tile
-// shape never changes what an output sums or in which order.
+// kStreamMinFloats, B is read as kCols sequential streams without software prefetch: B's rows are
+// cut into kCols contiguous parts and a column block takes the same row of each part, so every
+// part is read front to back, a pattern the hardware prefetcher follows, and several parts keep
+// more lines in flight than one. One stream already beat the prefetched blocks of adjacent rows
+// (SmolLM2-135M decode step GEMMs 25-31 instead of 41-42 ms at one row, AVX-512); more streams
+// beat one (the same step, 25 alternating rounds: median 44 ms as 1 stream, 42 as 2, 40 as 3, 36
+// as 4 on AVX-512; AVX2 38 as 1, 36 as 3; docs/performance.md). From 4 rows on the wider tiles
+// win by reusing each B vector across rows, and a small B (likely cached: the tiny model's whole
+// decode step) costs more in per-row overhead than streaming saves. The tile shape never changes
+// what an output sums or in which order.
 constexpr int64_t kStreamRowsMax = 2;
 constexpr int64_t kStreamMinFloats = int64_t{1} << 18;  // 1 MiB of weights
 
@@ -60,15 +63,46 @@ struct Vec {
     return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1u), p);
   }
   static Reg fma(Reg a, Reg b, Reg acc) { return _mm512_fmadd_ps(a, b, acc); }
-  // out[i] = horizontal sum of v[i], i < count. Through memory: GCC 12's 512->256 extracts trip
-  // -Wuninitialized in its own headers.
+  // out[i] = horizontal sum of v[i], i < count, sixteen at a time through a shuffle network:
+  // every level adds each vector's lanes l and l + w (w = 8, 4, 2, 1) for two vectors at once,
+  // so each sum is the tree ((e0 + e8) + (e4 + e12)) + ... whatever its position in the group
+  // (absent vectors are zeros and only ever meet each other). One reduction per vector through
+  // memory cost as much as a 4 x 4 tile's FMAs at K = 576.
+  // The shuffles through their mask forms: GCC 12's plain forms read _mm512_undefined_ps() and
+  // trip -Wuninitialized in its own header.
+  template <int Imm>
+  static Reg quarters(Reg a, Reg b) {
+    return _mm512_maskz_shuffle_f32x4(0xFFFF, a, b, Imm);
+  }
+  template <int Imm>
+  static Reg lanes(Reg a, Reg b) {
+    return _mm512_maskz_shuffle_ps(0xFFFF, a, b, Imm);
+  }
   static void sums(const Reg* v, int count, float* out) {
-    for (int i = 0; i < count; ++i) {
+    for (int g = 0; g < count; g += 16) {
+      Reg x[16];
+      for (int i = 0; i < 16; ++i) x[i] = g + i < count ? v[g + i] : _mm512_setzero_ps();
+      // w = 8: y[p] = [x[2p] lanes 0-7 + 8-15 | x[2p+1] lanes 0-7 + 8-15].
+      Reg y[8];
+      for (int p = 0; p < 8; ++p)
+        y[p] = _mm512_add_ps(quarters<0x44>(x[2 * p], x[2 * p + 1]),
+                             quarters<0xEE>(x[2 * p], x[2 * p + 1]));
+      // w = 4: z[q] holds, per 128-bit quarter, lanes l + (l + 4) of x[4q], x[4q+1], x[4q+2],
+      // x[4q+3] in that order.
+      Reg z[4];
+      for (int q = 0; q < 4; ++q)
+        z[q] = _mm512_add_ps(quarters<0x88>(y[2 * q], y[2 * q + 1]),
+                             quarters<0xDD>(y[2 * q], y[2 * q + 1]));
+      // w = 2 and w = 1 inside each 128-bit quarter.
+      Reg u[2];
+      for (int r = 0; r < 2; ++r)
+        u[r] =
+            _mm512_add_ps(lanes<0x44>(z[2 * r], z[2 * r + 1]), lanes<0xEE>(z[2 * r], z[2 * r + 1]));
+      const Reg s = _mm512_add_ps(lanes<0x88>(u[0], u[1]), lanes<0xDD>(u[0], u[1]));
       alignas(64) float t[16];
-      _mm512_store_ps(t, v[i]);
-      for (int w = 8; w >= 1; w /= 2)
-        for (int l = 0; l < w; ++l) t[l] += t[l + w];
-      out[i] = t[0];
+      _mm512_store_ps(t, s);
+      // Quarter c of s holds x[c], x[4 + c], x[8 + c], x[12 + c] (lanes 4c .. 4c + 3).
+      for (int i = 0; i < 16 && g + i < count; ++i) out[g + i] = t[(i % 4) * 4 + i / 4];
     }
   }
 };
@@ -231,7 +265,9 @@ struct Chunk {
   int64_t steps;    // vector steps per row of A: ceil(k / width)
   int64_t k_block;  // floats per K block (a multiple of the width)
   int64_t k_blocks;
-  int64_t cols;  // rows of B per column block: 1 (streaming, see kStreamRowsMax) or kCols
+  int64_t cols;    // rows of B per column block (Vec::kCols)
+  int64_t stride;  // rows of B between a block's columns: 1, or a stream's length when streaming
+  int64_t blocks;  // column blocks covering B
   float alpha, beta;
 };
 
@@ -240,22 +276,30 @@ Chunk make_chunk(const float* packed, const float* b, int64_t ldb, float* c, int
   const int64_t k_blocks = (k + kKBlockMax - 1) / kKBlockMax;
   const int64_t k_block =
       ((k + k_blocks - 1) / k_blocks + Vec::kWidth - 1) / Vec::kWidth * Vec::kWidth;
-  const int64_t cols = mc <= kStreamRowsMax && n * k >= kStreamMinFloats ? 1 : Vec::kCols;
-  return {packed, b, ldb, c, ldc, mc, n, k, steps, k_block, k_blocks, cols, alpha, beta};
+  // Streaming: a stride of one stream's rows (so `stride` blocks); otherwise adjacent rows.
+  const bool streaming = mc <= kStreamRowsMax && n * k >= kStreamMinFloats;
+  const int64_t stride = streaming ? (n + Vec::kCols - 1) / Vec::kCols : 1;
+  const int64_t blocks = streaming ? stride : (n + Vec::kCols - 1) / Vec::kCols;
+  return {packed, b,       ldb,      c,          ldc,    mc,     n,     k,
+          steps,  k_block, k_blocks, Vec::kCols, stride, blocks, alpha, beta};
 }
 
-// The chunk's rows against the column block of B starting at row j0.
-void column_block(const Chunk& x, int64_t j0) {
-  const int64_t nr = imin(x.cols, x.n - j0);
+// The chunk's rows against column block `blk`: rows j0, j0 + stride, ... of B (at most cols).
+void column_block(const Chunk& x, int64_t blk) {
+  const int64_t j0 = x.stride == 1 ? blk * x.cols : blk;
+  // Columns past n: only in the last block (stride 1), or in the last stream (stride > 1, whose
+  // rows all come after the other streams' rows).
+  const int64_t nr = imin(x.cols, (x.n - j0 + x.stride - 1) / x.stride);
+  const int64_t ldb = x.ldb * x.stride;  // the tiles' distance between columns
   float part[kGemmFewRowsMax * Vec::kCols];
   const float* bj = x.b + j0 * x.ldb;
   // The next column block's rows of B come from DRAM (each weight is read once per call): fetch
   // them while this block computes, spread evenly over its tiles, so memory and arithmetic
-  // overlap without flushing this block's rows from L1. (Not when streaming single rows.)
+  // overlap without flushing this block's rows from L1. (Not when streaming.)
   NextRows next;
   next.base = bj + nr * x.ldb;
   next.ldb = x.ldb;
-  next.rows = x.cols == 1 ? 0 : imax(0, imin(x.cols, x.n - j0 - nr));
+  next.rows = x.stride != 1 ? 0 : imax(0, imin(x.cols, x.n - j0 - nr));
   next.left = next.rows * ((x.k + 15) / 16);
   const int64_t tiles = x.k_blocks * ((x.mc + Vec::kRows - 1) / Vec::kRows);
   const int64_t per_tile = (next.left + tiles - 1) / tiles;
@@ -265,7 +309,7 @@ void column_block(const Chunk& x, int64_t j0) {
       const int64_t mr = imin(Vec::kRows, x.mc - i0);
       const float* ap =
           x.packed + i0 * x.steps * Vec::kWidth + (k0 / Vec::kWidth) * mr * Vec::kWidth;
-      kTiles.fn[(mr - 1) * Vec::kCols + (nr - 1)](ap, bj, x.ldb, k0, k1, part + i0 * Vec::kCols,
+      kTiles.fn[(mr - 1) * Vec::kCols + (nr - 1)](ap, bj, ldb, k0, k1, part + i0 * Vec::kCols,
                                                   k0 == 0, &next, per_tile);
     }
   }
@@ -273,8 +317,10 @@ void column_block(const Chunk& x, int64_t j0) {
   for (int64_t i = 0; i < x.mc; ++i) {
     float* ci = x.c + i * x.ldc + j0;
     const float* pi = part + i * Vec::kCols;
-    for (int64_t j = 0; j < nr; ++j)
-      ci[j] = x.beta == 0.0f ? x.alpha * pi[j] : x.alpha * pi[j] + x.beta * ci[j];
+    for (int64_t j = 0; j < nr; ++j) {
+      float& out = ci[j * x.stride];
+      out = x.beta == 0.0f ? x.alpha * pi[j] : x.alpha * pi[j] + x.beta * out;
+    }
   }
 }
 
@@ -292,10 +338,9 @@ void gemm_few_rows(const float* a, int64_t lda, const float* b, int64_t ldb, flo
     const int64_t mc = imin(kGemmFewRowsMax, m - m0);
     pack_rows(a + m0 * lda, lda, mc, k, steps, packed);
     const Chunk chunk = make_chunk(packed, b, ldb, c + m0 * ldc, ldc, mc, n, k, steps, alpha, beta);
-    const int64_t blocks = (n + chunk.cols - 1) / chunk.cols;
     // The caller decides whether the call is worth threads (cpu_parallel.h).
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int64_t blk = 0; blk < blocks; ++blk) column_block(chunk, blk * chunk.cols);
+    for (int64_t blk = 0; blk < chunk.blocks; ++blk) column_block(chunk, blk);
   }
 }
 
