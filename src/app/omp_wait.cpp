@@ -42,13 +42,20 @@ std::vector<int> allowed_cpus() {
   return cpus;
 }
 
-// MPI ranks that the launcher started on this node (Open MPI, MPICH/Hydra), else 1.
+// Ranks that the launcher started on this node: Open MPI's and MPICH/Hydra's count, else srun's
+// tasks spread over the step's nodes, else 1.
 int local_ranks() {
   for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"})
     if (const char* v = std::getenv(name)) {
       const int n = parse_int(v, 1);
       if (n > 1) return n;
     }
+  const char* tasks = std::getenv("SLURM_STEP_NUM_TASKS");
+  const char* nodes = std::getenv("SLURM_STEP_NUM_NODES");
+  if (tasks != nullptr && nodes != nullptr) {
+    const int t = parse_int(tasks, 1), n = parse_int(nodes, 1);
+    if (t > 1 && n >= 1) return (t + n - 1) / n;
+  }
   return 1;
 }
 
@@ -111,11 +118,11 @@ int requested_threads(int argc, const char* const* argv, const char* omp_num_thr
   return 0;
 }
 
-OmpWait choose_omp_wait(int threads, int allowed_cpus, double idle, int local_ranks) {
+OmpWait choose_omp_wait(int threads, int allowed_cpus, double idle, int sharing_ranks) {
   if (allowed_cpus < 2) return OmpWait::Passive;
   const int team = threads > 0 ? std::min(threads, allowed_cpus) : allowed_cpus;
   if (team < 2) return OmpWait::Passive;
-  const double needed = static_cast<double>(team) * static_cast<double>(std::max(1, local_ranks));
+  const double needed = static_cast<double>(team) * static_cast<double>(std::max(1, sharing_ranks));
   return needed <= allowed_cpus && idle >= needed - 0.5 ? OmpWait::Spin : OmpWait::Passive;
 }
 
@@ -124,7 +131,10 @@ void apply_default_omp_wait(int argc, char** argv) {
   OmpWait choice = OmpWait::Passive;
   const std::vector<int> allowed = allowed_cpus();
   const int threads = requested_threads(argc, argv, std::getenv("OMP_NUM_THREADS"));
-  const int ranks = local_ranks();
+  // A mask narrower than the machine: the launcher bound each rank to its own CPUs, so the other
+  // ranks' threads run elsewhere. The whole machine: they all share these CPUs.
+  const long online = sysconf(_SC_NPROCESSORS_ONLN);
+  const int ranks = online > 0 && static_cast<long>(allowed.size()) < online ? 1 : local_ranks();
   // Sample only where the answer could be "spin" (a lone thread never waits for a team).
   if (choose_omp_wait(threads, static_cast<int>(allowed.size()), 1e9, ranks) == OmpWait::Spin) {
     const std::vector<CpuTimes> before = read_proc_stat();

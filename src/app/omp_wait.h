@@ -45,10 +45,11 @@ int requested_threads(int argc, const char* const* argv, const char* omp_num_thr
 
 enum class OmpWait { Spin, Passive };
 
-// Spin when this process's threads (requested, 0 = one per allowed CPU, times the MPI ranks
-// started on this node) fit on the allowed CPUs that were idle, with half a CPU of slack for
-// the sampling; one thread has no team to wait for.
-OmpWait choose_omp_wait(int threads, int allowed_cpus, double idle, int local_ranks);
+// Spin when this process's threads (requested, 0 = one per allowed CPU, times the ranks that
+// share these CPUs: the launcher's ranks on this node when the affinity mask is the whole
+// machine, else 1) fit on the allowed CPUs that were idle, with half a CPU of slack for the
+// sampling; one thread has no team to wait for.
+OmpWait choose_omp_wait(int threads, int allowed_cpus, double idle, int sharing_ranks);
 
 // The default wait policy: unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set, samples the allowed
 // CPUs for ~30 ms, sets the environment for the choice and executes this program again (libgomp
