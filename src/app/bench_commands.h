@@ -16,6 +16,10 @@ nlohmann::json bench_preset(const std::string& name);
 // (IoError when it cannot be written).
 void emit_bench_result(const nlohmann::json& result, const std::string& json_out);
 
+// What a CPU result depends on beyond its options: {"cpu_isa": the kernels' ISA level in use,
+// "omp_wait": the OpenMP wait policy in force}, to merge into a result (json::update).
+nlohmann::json bench_host_fields();
+
 // `resp bench backward`: forward + backward (GradientPass) throughput vs forward only.
 void register_bench_backward(CLI::App& bench, Action* selected);
 // `resp bench generate`: decode / prefill throughput (continuous batching).

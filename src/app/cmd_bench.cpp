@@ -28,6 +28,10 @@ void emit_bench_result(const nlohmann::json& result, const std::string& json_out
   if (!f) throw IoError(cat("cannot write ", json_out));
 }
 
+nlohmann::json bench_host_fields() {
+  return {{"cpu_isa", cpu_isa_name(active_cpu_isa())}, {"omp_wait", cpu::omp_wait_name()}};
+}
+
 nlohmann::json bench_preset(const std::string& name) {
   if (name == "qwen3-100m")
     return {{"architectures", {"Qwen3ForCausalLM"}},
@@ -147,9 +151,8 @@ int run_bench_forward(const BenchOptions& o) {
                       {"gflops", achieved},
                       {"attention_gflop", attn_flops / 1e9},
                       {"sgemm_gflops", gemm},
-                      {"fraction_of_sgemm", achieved / gemm},
-                      {"cpu_isa", cpu_isa_name(active_cpu_isa())},
-                      {"omp_wait", cpu::omp_wait_name()}};
+                      {"fraction_of_sgemm", achieved / gemm}};
+  r.update(bench_host_fields());
   if (rt.par.layout.rank == 0) {
     std::printf("forward prefill: %s, %.1fM params, %d x %d tokens, cpu isa %s\n", o.config.c_str(),
                 config.parameter_count() / 1e6, o.batch, o.seq, cpu_isa_name(active_cpu_isa()));

@@ -18,7 +18,6 @@
 #include <vector>
 
 #include "app/bench_commands.h"
-#include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_isa.h"
 #include "backend/cpu/gemm_few_rows.h"
 #include "core/error.h"
@@ -133,13 +132,12 @@ int run_bench_gemm(const GemmBenchOptions& o) {
                     {"speedup", best_blas / best_few},
                     {"max_rel_diff", worst_rel}});
   }
-  const nlohmann::json j = {{"bench", "gemm"},
-                            {"config", o.config},
-                            {"threads", o.threads},
-                            {"cpu_isa", cpu_isa_name(active_cpu_isa())},
-                            {"omp_wait", cpu::omp_wait_name()},
-                            {"vector_width", gemm_few_rows_width()},
-                            {"runs", runs}};
+  nlohmann::json j = {{"bench", "gemm"},
+                      {"config", o.config},
+                      {"threads", o.threads},
+                      {"vector_width", gemm_few_rows_width()},
+                      {"runs", runs}};
+  j.update(bench_host_fields());
   emit_bench_result(j, o.json_out);
   return 0;
 }

@@ -142,9 +142,8 @@ int run_bench_generate(const BenchGenerateOptions& o) {
                         {"new_tokens", o.new_tokens},
                         {"threads", o.runtime.threads.value_or(0)},
                         {"tp", rt.par.layout.tp},
-                        {"cpu_isa", cpu_isa_name(active_cpu_isa())},
-                        {"omp_wait", cpu::omp_wait_name()},
                         {"runs", runs}};
+  out.update(bench_host_fields());
   if (root) emit_bench_result(out, o.json_out);
   return 0;
 }

@@ -208,13 +208,12 @@ int run_bench_threads(const ThreadsBenchOptions& o) {
                     {"ratio_1t_over_nt", ratio}});
   }
   close_family();
-  const nlohmann::json out = {{"bench", "threads"},
-                              {"threads", always.threads()},
-                              {"rounds", o.rounds},
-                              {"cpu_isa", cpu_isa_name(active_cpu_isa())},
-                              {"omp_wait", cpu::omp_wait_name()},
-                              {"rows", rows},
-                              {"suggested", suggested}};
+  nlohmann::json out = {{"bench", "threads"},
+                        {"threads", always.threads()},
+                        {"rounds", o.rounds},
+                        {"rows", rows},
+                        {"suggested", suggested}};
+  out.update(bench_host_fields());
   emit_bench_result(out, o.json_out);
   return 0;
 }

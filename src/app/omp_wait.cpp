@@ -7,7 +7,6 @@
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -57,6 +56,16 @@ int local_ranks() {
     if (t > 1 && n >= 1) return (t + n - 1) / n;
   }
   return 1;
+}
+
+// CPUs the team would keep busy spinning (threads x ranks sharing the CPUs), or 0 when it could
+// not spin: a single thread has no team to wait for, and more than the allowed CPUs never fit.
+double spin_demand(int threads, int allowed_cpus, int sharing_ranks) {
+  if (allowed_cpus < 2) return 0;
+  const int team = threads > 0 ? std::min(threads, allowed_cpus) : allowed_cpus;
+  if (team < 2) return 0;
+  const double needed = static_cast<double>(team) * static_cast<double>(std::max(1, sharing_ranks));
+  return needed <= allowed_cpus ? needed : 0;
 }
 
 }  // namespace
@@ -119,11 +128,8 @@ int requested_threads(int argc, const char* const* argv, const char* omp_num_thr
 }
 
 OmpWait choose_omp_wait(int threads, int allowed_cpus, double idle, int sharing_ranks) {
-  if (allowed_cpus < 2) return OmpWait::Passive;
-  const int team = threads > 0 ? std::min(threads, allowed_cpus) : allowed_cpus;
-  if (team < 2) return OmpWait::Passive;
-  const double needed = static_cast<double>(team) * static_cast<double>(std::max(1, sharing_ranks));
-  return needed <= allowed_cpus && idle >= needed - 0.5 ? OmpWait::Spin : OmpWait::Passive;
+  const double needed = spin_demand(threads, allowed_cpus, sharing_ranks);
+  return needed > 0 && idle >= needed - 0.5 ? OmpWait::Spin : OmpWait::Passive;
 }
 
 void apply_default_omp_wait(int argc, char** argv) {
@@ -135,8 +141,8 @@ void apply_default_omp_wait(int argc, char** argv) {
   // ranks' threads run elsewhere. The whole machine: they all share these CPUs.
   const long online = sysconf(_SC_NPROCESSORS_ONLN);
   const int ranks = online > 0 && static_cast<long>(allowed.size()) < online ? 1 : local_ranks();
-  // Sample only where the answer could be "spin" (a lone thread never waits for a team).
-  if (choose_omp_wait(threads, static_cast<int>(allowed.size()), 1e9, ranks) == OmpWait::Spin) {
+  // Sample only where the answer could be "spin".
+  if (spin_demand(threads, static_cast<int>(allowed.size()), ranks) > 0) {
     const std::vector<CpuTimes> before = read_proc_stat();
     std::this_thread::sleep_for(std::chrono::milliseconds(30));
     const std::vector<CpuTimes> after = read_proc_stat();

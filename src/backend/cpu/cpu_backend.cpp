@@ -87,25 +87,29 @@ namespace cpu {
 
 namespace {
 
-bool spins(const char* policy, const char* spin_count) {
-  if (policy != nullptr) return strcasecmp(policy, "active") == 0;
-  return spin_count != nullptr && std::atoll(spin_count) > 0;
-}
+// How libgomp's threads wait, from the variables it read at start-up: OMP_WAIT_POLICY active or
+// passive (any case) decides; otherwise a set GOMP_SPINCOUNT bounds the spin.
+struct OmpWaitEnv {
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  const char* spin_count = std::getenv("GOMP_SPINCOUNT");
+  bool policy_is(const char* p) const { return policy != nullptr && strcasecmp(policy, p) == 0; }
+  bool spins() const {
+    if (policy_is("active")) return true;
+    return !policy_is("passive") && spin_count != nullptr && std::atoll(spin_count) > 0;
+  }
+};
 
 }  // namespace
 
 const ParallelThresholds& default_parallel_thresholds() {
-  return spins(std::getenv("OMP_WAIT_POLICY"), std::getenv("GOMP_SPINCOUNT")) ? kSpinningThresholds
-                                                                              : kParallelThresholds;
+  return OmpWaitEnv{}.spins() ? kSpinningThresholds : kParallelThresholds;
 }
 
 std::string omp_wait_name() {
-  const char* policy = std::getenv("OMP_WAIT_POLICY");
-  const char* spin_count = std::getenv("GOMP_SPINCOUNT");
-  if (policy != nullptr &&
-      (strcasecmp(policy, "active") == 0 || strcasecmp(policy, "passive") == 0))
-    return strcasecmp(policy, "active") == 0 ? "active" : "passive";
-  if (spin_count != nullptr) return std::string("spin ") + spin_count;
+  const OmpWaitEnv env;
+  if (env.policy_is("active")) return "active";
+  if (env.policy_is("passive")) return "passive";
+  if (env.spin_count != nullptr) return std::string("spin ") + env.spin_count;
   return "libgomp default";
 }
 

@@ -265,8 +265,7 @@ struct Chunk {
   int64_t steps;    // vector steps per row of A: ceil(k / width)
   int64_t k_block;  // floats per K block (a multiple of the width)
   int64_t k_blocks;
-  int64_t cols;    // rows of B per column block (Vec::kCols)
-  int64_t stride;  // rows of B between a block's columns: 1, or a stream's length when streaming
+  int64_t stride;  // rows of B between a block's kCols columns: 1, or a stream's length
   int64_t blocks;  // column blocks covering B
   float alpha, beta;
 };
@@ -280,16 +279,15 @@ Chunk make_chunk(const float* packed, const float* b, int64_t ldb, float* c, int
   const bool streaming = mc <= kStreamRowsMax && n * k >= kStreamMinFloats;
   const int64_t stride = streaming ? (n + Vec::kCols - 1) / Vec::kCols : 1;
   const int64_t blocks = streaming ? stride : (n + Vec::kCols - 1) / Vec::kCols;
-  return {packed, b,       ldb,      c,          ldc,    mc,     n,     k,
-          steps,  k_block, k_blocks, Vec::kCols, stride, blocks, alpha, beta};
+  return {packed, b, ldb, c, ldc, mc, n, k, steps, k_block, k_blocks, stride, blocks, alpha, beta};
 }
 
-// The chunk's rows against column block `blk`: rows j0, j0 + stride, ... of B (at most cols).
+// The chunk's rows against column block `blk`: rows j0, j0 + stride, ... of B (at most kCols).
 void column_block(const Chunk& x, int64_t blk) {
-  const int64_t j0 = x.stride == 1 ? blk * x.cols : blk;
+  const int64_t j0 = x.stride == 1 ? blk * Vec::kCols : blk;
   // Columns past n: only in the last block (stride 1), or in the last stream (stride > 1, whose
   // rows all come after the other streams' rows).
-  const int64_t nr = imin(x.cols, (x.n - j0 + x.stride - 1) / x.stride);
+  const int64_t nr = imin(Vec::kCols, (x.n - j0 + x.stride - 1) / x.stride);
   const int64_t ldb = x.ldb * x.stride;  // the tiles' distance between columns
   float part[kGemmFewRowsMax * Vec::kCols];
   const float* bj = x.b + j0 * x.ldb;
@@ -299,7 +297,7 @@ void column_block(const Chunk& x, int64_t blk) {
   NextRows next;
   next.base = bj + nr * x.ldb;
   next.ldb = x.ldb;
-  next.rows = x.stride != 1 ? 0 : imax(0, imin(x.cols, x.n - j0 - nr));
+  next.rows = x.stride != 1 ? 0 : imax(0, imin(Vec::kCols, x.n - j0 - nr));
   next.left = next.rows * ((x.k + 15) / 16);
   const int64_t tiles = x.k_blocks * ((x.mc + Vec::kRows - 1) / Vec::kRows);
   const int64_t per_tile = (next.left + tiles - 1) / tiles;
